@@ -1,0 +1,81 @@
+//! `type: public_key`: a publishable key (Knock's public API key). In `production` it identifies
+//! the application only; in `development` it also authenticates the user named by
+//! `user_id_from` ("use your public key to authenticate all users", Knock docs).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::api_key::KeyRing;
+use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use crate::config::{FieldError, Mode, PublicKeyConfig};
+use crate::reason::Reason;
+
+/// A compiled `public_key` authenticator.
+pub struct PublicKey {
+    name: String,
+    from: Sources,
+    keys: KeyRing,
+    /// Set only in development mode.
+    user_id_from: Option<Sources>,
+    method: Arc<str>,
+}
+
+impl PublicKey {
+    /// Compiles `authenticators.<name>` for `mode`.
+    pub fn compile(
+        name: &str,
+        cfg: &PublicKeyConfig,
+        mode: Mode,
+        path: &str,
+    ) -> Result<Self, FieldError> {
+        let user_id_from = match &cfg.user_id_from {
+            Some(s) => Some(Sources::compile(&s.0, &format!("{path}.user_id_from"))?),
+            None => None,
+        };
+        Ok(PublicKey {
+            name: name.to_string(),
+            from: Sources::compile(&cfg.from.0, &format!("{path}.from"))?,
+            keys: KeyRing::compile(name, &cfg.keys, path)?,
+            user_id_from: user_id_from.filter(|_| mode == Mode::Development),
+            method: "public_key".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl Authenticator for PublicKey {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "public_key"
+    }
+    fn uses_bearer(&self) -> bool {
+        self.from.has_bearer()
+    }
+    fn path_params(&self) -> Vec<String> {
+        let own = self.from.path_params();
+        let uid = self.user_id_from.iter().flat_map(|s| s.path_params());
+        own.chain(uid).map(str::to_string).collect()
+    }
+    async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+        let cred = match self.from.extract(req) {
+            Extracted::Absent => return Verdict::Absent,
+            Extracted::Malformed => return Verdict::Fail(Reason::MalformedCredentials),
+            Extracted::Present(key) => match self.keys.find(&key) {
+                Some(cred) => cred,
+                None => return Verdict::Fail(Reason::InvalidApiKey),
+            },
+        };
+        let mut id = Identity::app(self.method.clone(), cred);
+        if let Some(src) = &self.user_id_from {
+            match src.extract(req) {
+                Extracted::Present(u) => id.user_id = Some(u.into_owned()),
+                Extracted::Malformed => return Verdict::Fail(Reason::MalformedCredentials),
+                Extracted::Absent => {}
+            }
+        }
+        Verdict::Pass(id)
+    }
+}

@@ -1,0 +1,148 @@
+//! A small HTTP/1.1 echo server standing in for the backend (`keygate demo`, integration tests).
+//! It answers every request with JSON describing what arrived: method, target, every header in
+//! order, and the body's length and SHA-256. It counts the requests it receives.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running echo server.
+#[derive(Clone)]
+pub struct Echo {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests received so far.
+    pub hits: Arc<AtomicU64>,
+}
+
+impl Echo {
+    /// Requests received so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Binds `addr` (e.g. `127.0.0.1:0`) and serves on a background thread with its own runtime.
+pub fn spawn(addr: &str) -> std::io::Result<Echo> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let hits = Arc::new(AtomicU64::new(0));
+    let echo = Echo {
+        addr,
+        hits: hits.clone(),
+    };
+    std::thread::Builder::new()
+        .name("echo-upstream".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let hits = hits.clone();
+                    tokio::spawn(async move {
+                        let _ = serve_conn(sock, hits).await;
+                    });
+                }
+            });
+        })?;
+    Ok(echo)
+}
+
+async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()> {
+    let mut rd = BufReader::new(sock);
+    loop {
+        let mut head = Vec::with_capacity(1024);
+        loop {
+            let n = rd.read_until(b'\n', &mut head).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            if head.ends_with(b"\r\n\r\n") || head == b"\r\n" {
+                break;
+            }
+            if head.len() > 1 << 20 {
+                return Ok(());
+            }
+        }
+        if head == b"\r\n" {
+            continue;
+        }
+        let mut hbuf = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut hbuf);
+        if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
+            return Ok(());
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let find = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+            loop {
+                let mut line = String::new();
+                rd.read_line(&mut line).await?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                    .unwrap_or(0);
+                if size == 0 {
+                    let mut end = String::new();
+                    while rd.read_line(&mut end).await? > 2 {
+                        end.clear();
+                    }
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                rd.read_exact(&mut body[start..]).await?;
+                let mut crlf = [0u8; 2];
+                rd.read_exact(&mut crlf).await?;
+            }
+        } else if let Some(len) =
+            find("content-length").and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            body.resize(len, 0);
+            rd.read_exact(&mut body).await?;
+        }
+        let out = serde_json::json!({
+            "method": req.method.unwrap_or(""),
+            "target": req.path.unwrap_or(""),
+            "headers": headers,
+            "body_len": body.len(),
+            "body_sha256": hex::encode(crate::secret::sha256(&body)),
+        })
+        .to_string();
+        let close = find("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{}",
+            out.len(),
+            if close { "connection: close\r\n" } else { "" },
+            out
+        );
+        rd.get_mut().write_all(resp.as_bytes()).await?;
+        if close {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Identity headers: removed from every request (authenticated or not), then set from the
+//! verified identity, so the backend can trust them blindly.
+//!
+//! Matching is case-insensitive and treats `_` as `-`, so `X_Auth_User_Id` is stripped too
+//! (proxies and servers that map underscores to dashes would otherwise let it through:
+//! oauth2-proxy CVE-2025-64484).
+
+use http::header::HeaderName;
+use pingora::http::RequestHeader;
+
+use crate::auth::Identity;
+use crate::config::{FieldError, IdentityConfig};
+
+/// The compiled `identity:` section.
+#[derive(Debug)]
+pub struct IdentityHeaders {
+    prefixes: Vec<Vec<u8>>,
+    exact: Vec<Vec<u8>>,
+    user_id: HeaderName,
+    method: HeaderName,
+    credential: HeaderName,
+    /// (claim name, header) for `identity.claims`.
+    claims: Vec<(String, HeaderName)>,
+}
+
+fn header(v: &str, path: &str) -> Result<HeaderName, FieldError> {
+    HeaderName::from_bytes(v.to_ascii_lowercase().as_bytes())
+        .map_err(|_| FieldError::new(path, format!("invalid header name `{v}`")))
+}
+
+/// Lower-case, `_` -> `-`.
+fn normalise(name: &str) -> Vec<u8> {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+impl IdentityHeaders {
+    /// Compiles `identity:`.
+    pub fn compile(cfg: &IdentityConfig) -> Result<Self, FieldError> {
+        let user_id = header(&cfg.user_id_header, "identity.user_id_header")?;
+        let method = header(&cfg.method_header, "identity.method_header")?;
+        let credential = header(&cfg.credential_header, "identity.credential_header")?;
+        let mut claims = Vec::new();
+        for (claim, h) in &cfg.claims {
+            claims.push((
+                claim.clone(),
+                header(h, &format!("identity.claims.{claim}"))?,
+            ));
+        }
+        let mut exact: Vec<Vec<u8>> = [&user_id, &method, &credential]
+            .iter()
+            .map(|h| normalise(h.as_str()))
+            .collect();
+        exact.extend(claims.iter().map(|(_, h)| normalise(h.as_str())));
+        let prefixes = cfg
+            .strip_prefixes
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| normalise(p))
+            .collect();
+        Ok(IdentityHeaders {
+            prefixes,
+            exact,
+            user_id,
+            method,
+            credential,
+            claims,
+        })
+    }
+
+    /// Claim names whose values must be captured for forwarding.
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.claims.iter().map(|(c, _)| c.as_str())
+    }
+
+    fn is_identity(&self, name: &str) -> bool {
+        let n = name.as_bytes();
+        let eq = |a: &[u8], b: &[u8]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    *y == if *x == b'_' {
+                        b'-'
+                    } else {
+                        x.to_ascii_lowercase()
+                    }
+                })
+        };
+        self.exact.iter().any(|e| eq(n, e))
+            || self
+                .prefixes
+                .iter()
+                .any(|p| n.len() >= p.len() && eq(&n[..p.len()], p))
+    }
+
+    /// Removes every identity header (and underscore/case variant) from `req`.
+    pub fn strip(&self, req: &mut RequestHeader) {
+        let doomed: Vec<HeaderName> = req
+            .headers
+            .keys()
+            .filter(|n| self.is_identity(n.as_str()))
+            .cloned()
+            .collect();
+        for n in doomed {
+            req.remove_header(&n);
+        }
+    }
+
+    /// Sets the identity headers for `id` (after [`strip`](Self::strip)). Values were checked
+    /// by `Identity::check_forwardable`.
+    pub fn apply(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
+        if let Some(u) = &id.user_id {
+            req.insert_header(self.user_id.clone(), u.as_str())?;
+        }
+        req.insert_header(self.method.clone(), &*id.method)?;
+        req.insert_header(self.credential.clone(), &*id.credential)?;
+        for (claim, h) in &self.claims {
+            if let Some(v) = id.claim(claim) {
+                req.insert_header(h.clone(), v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_case_and_underscore_variants() {
+        let ids = IdentityHeaders::compile(&IdentityConfig::default()).unwrap();
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for h in [
+            "X-Auth-User-Id",
+            "x_auth_user_id",
+            "X_AUTH_ANYTHING",
+            "x-auth-method",
+            "x-other",
+        ] {
+            req.append_header(h.to_string(), "spoof").unwrap();
+        }
+        ids.strip(&mut req);
+        let left: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(left, vec!["x-other"]);
+    }
+}

@@ -1,0 +1,21 @@
+//! keygate: an authentication sidecar. A pingora reverse proxy that authenticates every request
+//! per route (public keys, API keys, client secrets, HMAC user tokens, JWTs) and forwards
+//! trusted identity headers to an unmodified backend.
+//!
+//! Layout: [`config`] (YAML schema) -> [`runtime`] (compiled, immutable) -> [`proxy`] (the request
+//! path) using [`routes`], [`auth`] and [`identity`]; [`admin`] and [`metrics`] for operators.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod echo;
+pub mod identity;
+pub mod metrics;
+pub mod proxy;
+pub mod reason;
+pub mod routes;
+pub mod runtime;
+pub mod secret;
+pub mod server;
+pub mod token;

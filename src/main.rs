@@ -1,0 +1,217 @@
+//! The `keygate` command line (spec: "CLI" in `../shared/spec/config-v1.md`).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keygate::config::HmacScheme;
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "Authentication sidecar: authenticates every request per route and forwards trusted identity headers"
+)]
+struct Cli {
+    /// Config file (for `run`, the default command).
+    #[arg(long, short, global = true, env = "KEYGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format: json (default when stdout is not a terminal) or text.
+    #[arg(long, global = true, value_parser = ["json", "text"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Validate a config and print a summary; exits non-zero with file:line and the problem.
+    Check,
+    /// Run with a built-in config and echo upstream, and print ready-to-paste curl commands.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: String,
+    },
+    /// Mint credentials for testing.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Read a secret on stdin and print its SHA-256 in hex (for `sha256` / `secret_sha256`).
+    HashSecret,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// HMAC user token for a user id; the secret comes from KEYGATE_HMAC_SECRET.
+    Hmac {
+        #[arg(long)]
+        user_id: String,
+        #[arg(long, default_value = "hmac_sha256", value_parser = ["hmac_sha256", "sha256_concat"])]
+        scheme: String,
+    },
+    /// A signed JWT. The algorithm follows the key type unless --alg is given.
+    Jwt {
+        /// Private key PEM file (RSA, EC P-256/P-384, Ed25519).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        kid: Option<String>,
+        /// Extra claim, `name=value` (value parsed as JSON when it is JSON). Repeatable.
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+        /// Lifetime: 900, 900s, 15m, 1h.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        #[arg(long)]
+        alg: Option<String>,
+    },
+}
+
+fn init_logs(format: Option<&str>) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = format.map_or(!std::io::stdout().is_terminal(), |f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("keygate: {msg}");
+    ExitCode::from(1)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = || {
+        cli.config
+            .clone()
+            .ok_or("--config FILE (or KEYGATE_CONFIG) is required")
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            init_logs(cli.log_format.as_deref());
+            let path = match config() {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            match keygate::runtime::load(&path) {
+                Ok(rt) => keygate::server::run(rt),
+                Err(e) => fail(e),
+            }
+        }
+        Command::Check => {
+            let path = match config() {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            match keygate::runtime::load(&path) {
+                Ok(rt) => {
+                    println!(
+                        "{}: ok ({:?} mode, {} authenticators, {} routes, upstream {})",
+                        path.display(),
+                        rt.mode,
+                        rt.authenticators.len(),
+                        rt.routes.routes.len(),
+                        rt.upstream.url
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Demo {
+            listen,
+            admin_listen,
+        } => {
+            init_logs(Some(cli.log_format.as_deref().unwrap_or("text")));
+            let (rt, echo, examples) = match keygate::demo::prepare(&listen, &admin_listen) {
+                Ok(x) => x,
+                Err(e) => return fail(e),
+            };
+            println!("keygate demo: proxy on http://{listen}, admin on http://{admin_listen} (/metrics, /healthz, /readyz), echo upstream on http://{}", echo.addr);
+            println!("Paste any of these into another terminal; Ctrl-C stops the demo.\n");
+            for e in &examples {
+                println!("# expect: {}  ({})", e.expect, e.what);
+                println!("{}\n", e.curl);
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            keygate::server::run(rt)
+        }
+        Command::Token(TokenCommand::Hmac { user_id, scheme }) => {
+            let Ok(secret) = std::env::var("KEYGATE_HMAC_SECRET") else {
+                return fail("KEYGATE_HMAC_SECRET is not set");
+            };
+            let scheme = if scheme == "sha256_concat" {
+                HmacScheme::Sha256Concat
+            } else {
+                HmacScheme::HmacSha256
+            };
+            let mac =
+                keygate::auth::hmac_token::compute(scheme, secret.as_bytes(), user_id.as_bytes());
+            println!("{}", hex::encode(mac));
+            ExitCode::SUCCESS
+        }
+        Command::Token(TokenCommand::Jwt {
+            key,
+            sub,
+            kid,
+            claims,
+            ttl,
+            alg,
+        }) => {
+            let run = || -> Result<String, String> {
+                let pem =
+                    std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+                let (k, default_alg) = keygate::token::signing_key(&pem)?;
+                let alg = match alg {
+                    Some(a) => a
+                        .parse()
+                        .map_err(|_| format!("unsupported algorithm {a}"))?,
+                    None => default_alg,
+                };
+                let ttl = keygate::token::parse_ttl(&ttl)?;
+                let now = keygate::token::now();
+                let mut map = serde_json::Map::new();
+                map.insert("sub".into(), sub.into());
+                map.insert("iat".into(), now.into());
+                map.insert("exp".into(), (now + ttl).into());
+                for c in &claims {
+                    let (k, v) = keygate::token::parse_claim(c)?;
+                    map.insert(k, v);
+                }
+                keygate::token::sign(&k, alg, kid.as_deref(), &map)
+            };
+            match run() {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::HashSecret => {
+            let mut input = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+                return fail(e);
+            }
+            let secret = input.strip_suffix('\n').unwrap_or(&input);
+            let secret = secret.strip_suffix('\r').unwrap_or(secret);
+            println!("{}", keygate::token::hash_hex(secret.as_bytes()));
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Prometheus metrics (names per `../shared/spec/config-v1.md`, "Admin port"). Label values
+//! come only from the config (route and authenticator names) and fixed enums.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Route label for requests that matched no route (or were refused before matching).
+pub const NO_ROUTE: &str = "(none)";
+
+/// Buckets from 50 µs (auth) to 30 s (slow upstreams), in seconds.
+const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+];
+
+/// keygate's metric families, registered in one registry with the `process_*` collector.
+pub struct Metrics {
+    pub registry: Registry,
+    /// `keygate_requests_total{route,outcome,reason}`; `reason="none"` when allowed.
+    pub requests: IntCounterVec,
+    /// `keygate_request_duration_seconds{route}`: whole request, upstream included.
+    pub request_duration: HistogramVec,
+    /// `keygate_auth_duration_seconds{authenticator}`: one observation per authenticator run.
+    pub auth_duration: HistogramVec,
+    /// `keygate_upstream_errors_total{kind}`: connect, timeout, other.
+    pub upstream_errors: IntCounterVec,
+    /// `keygate_build_info{version}` = 1.
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "keygate_requests_total",
+                "Requests by route, outcome (allowed/denied) and reason.",
+            ),
+            &["route", "outcome", "reason"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_request_duration_seconds",
+                "Whole request duration, upstream included.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        let auth_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_auth_duration_seconds",
+                "Credential verification duration.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["authenticator"],
+        )
+        .expect("valid metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "keygate_upstream_errors_total",
+                "Failures talking to the upstream, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("keygate_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(auth_duration.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(build_info.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            auth_duration,
+            upstream_errors,
+            build_info,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,189 @@
+//! The compile step: a loaded [`Config`] becomes an immutable [`Runtime`] (decoded keys, route
+//! table, header names, digests) so the request path parses nothing that could be precomputed.
+//! A `Runtime` is swapped whole (arc-swap) on reload.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::auth::{self, Authenticator};
+use crate::config::{self, AuthenticatorConfig, Config, ConfigError, FieldError, Mode, Unmatched};
+use crate::identity::IdentityHeaders;
+use crate::routes::RouteTable;
+
+/// The upstream, resolved at load.
+pub struct Upstream {
+    /// A ready-made peer, cloned per request.
+    pub peer: HttpPeer,
+    /// `scheme://host:port` as configured (for logs).
+    pub url: String,
+}
+
+/// The compiled config.
+pub struct Runtime {
+    pub mode: Mode,
+    pub listen: String,
+    pub admin_listen: String,
+    /// `(cert_file, key_file)` when TLS is terminated on `listen`.
+    pub tls: Option<(String, String)>,
+    pub upstream: Upstream,
+    pub identity: IdentityHeaders,
+    pub authenticators: Vec<Arc<dyn Authenticator>>,
+    pub routes: RouteTable,
+    pub unmatched: Unmatched,
+    pub max_token_bytes: usize,
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
+pub fn load(path: &Path) -> Result<Runtime, ConfigError> {
+    let (cfg, text) = config::load_file(path)?;
+    let file = path.display().to_string();
+    compile(&cfg).map_err(|e| config::locate_error(&text, &file, e))
+}
+
+/// Parses and compiles YAML text (`name` is used in errors).
+pub fn load_str(text: &str, name: &str) -> Result<Runtime, ConfigError> {
+    let cfg = config::parse_str(text, name)?;
+    compile(&cfg).map_err(|e| config::locate_error(text, name, e))
+}
+
+/// Compiles a parsed config.
+pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
+    if cfg.version != 1 {
+        return Err(FieldError::new("version", "only version 1 is supported"));
+    }
+    for (field, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
+        v.parse::<SocketAddr>()
+            .map_err(|_| FieldError::new(field, format!("`{}` is not an ip:port address", v.0)))?;
+    }
+    if cfg.listen.0 == cfg.admin_listen.0 {
+        return Err(FieldError::new("admin_listen", "must differ from listen"));
+    }
+    let identity = IdentityHeaders::compile(&cfg.identity)?;
+    // Claims captured from tokens: mapped identity headers and route binds.
+    let mut forward: Vec<Arc<str>> = identity.claim_names().map(Arc::from).collect();
+    for r in &cfg.routes {
+        for k in r.bind.keys() {
+            if let Some(c) = k.strip_prefix("claims.") {
+                if !forward.iter().any(|f| &**f == c) {
+                    forward.push(c.into());
+                }
+            }
+        }
+    }
+    let forward: Arc<[Arc<str>]> = forward.into();
+    let mut authenticators: Vec<Arc<dyn Authenticator>> = Vec::new();
+    let mut index = HashMap::new();
+    for (name, a) in &cfg.authenticators {
+        let p = format!("authenticators.{name}");
+        if name == "anonymous" {
+            return Err(FieldError::new(p, "`anonymous` is reserved"));
+        }
+        let compiled: Arc<dyn Authenticator> = match a {
+            AuthenticatorConfig::PublicKey(c) => {
+                Arc::new(auth::public_key::PublicKey::compile(name, c, cfg.mode, &p)?)
+            }
+            AuthenticatorConfig::ApiKey(c) => {
+                Arc::new(auth::api_key::ApiKey::compile(name, c, &p)?)
+            }
+            AuthenticatorConfig::ClientSecret(c) => {
+                Arc::new(auth::client_secret::ClientSecret::compile(name, c, &p)?)
+            }
+            AuthenticatorConfig::HmacToken(c) => {
+                Arc::new(auth::hmac_token::HmacToken::compile(name, c, &p)?)
+            }
+            AuthenticatorConfig::Jwt(c) => {
+                Arc::new(auth::jwt::Jwt::compile(name, c, forward.clone(), &p)?)
+            }
+        };
+        index.insert(name.as_str(), authenticators.len());
+        authenticators.push(compiled);
+    }
+    let routes = RouteTable::compile(&cfg.routes, &index, &authenticators)?;
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|t| (t.cert_file.0.clone(), t.key_file.0.clone()));
+    if let Some((cert, key)) = &tls {
+        for (f, field) in [(cert, "tls.cert_file"), (key, "tls.key_file")] {
+            std::fs::metadata(f)
+                .map_err(|e| FieldError::new(field, format!("cannot read {f}: {e}")))?;
+        }
+    }
+    Ok(Runtime {
+        mode: cfg.mode,
+        listen: cfg.listen.0.clone(),
+        admin_listen: cfg.admin_listen.0.clone(),
+        tls,
+        upstream: compile_upstream(&cfg.upstream)?,
+        identity,
+        authenticators,
+        routes,
+        unmatched: cfg.unmatched,
+        max_token_bytes: cfg.limits.max_token_bytes,
+        shutdown_grace_seconds: cfg.shutdown_grace_seconds,
+    })
+}
+
+fn compile_upstream(u: &config::UpstreamConfig) -> Result<Upstream, FieldError> {
+    let url: http::Uri = u
+        .url
+        .parse()
+        .map_err(|_| FieldError::new("upstream.url", "not a URL"))?;
+    let tls = match url.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(FieldError::new(
+                "upstream.url",
+                "scheme must be http or https",
+            ))
+        }
+    };
+    if url
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return Err(FieldError::new(
+            "upstream.url",
+            "must not have a path or query",
+        ));
+    }
+    let host = url
+        .host()
+        .ok_or_else(|| FieldError::new("upstream.url", "missing host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| FieldError::new("upstream.url", format!("cannot resolve {host}")))?;
+    let mut peer = HttpPeer::new(addr, tls, host);
+    peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
+    peer.options.total_connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
+    peer.options.read_timeout = Some(Duration::from_millis(u.read_timeout_ms));
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    Ok(Upstream {
+        peer,
+        url: u.url.0.clone(),
+    })
+}
+
+impl Runtime {
+    /// Authenticators still waiting for keys (`/readyz`).
+    pub fn not_ready(&self) -> Vec<&str> {
+        self.authenticators
+            .iter()
+            .filter(|a| !a.ready())
+            .map(|a| a.name())
+            .collect()
+    }
+}
