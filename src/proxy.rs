@@ -62,12 +62,37 @@ impl Keygate {
             };
             resp.insert_header("www-authenticate", v)?;
         }
+        discard_small_body(session).await;
         let head = session.req_header().method == http::Method::HEAD;
         session.write_response_header(Box::new(resp), head).await?;
         if !head {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(true)
+    }
+}
+
+/// Largest request body read and thrown away so a denied client keeps its connection; a larger
+/// body is not read (an unauthenticated client cannot make keygate consume an upload) and the
+/// connection closes after the denial.
+const DISCARD_LIMIT: usize = 64 * 1024;
+
+async fn discard_small_body(session: &mut Session) {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > DISCARD_LIMIT) {
+        return;
+    }
+    let mut read = 0;
+    while !session.is_body_done() && read <= DISCARD_LIMIT {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            _ => break,
+        }
     }
 }
 

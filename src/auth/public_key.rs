@@ -54,10 +54,10 @@ impl Authenticator for PublicKey {
     fn uses_bearer(&self) -> bool {
         self.from.has_bearer()
     }
+    /// Only the key's own sources: `user_id_from` is optional (a route without that parameter
+    /// yields no user id), as in the spec's `knock_socket` route.
     fn path_params(&self) -> Vec<String> {
-        let own = self.from.path_params();
-        let uid = self.user_id_from.iter().flat_map(|s| s.path_params());
-        own.chain(uid).map(str::to_string).collect()
+        self.from.path_params().map(str::to_string).collect()
     }
     async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
         let cred = match self.from.extract(req) {
