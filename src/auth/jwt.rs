@@ -258,7 +258,14 @@ impl Jwt {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
                 Ok(data) => return self.check_claims(&data.claims, key),
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
-                Err(e) => return Err(map_error(e.kind())),
+                // The signature verified; a required claim of the wrong type (`"exp": "..."`)
+                // is malformed rather than missing.
+                Err(e) => match e.kind() {
+                    ErrorKind::MissingRequiredClaim(c) if claim_present(token, c) => {
+                        return Err(Reason::MalformedCredentials)
+                    }
+                    kind => return Err(map_error(kind)),
+                },
             }
         }
         Err(Reason::InvalidSignature)
@@ -340,6 +347,16 @@ fn looks_like_jws(t: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether the payload of `token` has claim `name` with a non-null value.
+fn claim_present(token: &str, name: &str) -> bool {
+    let seg = token.split('.').nth(1).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(seg)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+        .is_some_and(|m| m.get(name).is_some_and(|v| !v.is_null()))
 }
 
 /// Why a header jsonwebtoken refused: an `alg` it does not know (`none`, `HS1`) is
