@@ -125,6 +125,20 @@ async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()
             body.resize(len, 0);
             rd.read_exact(&mut body).await?;
         }
+        let close = find("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        // `x-echo-response-bytes: N` asks for an N-byte body instead (streaming tests).
+        if let Some(n) = find("x-echo-response-bytes").and_then(|v| v.parse::<usize>().ok()) {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {n}\r\n\r\n");
+            rd.get_mut().write_all(head.as_bytes()).await?;
+            let pattern: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(pattern.len());
+                rd.get_mut().write_all(&pattern[..k]).await?;
+                left -= k;
+            }
+            continue;
+        }
         let out = serde_json::json!({
             "method": req.method.unwrap_or(""),
             "target": req.path.unwrap_or(""),
@@ -133,7 +147,6 @@ async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()
             "body_sha256": hex::encode(crate::secret::sha256(&body)),
         })
         .to_string();
-        let close = find("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n{}",
             out.len(),

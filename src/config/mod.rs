@@ -62,8 +62,41 @@ pub fn load_file(path: &Path) -> Result<(Config, String), ConfigError> {
         file: file.clone(),
         source,
     })?;
-    let config = parse_str(&text, &file)?;
+    let mut config = parse_str(&text, &file)?;
+    if let Some(dir) = path.parent() {
+        rebase_files(&mut config, dir);
+    }
     Ok((config, text))
+}
+
+/// Makes every relative `*_file` path relative to the config file's directory `dir`.
+pub fn rebase_files(cfg: &mut Config, dir: &Path) {
+    let fix = |f: &mut Option<value::Str>| {
+        if let Some(s) = f {
+            if Path::new(&s.0).is_relative() {
+                s.0 = dir.join(&s.0).display().to_string();
+            }
+        }
+    };
+    if let Some(t) = &mut cfg.tls {
+        let (mut c, mut k) = (Some(t.cert_file.clone()), Some(t.key_file.clone()));
+        fix(&mut c);
+        fix(&mut k);
+        (t.cert_file, t.key_file) = (c.unwrap_or_default(), k.unwrap_or_default());
+    }
+    for a in cfg.authenticators.values_mut() {
+        match a {
+            AuthenticatorConfig::PublicKey(c) => c.keys.iter_mut().for_each(|k| fix(&mut k.value_file)),
+            AuthenticatorConfig::ApiKey(c) => c.keys.iter_mut().for_each(|k| fix(&mut k.value_file)),
+            AuthenticatorConfig::ClientSecret(c) => c.clients.iter_mut().for_each(|k| fix(&mut k.secret_file)),
+            AuthenticatorConfig::HmacToken(c) => fix(&mut c.secret_file),
+            AuthenticatorConfig::Jwt(c) => c.keys.iter_mut().for_each(|k| {
+                fix(&mut k.pem_file);
+                fix(&mut k.secret_file);
+                fix(&mut k.jwks_file);
+            }),
+        }
+    }
 }
 
 /// Parses YAML `text`; `file` is only used in error messages.

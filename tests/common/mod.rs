@@ -177,7 +177,10 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let s = TcpStream::connect(addr).unwrap();
+        Self::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    pub fn from_stream(s: TcpStream) -> Conn {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         Conn {
             rd: BufReader::new(s),
