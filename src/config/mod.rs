@@ -113,6 +113,14 @@ pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && path.starts_with(prefix.trim_end_matches('.')) {
+                message = rest.to_string();
+            }
+        }
+        // Internally tagged enums (authenticators) buffer their content, so serde reports the
+        // authenticator's own line: point at the offending line within it instead.
+        let (line, column) = refine(text, line, column, &message);
         ConfigError::Parse {
             file: file.to_string(),
             line,
@@ -121,6 +129,24 @@ pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigError> {
             message,
         }
     })
+}
+
+fn refine(text: &str, line: usize, column: usize, message: &str) -> (usize, usize) {
+    let needle = if let Some(rest) = message.strip_prefix("environment variable ") {
+        rest.split(' ').next().map(|v| format!("${{{v}"))
+    } else if let Some(rest) = message.strip_prefix("unknown field `") {
+        rest.split('`').next().map(|f| format!("{f}:"))
+    } else {
+        None
+    };
+    let Some(needle) = needle else {
+        return (line, column);
+    };
+    text.lines()
+        .enumerate()
+        .skip(line.saturating_sub(1))
+        .find_map(|(i, l)| l.find(&needle).map(|c| (i + 1, c + 1)))
+        .unwrap_or((line, column))
 }
 
 /// Turns a compile-time [`FieldError`] into a [`ConfigError`] with the line of its field.
