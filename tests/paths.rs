@@ -37,7 +37,14 @@ fn path_tricks_are_refused_or_stay_on_their_route() {
         r.assert_denied(400, "malformed_path");
     }
     // `//`, trailing `/` and case changes match no route: denied by default.
-    for p in ["//api/v1/admin", "/api//v1/x", "/healthz/", "/HEALTHZ", "/Public/x", "/api/v1"] {
+    for p in [
+        "//api/v1/admin",
+        "/api//v1/x",
+        "/healthz/",
+        "/HEALTHZ",
+        "/Public/x",
+        "/api/v1",
+    ] {
         let r = request(kg.addr, "GET", p, &[], b"");
         r.assert_denied(403, "no_route");
     }
@@ -47,9 +54,19 @@ fn path_tricks_are_refused_or_stay_on_their_route() {
     request(kg.addr, "GET", "/api/v1//x", &[], b"").assert_denied(401, "missing_credentials");
     // An encoded static segment is matched decoded: /wid%67et is /widget and needs its token.
     request(kg.addr, "GET", "/wid%67et/x", &[], b"").assert_denied(401, "missing_credentials");
-    let r = request(kg.addr, "GET", "/wid%67et/x", &[("X-User-Id", "u1"), ("X-User-Token", &hmac("u1"))], b"");
+    let r = request(
+        kg.addr,
+        "GET",
+        "/wid%67et/x",
+        &[("X-User-Id", "u1"), ("X-User-Token", &hmac("u1"))],
+        b"",
+    );
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["target"], "/wid%67et/x", "the original bytes are forwarded");
+    assert_eq!(
+        r.json()["target"],
+        "/wid%67et/x",
+        "the original bytes are forwarded"
+    );
     assert_eq!(up.hits(), before + 1);
 }
 
@@ -59,12 +76,27 @@ fn path_params_are_compared_decoded_and_forwarded_raw() {
     let tok = user_token("user 1");
     let r = kg.get(
         "/v1/users/user%201/feeds/f%2Dx?x=%2F&&y",
-        &[("Authorization", "Bearer pk_test_1"), ("X-Knock-User-Token", &tok)],
+        &[
+            ("Authorization", "Bearer pk_test_1"),
+            ("X-Knock-User-Token", &tok),
+        ],
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["target"], "/v1/users/user%201/feeds/f%2Dx?x=%2F&&y");
-    assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), Some("user 1"));
+    assert_eq!(
+        r.json()["target"],
+        "/v1/users/user%201/feeds/f%2Dx?x=%2F&&y"
+    );
+    assert_eq!(
+        r.upstream_header("x-auth-user-id").as_deref(),
+        Some("user 1")
+    );
     // A trailing slash is another path: the feed route does not match it.
-    let r = kg.get("/v1/users/user%201/feeds/f/", &[("Authorization", "Bearer pk_test_1"), ("X-Knock-User-Token", &tok)]);
+    let r = kg.get(
+        "/v1/users/user%201/feeds/f/",
+        &[
+            ("Authorization", "Bearer pk_test_1"),
+            ("X-Knock-User-Token", &tok),
+        ],
+    );
     r.assert_denied(403, "no_route");
 }

@@ -26,11 +26,23 @@ fn forwards_requests_byte_for_byte_with_forwarded_headers() {
     assert_eq!(j["target"], "/public/a%20b/c.json?q=1&x=%2F&&y=");
     assert_eq!(j["body_len"], 5);
     let h = r.upstream_headers();
-    assert!(h.contains(&("X-Custom-Thing".into(), "Value  With   Spaces".into())), "{h:?}");
+    assert!(
+        h.contains(&("X-Custom-Thing".into(), "Value  With   Spaces".into())),
+        "{h:?}"
+    );
     assert!(h.contains(&("Host".into(), "app.example".into())), "{h:?}");
-    assert_eq!(r.upstream_header("x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"));
-    assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(r.upstream_header("x-forwarded-host").as_deref(), Some("app.example"));
+    assert_eq!(
+        r.upstream_header("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(
+        r.upstream_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        r.upstream_header("x-forwarded-host").as_deref(),
+        Some("app.example")
+    );
 }
 
 #[test]
@@ -58,8 +70,15 @@ fn spoofed_identity_headers_never_reach_upstream() {
                 );
             }
         }
-        assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), expected_user);
-        assert!(!r.text().contains("admin"), "a spoofed value reached upstream: {}", r.text());
+        assert_eq!(
+            r.upstream_header("x-auth-user-id").as_deref(),
+            expected_user
+        );
+        assert!(
+            !r.text().contains("admin"),
+            "a spoofed value reached upstream: {}",
+            r.text()
+        );
     };
     // Anonymous route, authenticated route, and unmatched-but-forwarded are all stripped.
     let mut headers: Vec<(&str, &str)> = spoofs.to_vec();
@@ -80,14 +99,24 @@ fn denied_requests_never_reach_upstream_and_keep_the_connection() {
     let before = up.hits();
     let mut c = Conn::open(kg.addr);
     for _ in 0..3 {
-        let r = c.request("POST", "/v1/events/x", &[("Authorization", "Bearer nope")], &[b'x'; 1000]);
+        let r = c.request(
+            "POST",
+            "/v1/events/x",
+            &[("Authorization", "Bearer nope")],
+            &[b'x'; 1000],
+        );
         r.assert_denied(401, "invalid_api_key");
         let r = c.request("GET", "/api/v1/x", &[], b"");
         r.assert_denied(401, "missing_credentials");
     }
     assert_eq!(up.hits(), before);
     // The same connection then carries an allowed request.
-    let r = c.request("POST", "/v1/events/x", &[("Authorization", "Bearer ek_ingest_1")], b"{}");
+    let r = c.request(
+        "POST",
+        "/v1/events/x",
+        &[("Authorization", "Bearer ek_ingest_1")],
+        b"{}",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(up.hits(), before + 1);
 }
@@ -100,7 +129,8 @@ fn streams_large_bodies_both_ways() {
     let head = "POST /v1/events/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ek_ingest_1\r\nTransfer-Encoding: chunked\r\n\r\n";
     s.write_all(head.as_bytes()).unwrap();
     for chunk in body.chunks(1 << 20) {
-        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
         s.write_all(chunk).unwrap();
         s.write_all(b"\r\n").unwrap();
     }
@@ -116,7 +146,11 @@ fn streams_large_bodies_both_ways() {
     let r = kg.get("/public/big", &[("X-Echo-Response-Bytes", &n.to_string())]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), n);
-    assert!(r.body.iter().enumerate().all(|(i, b)| *b == ((i % 65536) % 251) as u8));
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == ((i % 65536) % 251) as u8));
 }
 
 #[test]
@@ -125,14 +159,20 @@ fn upstream_failure_is_502_and_keygate_keeps_serving() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let kg = Keygate::start("routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n", dead);
+    let kg = Keygate::start(
+        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
+        dead,
+    );
     for _ in 0..3 {
         let r = kg.get("/x", &[]);
         assert_eq!(r.status, 502);
     }
     assert_eq!(kg.admin_get("/healthz").status, 200);
     let m = kg.admin_get("/metrics").text();
-    assert!(m.contains("keygate_upstream_errors_total{kind=\"connect\"} 3"), "{m}");
+    assert!(
+        m.contains("keygate_upstream_errors_total{kind=\"connect\"} 3"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -145,13 +185,25 @@ fn terminates_tls() {
     );
     let kg = Keygate::start(&body, up.addr);
     let out = std::process::Command::new("curl")
-        .args(["-sS", "--cacert", &fixture("tls.crt"), &format!("https://127.0.0.1:{}/x", kg.addr.port())])
+        .args([
+            "-sS",
+            "--cacert",
+            &fixture("tls.crt"),
+            &format!("https://127.0.0.1:{}/x", kg.addr.port()),
+        ])
         .output()
         .expect("curl is installed (.ci/run installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let headers: Vec<(String, String)> = serde_json::from_value(v["headers"].clone()).unwrap();
-    assert!(headers.contains(&("x-forwarded-proto".into(), "https".into())), "{headers:?}");
+    assert!(
+        headers.contains(&("x-forwarded-proto".into(), "https".into())),
+        "{headers:?}"
+    );
 }
 
 #[test]

@@ -86,9 +86,15 @@ pub fn rebase_files(cfg: &mut Config, dir: &Path) {
     }
     for a in cfg.authenticators.values_mut() {
         match a {
-            AuthenticatorConfig::PublicKey(c) => c.keys.iter_mut().for_each(|k| fix(&mut k.value_file)),
-            AuthenticatorConfig::ApiKey(c) => c.keys.iter_mut().for_each(|k| fix(&mut k.value_file)),
-            AuthenticatorConfig::ClientSecret(c) => c.clients.iter_mut().for_each(|k| fix(&mut k.secret_file)),
+            AuthenticatorConfig::PublicKey(c) => {
+                c.keys.iter_mut().for_each(|k| fix(&mut k.value_file))
+            }
+            AuthenticatorConfig::ApiKey(c) => {
+                c.keys.iter_mut().for_each(|k| fix(&mut k.value_file))
+            }
+            AuthenticatorConfig::ClientSecret(c) => {
+                c.clients.iter_mut().for_each(|k| fix(&mut k.secret_file))
+            }
             AuthenticatorConfig::HmacToken(c) => fix(&mut c.secret_file),
             AuthenticatorConfig::Jwt(c) => c.keys.iter_mut().for_each(|k| {
                 fix(&mut k.pem_file);
