@@ -52,25 +52,6 @@ pub fn parse_digest(hex_digest: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_is_redacted() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "[redacted]");
-    }
-
-    #[test]
-    fn find_digest_matches_only_the_right_key() {
-        let keys = [sha256(b"a"), sha256(b"b")];
-        assert_eq!(find_digest(b"b", &keys), Some(1));
-        assert_eq!(find_digest(b"c", &keys), None);
-        assert!(parse_digest("zz").is_none());
-        assert_eq!(parse_digest(&hex::encode(sha256(b"a"))), Some(keys[0]));
-    }
-}
-
 /// Resolves a secret-bearing field given inline (`<field>`) or as a file (`<field>_file`,
 /// e.g. a Kubernetes secret mount; one trailing newline is removed). Exactly one may be set
 /// when `required`. Errors name the field and file, never the value.
@@ -101,5 +82,24 @@ pub fn resolve(
             Ok(Some(Secret::new(text.to_string())))
         }
         (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "[redacted]");
+    }
+
+    #[test]
+    fn find_digest_matches_only_the_right_key() {
+        let keys = [sha256(b"a"), sha256(b"b")];
+        assert_eq!(find_digest(b"b", &keys), Some(1));
+        assert_eq!(find_digest(b"c", &keys), None);
+        assert!(parse_digest("zz").is_none());
+        assert_eq!(parse_digest(&hex::encode(sha256(b"a"))), Some(keys[0]));
     }
 }

@@ -294,7 +294,7 @@ impl Jwt {
         for (name, allowed) in &self.claims {
             let v = claims.get(name).ok_or(Reason::MissingClaim)?;
             let v = scalar(v).ok_or(Reason::ClaimMismatch)?;
-            if !allowed.iter().any(|a| *a == v) {
+            if !allowed.contains(&v) {
                 return Err(Reason::ClaimMismatch);
             }
         }

@@ -309,7 +309,7 @@ mod tests {
             Extracted::Malformed
         );
         assert_eq!(
-            s.extract(&parts(&h, Some(&"api_key=".repeat(1)))),
+            s.extract(&parts(&h, Some("api_key="))),
             Extracted::Malformed
         );
         let long = format!("api_key={}", "a".repeat(65));

@@ -229,7 +229,7 @@ pub enum AuthenticatorConfig {
     ApiKey(ApiKeyConfig),
     ClientSecret(ClientSecretConfig),
     HmacToken(HmacTokenConfig),
-    Jwt(JwtConfig),
+    Jwt(Box<JwtConfig>),
 }
 
 /// A named key: `value` / `value_file` (plain) or `sha256` (hex digest of the key).
