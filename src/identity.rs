@@ -116,13 +116,15 @@ impl IdentityHeaders {
     /// by `Identity::check_forwardable`.
     pub fn apply(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
         if let Some(u) = &id.user_id {
-            req.insert_header(self.user_id.clone(), u.as_str())?;
+            // Bytes, not &str: UTF-8 user ids travel as obs-text (http's `from_str` would
+            // refuse them); control characters were refused by `check_forwardable`.
+            req.insert_header(self.user_id.clone(), u.as_bytes())?;
         }
         req.insert_header(self.method.clone(), &*id.method)?;
         req.insert_header(self.credential.clone(), &*id.credential)?;
         for (claim, h) in &self.claims {
             if let Some(v) = id.claim(claim) {
-                req.insert_header(h.clone(), v)?;
+                req.insert_header(h.clone(), v.as_bytes())?;
             }
         }
         Ok(())

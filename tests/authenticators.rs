@@ -174,6 +174,21 @@ fn every_authenticator_accepts_valid_credentials_with_identity_headers() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 
+    // UTF-8 user ids are forwarded as they are; empty mapped claims are simply not forwarded.
+    let mut claims = customer_claims("jürgen-東京", "ONAVZK8J");
+    claims["email"] = json!("");
+    let tok = sign("rsa.key", "RS256", Some(DOKA_KID), claims);
+    let r = kg.get(
+        "/api/v1/feeds",
+        &[("Authorization", &format!("Bearer {tok}"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.upstream_header("x-auth-user-id").as_deref(),
+        Some("jürgen-東京")
+    );
+    assert_eq!(r.upstream_header("x-auth-user-email"), None);
+
     // Anonymous route: forwarded, no identity.
     let r = kg.get("/public/doc", &[("X-Auth-User-Id", "spoof")]);
     assert_eq!(r.status, 200);

@@ -63,6 +63,8 @@ pub struct Jwt {
     algorithms: Vec<Algorithm>,
     keys: Vec<StaticKey>,
     by_kid: HashMap<String, Vec<usize>>,
+    /// `0..keys.len()`: the candidates for a token without `kid`, in config order.
+    all_keys: Vec<usize>,
     /// One `Validation` per allowed algorithm (jsonwebtoken's takes the algorithm list).
     validations: Vec<(Algorithm, Validation)>,
     /// `require` entries jsonwebtoken does not check itself (`iat`, custom claims).
@@ -198,6 +200,7 @@ impl Jwt {
             name: name.to_string(),
             from,
             algorithms,
+            all_keys: (0..keys.len()).collect(),
             keys,
             by_kid,
             validations,
@@ -239,10 +242,8 @@ impl Jwt {
             }
             None => &[],
         };
-        let all: Vec<usize>;
         let candidates = if header.kid.is_none() {
-            all = (0..self.keys.len()).collect();
-            &all[..]
+            &self.all_keys[..]
         } else {
             candidates
         };
@@ -307,7 +308,9 @@ impl Jwt {
         for name in self.forward.iter() {
             if let Some(v) = claims.get(&**name).filter(|v| !v.is_null()) {
                 let s = scalar(v).unwrap_or_else(|| v.to_string());
-                forwarded.push((name.clone(), s));
+                if !s.is_empty() {
+                    forwarded.push((name.clone(), s));
+                }
             }
         }
         Ok(Identity {

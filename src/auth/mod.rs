@@ -69,9 +69,12 @@ impl Identity {
     /// Refuses identities that cannot be forwarded verbatim as header values
     /// (CR, LF, NUL or other control characters in the user id or a claim).
     pub fn check_forwardable(&self) -> Result<(), Reason> {
-        let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b >= 0x20 && b != 0x7f);
-        let uid_ok = self.user_id.as_deref().is_none_or(ok);
-        if uid_ok && self.claims.iter().all(|(_, v)| ok(v)) {
+        let clean = |s: &str| s.bytes().all(|b| b >= 0x20 && b != 0x7f);
+        let uid_ok = self
+            .user_id
+            .as_deref()
+            .is_none_or(|u| !u.is_empty() && clean(u));
+        if uid_ok && self.claims.iter().all(|(_, v)| clean(v)) {
             Ok(())
         } else {
             Err(Reason::MalformedCredentials)
