@@ -43,7 +43,7 @@ impl ServeHttp for Admin {
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",
-                self.state.metrics.render(),
+                crate::metrics::metrics().render(),
             ),
             _ => respond(
                 404,

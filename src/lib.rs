@@ -19,3 +19,4 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod token;
+pub mod token_cache;

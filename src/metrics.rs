@@ -1,9 +1,18 @@
 //! Prometheus metrics (names per `../shared/spec/config-v1.md`, "Admin port"). Label values
 //! come only from the config (route and authenticator names) and fixed enums.
 
+use std::sync::OnceLock;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// The process-wide metrics (one keygate per process; a reload keeps counting).
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
 
 /// Route label for requests that matched no route (or were refused before matching).
 pub const NO_ROUTE: &str = "(none)";
@@ -27,11 +36,24 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// `keygate_build_info{version}` = 1.
     pub build_info: IntGaugeVec,
+    /// `keygate_jwks_fetches_total{authenticator,result}`; result: ok, error, timeout,
+    /// http_error, invalid, issuer_mismatch.
+    pub jwks_fetches: IntCounterVec,
+    /// `keygate_jwks_keys{authenticator}`: usable keys in the last fetched set.
+    pub jwks_keys: IntGaugeVec,
+    /// `keygate_jwks_skipped_keys{authenticator}`: keys of the last fetched set keygate cannot use.
+    pub jwks_skipped: IntGaugeVec,
+    /// `keygate_jwks_last_success_timestamp_seconds{authenticator}`: Unix time of the last good fetch.
+    pub jwks_last_success: GaugeVec,
+    /// `keygate_token_cache_hits_total`.
+    pub token_cache_hits: IntCounter,
+    /// `keygate_token_cache_misses_total`.
+    pub token_cache_misses: IntCounter,
 }
 
 impl Metrics {
     /// Creates and registers every family.
-    pub fn new() -> Metrics {
+    fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -75,12 +97,60 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new(
+                "keygate_jwks_fetches_total",
+                "JWK set fetches by authenticator and result.",
+            ),
+            &["authenticator", "result"],
+        )
+        .expect("valid metric");
+        let jwks_keys = IntGaugeVec::new(
+            Opts::new(
+                "keygate_jwks_keys",
+                "Usable keys in the last fetched JWK set.",
+            ),
+            &["authenticator"],
+        )
+        .expect("valid metric");
+        let jwks_skipped = IntGaugeVec::new(
+            Opts::new(
+                "keygate_jwks_skipped_keys",
+                "Keys of the last fetched JWK set that keygate cannot use.",
+            ),
+            &["authenticator"],
+        )
+        .expect("valid metric");
+        let jwks_last_success = GaugeVec::new(
+            Opts::new(
+                "keygate_jwks_last_success_timestamp_seconds",
+                "Unix time of the last successful JWK set fetch.",
+            ),
+            &["authenticator"],
+        )
+        .expect("valid metric");
+        let token_cache_hits = IntCounter::new(
+            "keygate_token_cache_hits_total",
+            "Verified-token cache hits.",
+        )
+        .expect("valid metric");
+        let token_cache_misses = IntCounter::new(
+            "keygate_token_cache_misses_total",
+            "Verified-token cache misses.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(auth_duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(build_info.clone()),
+            Box::new(jwks_fetches.clone()),
+            Box::new(jwks_keys.clone()),
+            Box::new(jwks_skipped.clone()),
+            Box::new(jwks_last_success.clone()),
+            Box::new(token_cache_hits.clone()),
+            Box::new(token_cache_misses.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -92,6 +162,12 @@ impl Metrics {
             auth_duration,
             upstream_errors,
             build_info,
+            jwks_fetches,
+            jwks_keys,
+            jwks_skipped,
+            jwks_last_success,
+            token_cache_hits,
+            token_cache_misses,
         }
     }
 
@@ -100,11 +176,5 @@ impl Metrics {
         let mut out = Vec::with_capacity(8192);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

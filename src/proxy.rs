@@ -14,16 +14,15 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use crate::auth::RequestParts;
 use crate::config::Unmatched;
-use crate::metrics::{Metrics, NO_ROUTE};
+use crate::metrics::{metrics, NO_ROUTE};
 use crate::reason::Reason;
 use crate::routes::{self, check_path};
 use crate::runtime::Runtime;
 
-/// State shared by the proxy and admin services.
+/// State shared by the proxy, admin and background services.
 pub struct State {
     /// The config in force; each request keeps the one it started with.
     pub runtime: ArcSwap<Runtime>,
-    pub metrics: Metrics,
 }
 
 /// The keygate proxy service.
@@ -135,7 +134,7 @@ impl ProxyHttp for Keygate {
             socketio_auth: None,
             max_token_bytes: rt.max_token_bytes,
         };
-        let timings = Some(&self.state.metrics.auth_duration);
+        let timings = Some(&metrics().auth_duration);
         match routes::authorize(route, &rt.authenticators, rt.mode, &parts, timings).await {
             Ok(None) => Ok(false),
             Ok(Some(identity)) => {
@@ -186,7 +185,7 @@ impl ProxyHttp for Keygate {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
-        let m = &self.state.metrics;
+        let m = metrics();
         let route = ctx
             .route
             .map_or(NO_ROUTE, |r| &*ctx.runtime.routes.routes[r].name);

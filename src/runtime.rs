@@ -77,6 +77,13 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         }
     }
     let forward: Arc<[Arc<str>]> = forward.into();
+    let cache =
+        (cfg.token_cache.max_entries > 0 && cfg.token_cache.max_ttl_seconds > 0).then(|| {
+            Arc::new(crate::token_cache::TokenCache::new(
+                cfg.token_cache.max_entries,
+                cfg.token_cache.max_ttl_seconds,
+            ))
+        });
     let mut authenticators: Vec<Arc<dyn Authenticator>> = Vec::new();
     let mut index = HashMap::new();
     for (name, a) in &cfg.authenticators {
@@ -97,9 +104,13 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
             AuthenticatorConfig::HmacToken(c) => {
                 Arc::new(auth::hmac_token::HmacToken::compile(name, c, &p)?)
             }
-            AuthenticatorConfig::Jwt(c) => {
-                Arc::new(auth::jwt::Jwt::compile(name, c, forward.clone(), &p)?)
-            }
+            AuthenticatorConfig::Jwt(c) => Arc::new(auth::jwt::Jwt::compile(
+                name,
+                c,
+                forward.clone(),
+                cache.clone(),
+                &p,
+            )?),
         };
         index.insert(name.as_str(), authenticators.len());
         authenticators.push(compiled);
@@ -178,12 +189,20 @@ fn compile_upstream(u: &config::UpstreamConfig) -> Result<Upstream, FieldError> 
 }
 
 impl Runtime {
-    /// Authenticators still waiting for keys (`/readyz`).
+    /// Authenticators whose keys are not available (`/readyz`).
     pub fn not_ready(&self) -> Vec<&str> {
         self.authenticators
             .iter()
             .filter(|a| !a.ready())
             .map(|a| a.name())
+            .collect()
+    }
+
+    /// The JWK-set providers whose fetch loops must run.
+    pub fn providers(&self) -> Vec<Arc<auth::jwks::JwksProvider>> {
+        self.authenticators
+            .iter()
+            .filter_map(|a| a.provider())
             .collect()
     }
 }

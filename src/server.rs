@@ -9,7 +9,6 @@ use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
-use crate::metrics::Metrics;
 use crate::proxy::{Keygate, State};
 use crate::runtime::Runtime;
 
@@ -17,9 +16,6 @@ use crate::runtime::Runtime;
 pub fn run(runtime: Runtime) -> ! {
     if runtime.mode == crate::config::Mode::Development {
         tracing::warn!("development mode: a public key alone authenticates any claimed user");
-    }
-    for name in runtime.not_ready() {
-        tracing::warn!(authenticator = name, "JWK set providers are not available in this build; requests needing it answer 503 key_source_unavailable");
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let conf = ServerConf {
@@ -35,10 +31,11 @@ pub fn run(runtime: Runtime) -> ! {
     let listen = runtime.listen.clone();
     let admin_listen = runtime.admin_listen.clone();
     let tls = runtime.tls.clone();
+    let providers = runtime.providers();
     let state = Arc::new(State {
         runtime: ArcSwap::from_pointee(runtime),
-        metrics: Metrics::new(),
     });
+    crate::metrics::metrics(); // register every family before the first scrape
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -64,6 +61,30 @@ pub fn run(runtime: Runtime) -> ! {
     admin.threads = Some(1);
     server.add_service(proxy);
     server.add_service(admin);
+    if !providers.is_empty() {
+        let mut jwks = pingora::services::background::background_service(
+            "keygate jwks",
+            JwksLoops { providers },
+        );
+        jwks.threads = Some(1);
+        server.add_service(jwks);
+    }
     tracing::info!(%listen, %admin_listen, threads, "keygate serving");
     server.run_forever()
+}
+
+/// Runs the fetch loop of every JWK-set provider on the background service's runtime, so the
+/// request path never performs I/O for keys.
+struct JwksLoops {
+    providers: Vec<Arc<crate::auth::jwks::JwksProvider>>,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for JwksLoops {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        for p in &self.providers {
+            tokio::spawn(crate::auth::jwks::JwksProvider::run(Arc::downgrade(p)));
+        }
+        let _ = shutdown.changed().await;
+    }
 }

@@ -4,7 +4,9 @@
 pub mod api_key;
 pub mod client_secret;
 pub mod hmac_token;
+pub mod jwks;
 pub mod jwt;
+pub mod keys;
 pub mod public_key;
 pub mod source;
 
@@ -111,9 +113,13 @@ pub trait Authenticator: Send + Sync {
     fn path_params(&self) -> Vec<String> {
         Vec::new()
     }
-    /// Whether the credential is still being fetched (JWK sets), for `/readyz`.
+    /// Whether its keys are available (JWK sets), for `/readyz`.
     fn ready(&self) -> bool {
         true
+    }
+    /// Its JWK-set provider, whose fetch loop the server runs.
+    fn provider(&self) -> Option<Arc<jwks::JwksProvider>> {
+        None
     }
     /// Verifies the request's credential.
     async fn verify(&self, req: &RequestParts<'_>) -> Verdict;

@@ -1,0 +1,119 @@
+//! The verified-token cache (moka), shared by every `jwt` authenticator of one loaded config.
+//!
+//! Key: SHA-256 over the authenticator name and the token (never the raw token). Value: the
+//! verified identity, the `kid` and fingerprint of the key that verified it, and the token's
+//! `exp`. An entry never outlives `exp` nor `token_cache.max_ttl_seconds`; the cache holds at
+//! most `max_entries`. A hit is only used while the verifying key is still in its set (a key
+//! rotated out of a JWK set invalidates what it verified); a config reload builds a new cache.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Identity;
+use crate::metrics::metrics;
+
+/// What a successful verification left behind.
+pub struct Verified {
+    pub identity: Identity,
+    pub kid: Option<String>,
+    pub fingerprint: [u8; 32],
+    /// How long the entry may live: min(exp - now, max_ttl).
+    ttl: Duration,
+}
+
+struct ByTtl;
+
+impl Expiry<[u8; 32], Arc<Verified>> for ByTtl {
+    fn expire_after_create(&self, _: &[u8; 32], v: &Arc<Verified>, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// The cache.
+pub struct TokenCache {
+    cache: moka::sync::Cache<[u8; 32], Arc<Verified>>,
+    max_ttl: Duration,
+}
+
+impl TokenCache {
+    /// A cache of at most `max_entries` entries living at most `max_ttl_seconds`.
+    pub fn new(max_entries: u64, max_ttl_seconds: u64) -> TokenCache {
+        TokenCache {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(ByTtl)
+                .build(),
+            max_ttl: Duration::from_secs(max_ttl_seconds),
+        }
+    }
+
+    /// The cache key of `token` for authenticator `name`.
+    pub fn key(name: &str, token: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update([0u8]);
+        h.update(token.as_bytes());
+        h.finalize().into()
+    }
+
+    /// A cached verification, counting the hit or miss.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Verified>> {
+        let got = self.cache.get(key);
+        let m = metrics();
+        if got.is_some() {
+            &m.token_cache_hits
+        } else {
+            &m.token_cache_misses
+        }
+        .inc();
+        got
+    }
+
+    /// Drops an entry whose key left its set.
+    pub fn invalidate(&self, key: &[u8; 32]) {
+        self.cache.invalidate(key);
+    }
+
+    /// Remembers a verification; `exp` is the token's `exp` (Unix seconds) if it has one.
+    /// Nothing is stored if the token expires within a second.
+    pub fn insert(
+        &self,
+        key: [u8; 32],
+        identity: Identity,
+        kid: Option<String>,
+        fingerprint: [u8; 32],
+        exp: Option<f64>,
+    ) {
+        let now = crate::token::now() as f64;
+        let left = exp.map_or(self.max_ttl, |e| {
+            Duration::from_secs_f64((e - now).max(0.0))
+        });
+        let ttl = left.min(self.max_ttl);
+        if ttl < Duration::from_secs(1) {
+            return;
+        }
+        self.cache.insert(
+            key,
+            Arc::new(Verified {
+                identity,
+                kid,
+                fingerprint,
+                ttl,
+            }),
+        );
+    }
+
+    /// Entries currently held (approximate; for tests and metrics).
+    pub fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
