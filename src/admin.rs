@@ -35,8 +35,21 @@ impl ServeHttp for Admin {
             "/readyz" => {
                 let rt = self.state.runtime.load();
                 let missing = rt.not_ready();
-                let body =
-                    serde_json::json!({ "ready": missing.is_empty(), "missing_keys": missing });
+                // Why each JWK-set provider is not ready: its last fetch error.
+                let errors: serde_json::Map<String, serde_json::Value> = rt
+                    .providers()
+                    .iter()
+                    .filter(|p| !p.ready())
+                    .map(|p| {
+                        let why = p.last_error().unwrap_or_else(|| "not fetched yet".into());
+                        (p.name().to_string(), why.into())
+                    })
+                    .collect();
+                let body = serde_json::json!({
+                    "ready": missing.is_empty(),
+                    "missing_keys": missing,
+                    "errors": errors,
+                });
                 let status = if missing.is_empty() { 200 } else { 503 };
                 respond(status, "application/json", body.to_string().into_bytes())
             }

@@ -117,3 +117,80 @@ impl TokenCache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            user_id: Some("u".into()),
+            method: "jwt".into(),
+            credential: "a".into(),
+            claims: vec![],
+        }
+    }
+
+    #[test]
+    fn keys_hash_the_token_per_authenticator() {
+        let k = TokenCache::key("a", "tok");
+        assert_ne!(k, TokenCache::key("b", "tok"));
+        assert_ne!(k, TokenCache::key("a", "tok2"));
+        assert!(!k.windows(3).any(|w| w == b"tok"));
+    }
+
+    #[test]
+    fn entries_never_outlive_exp_nor_max_ttl() {
+        let c = TokenCache::new(100, 1);
+        let now = crate::token::now() as f64;
+        c.insert(
+            TokenCache::key("a", "far"),
+            id(),
+            None,
+            [0; 32],
+            Some(now + 3600.0),
+        ); // max_ttl 1 s
+        let c2 = TokenCache::new(100, 300);
+        c2.insert(
+            TokenCache::key("a", "soon"),
+            id(),
+            None,
+            [0; 32],
+            Some(now + 2.0),
+        ); // exp in 2 s
+        c2.insert(
+            TokenCache::key("a", "expired"),
+            id(),
+            None,
+            [0; 32],
+            Some(now - 5.0),
+        );
+        assert!(c.get(&TokenCache::key("a", "far")).is_some());
+        assert!(c2.get(&TokenCache::key("a", "soon")).is_some());
+        assert!(c2.get(&TokenCache::key("a", "expired")).is_none());
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(
+            c.get(&TokenCache::key("a", "far")).is_none(),
+            "outlived max_ttl_seconds"
+        );
+        assert!(
+            c2.get(&TokenCache::key("a", "soon")).is_none(),
+            "outlived exp"
+        );
+    }
+
+    #[test]
+    fn bounded_by_max_entries() {
+        let c = TokenCache::new(10, 300);
+        for i in 0..100 {
+            c.insert(
+                TokenCache::key("a", &i.to_string()),
+                id(),
+                None,
+                [0; 32],
+                None,
+            );
+        }
+        assert!(c.len() <= 10, "{} entries", c.len());
+    }
+}

@@ -130,22 +130,29 @@ impl JwksProvider {
     /// The current keys, unless none were ever fetched or they went stale
     /// (`key_source_unavailable`).
     pub fn current(&self) -> Result<Arc<KeySet>, Reason> {
+        self.usable().ok_or_else(|| {
+            // Nudge a fetch (rate-limited, never awaited) so recovery does not wait for backoff.
+            if !self.in_flight.load(Ordering::Acquire) && self.may_fetch_now() {
+                self.kick.notify_one();
+            }
+            Reason::KeySourceUnavailable
+        })
+    }
+
+    fn usable(&self) -> Option<Arc<KeySet>> {
         let loaded = self.keys.load();
-        let Some(loaded) = loaded.as_ref() else {
-            return Err(Reason::KeySourceUnavailable);
-        };
+        let loaded = loaded.as_ref()?;
         let since = self.failing_since_ms.load(Ordering::Acquire);
-        if since != 0
-            && self.now_ms().saturating_sub(since) > self.cfg.stale_if_error_seconds * 1000
-        {
-            return Err(Reason::KeySourceUnavailable);
+        let stale_ms = self.cfg.stale_if_error_seconds * 1000;
+        if since != 0 && self.now_ms().saturating_sub(since) > stale_ms {
+            return None;
         }
-        Ok(loaded.set.clone())
+        Some(loaded.set.clone())
     }
 
     /// Whether usable keys are held (`/readyz`).
     pub fn ready(&self) -> bool {
-        self.current().is_ok()
+        self.usable().is_some()
     }
 
     /// Why the provider is not ready, if a fetch failed (for `/readyz`).

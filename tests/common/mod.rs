@@ -13,6 +13,8 @@ use serde_json::{json, Map, Value};
 
 pub use keygate::echo::{self, Echo};
 
+pub mod jwks_server;
+
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -104,6 +106,32 @@ impl Keygate {
 
     pub fn admin_get(&self, path: &str) -> Resp {
         request(self.admin, "GET", path, &[], b"")
+    }
+
+    /// The value of a metric line (exact series, e.g. `keygate_jwks_keys{authenticator="g"}`).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.admin_get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// Waits until `/readyz` answers `status`; panics after `secs`.
+    pub fn wait_readyz(&self, status: u16, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.admin_get("/readyz");
+            if r.status == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz still {}: {}",
+                r.status,
+                r.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn logs(&self) -> String {
