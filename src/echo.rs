@@ -99,6 +99,15 @@ async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.clone())
         };
+        if find("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+            let key = find("sec-websocket-key").unwrap_or_default();
+            let described = serde_json::json!({
+                "method": req.method.unwrap_or(""),
+                "target": req.path.unwrap_or(""),
+                "headers": headers,
+            });
+            return websocket_echo(rd, &key, described.to_string()).await;
+        }
         let mut body = Vec::new();
         if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
             loop {
@@ -156,6 +165,53 @@ async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()
         rd.get_mut().write_all(resp.as_bytes()).await?;
         if close {
             return Ok(());
+        }
+    }
+}
+
+/// After the 101: one text frame describing the upgrade request, then every client frame
+/// echoed back (unmasked, RFC 6455 §5.1) until a close frame, which is answered in kind.
+async fn websocket_echo(
+    mut rd: BufReader<TcpStream>,
+    key: &str,
+    described: String,
+) -> std::io::Result<()> {
+    use crate::websocket::{accept_key, apply_mask, encode, opcode, parse_header};
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+        accept_key(key)
+    );
+    rd.get_mut().write_all(head.as_bytes()).await?;
+    rd.get_mut()
+        .write_all(&encode(opcode::TEXT, described.as_bytes(), None))
+        .await?;
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 16384];
+        let n = rd.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(h) = parse_header(&buf) {
+            let total = h.header_len + h.len as usize;
+            if buf.len() < total {
+                break;
+            }
+            let mut payload = buf[h.header_len..total].to_vec();
+            if let Some(m) = h.mask {
+                apply_mask(&mut payload, m, 0);
+            }
+            buf.drain(..total);
+            let op = if h.opcode == opcode::CONTINUATION {
+                opcode::TEXT
+            } else {
+                h.opcode
+            };
+            rd.get_mut().write_all(&encode(op, &payload, None)).await?;
+            if h.opcode == opcode::CLOSE {
+                return Ok(());
+            }
         }
     }
 }

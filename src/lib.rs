@@ -18,5 +18,7 @@ pub mod routes;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod socketio;
 pub mod token;
 pub mod token_cache;
+pub mod websocket;

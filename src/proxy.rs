@@ -18,6 +18,7 @@ use crate::metrics::{metrics, NO_ROUTE};
 use crate::reason::Reason;
 use crate::routes::{self, check_path};
 use crate::runtime::Runtime;
+use crate::{socketio, websocket};
 
 /// State shared by the proxy, admin and background services.
 pub struct State {
@@ -38,9 +39,134 @@ pub struct Ctx {
     /// `None` while undecided or allowed.
     denied: Option<Reason>,
     user_id: Option<String>,
+    /// Set when a websocket upgrade is authenticated inside the stream (Socket.IO CONNECT).
+    socketio: Option<Box<SocketIo>>,
+}
+
+/// A websocket whose Socket.IO CONNECT packets keygate authenticates.
+pub struct SocketIo {
+    scanner: socketio::Scanner,
+    /// The upgrade request's headers, query and path parameters, for all-of alternatives
+    /// that mix a `socketio_auth` source with others.
+    headers: http::HeaderMap,
+    query: Option<String>,
+    params: Vec<(String, String)>,
+    /// CONNECT packets authenticated so far.
+    connects: u32,
+    /// The client was refused: upstream bytes are dropped from then on.
+    rejected: bool,
+    /// Why the last CONNECT was refused (for the access log).
+    refused: Option<Reason>,
+}
+
+/// A GET with `Upgrade: websocket` (RFC 6455 §4.1).
+fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+    req.method == http::Method::GET
+        && req
+            .headers
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+            })
 }
 
 impl Keygate {
+    /// Reads the client's websocket stream until (and including) each Socket.IO CONNECT,
+    /// authenticates it, and forwards it re-encoded with the verified identity; refuses it with
+    /// `44{...}` and close 1008 otherwise.
+    async fn socketio_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        ctx: &mut Ctx,
+        sio: &mut SocketIo,
+    ) -> Result<()> {
+        if sio.rejected {
+            *body = None;
+            return Ok(());
+        }
+        let Some(chunk) = body.take() else {
+            return Ok(()); // the client closed
+        };
+        let rt = ctx.runtime.clone();
+        let route = &rt.routes.routes[ctx.route.unwrap_or_default()];
+        let mut out: Vec<Bytes> = Vec::new();
+        for item in sio.scanner.feed(chunk) {
+            let (namespace, auth) = match item {
+                socketio::Item::Raw(b) => {
+                    out.push(b);
+                    continue;
+                }
+                socketio::Item::Message(m) => {
+                    let mask = Some(websocket::random_mask());
+                    out.push(websocket::encode(websocket::opcode::TEXT, &m, mask));
+                    continue;
+                }
+                socketio::Item::Close(why) => {
+                    tracing::info!(route = %route.name, why, "websocket closed before a Socket.IO CONNECT");
+                    sio.rejected = true;
+                    let close = websocket::close_frame(1008, "policy violation");
+                    session.write_response_body(Some(close), false).await?;
+                    *body = None;
+                    return Ok(());
+                }
+                socketio::Item::Connect { namespace, auth } => (namespace, auth),
+            };
+            sio.connects += 1;
+            let verdict = match &auth {
+                None => Err(Reason::MalformedCredentials),
+                Some(a) => {
+                    let parts = RequestParts {
+                        headers: &sio.headers,
+                        query: sio.query.as_deref(),
+                        params: &sio.params,
+                        socketio_auth: Some(a),
+                        max_token_bytes: rt.max_token_bytes,
+                    };
+                    let timings = Some(&metrics().auth_duration);
+                    routes::authorize(route, &rt.authenticators, rt.mode, &parts, timings).await
+                }
+            };
+            let requests = &metrics().requests;
+            match (verdict, auth) {
+                (Ok(Some(id)), Some(a)) => {
+                    requests
+                        .with_label_values(&[&route.name, "allowed", "none"])
+                        .inc();
+                    out.push(socketio::connect_frame(
+                        &namespace,
+                        &a,
+                        &rt.socketio_key,
+                        &id,
+                    ));
+                    ctx.user_id = id.user_id;
+                    session.set_read_timeout(None);
+                }
+                (verdict, _) => {
+                    let reason = verdict.err().unwrap_or(Reason::MissingCredentials);
+                    requests
+                        .with_label_values(&[&route.name, "denied", reason.as_str()])
+                        .inc();
+                    tracing::info!(route = %route.name, reason = reason.as_str(), %namespace, "Socket.IO CONNECT refused");
+                    sio.rejected = true;
+                    sio.refused = Some(reason);
+                    let refusal = socketio::refusal(&namespace, reason.as_str());
+                    session.write_response_body(Some(refusal), false).await?;
+                    *body = None;
+                    return Ok(());
+                }
+            }
+        }
+        *body = Some(match out.len() {
+            0 => Bytes::new(),
+            1 => out.pop().unwrap_or_default(),
+            _ => Bytes::from(out.concat()),
+        });
+        Ok(())
+    }
+
     /// Writes a denial ourselves (not `respond_error`, which forces `Connection: close`), so the
     /// client's keep-alive connection survives.
     async fn deny(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<bool> {
@@ -106,6 +232,7 @@ impl ProxyHttp for Keygate {
             route: None,
             denied: None,
             user_id: None,
+            socketio: None,
         }
     }
 
@@ -142,8 +269,57 @@ impl ProxyHttp for Keygate {
                 ctx.user_id = identity.user_id;
                 Ok(false)
             }
+            Err(_) if route.socketio && is_websocket_upgrade(req) => {
+                // Forwarded with identity headers stripped; each CONNECT packet is checked.
+                let limit = rt.max_token_bytes * 2 + 1024;
+                ctx.socketio = Some(Box::new(SocketIo {
+                    scanner: socketio::Scanner::new(limit),
+                    headers: req.headers.clone(),
+                    query: req.uri.query().map(str::to_string),
+                    params: m.params,
+                    connects: 0,
+                    rejected: false,
+                    refused: None,
+                }));
+                session.set_read_timeout(Some(rt.socketio_connect_timeout));
+                Ok(false)
+            }
+            Err(_) if route.socketio && req.uri.query().is_some_and(|q| q.contains("EIO=")) => {
+                self.deny(session, ctx, Reason::WebsocketRequired).await
+            }
             Err(reason) => self.deny(session, ctx, reason).await,
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Socket.IO mode is only entered for a bodiless GET upgrade, so every body chunk is
+        // websocket data, even one pingora hands over before `was_upgraded()` turns true.
+        if ctx.socketio.is_none() {
+            return Ok(());
+        }
+        let mut sio = ctx.socketio.take().expect("checked above");
+        let result = self.socketio_filter(session, body, ctx, &mut sio).await;
+        ctx.socketio = Some(sio);
+        result
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.socketio.as_ref().is_some_and(|s| s.rejected) {
+            *body = Some(Bytes::new()); // the backend gets no say after a refusal
+        }
+        Ok(None)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -154,7 +330,7 @@ impl ProxyHttp for Keygate {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(ip) = session
             .client_addr()
@@ -170,6 +346,10 @@ impl ProxyHttp for Keygate {
                 None => ip.to_string(),
             };
             upstream.insert_header("x-forwarded-for", xff)?;
+        }
+        if ctx.socketio.is_some() {
+            // keygate reads these frames: no permessage-deflate (RFC 7692) on this connection.
+            upstream.remove_header("sec-websocket-extensions");
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
@@ -189,13 +369,22 @@ impl ProxyHttp for Keygate {
         let route = ctx
             .route
             .map_or(NO_ROUTE, |r| &*ctx.runtime.routes.routes[r].name);
-        let (outcome, reason) = match ctx.denied {
-            Some(r) => ("denied", r.as_str()),
-            None => ("allowed", "none"),
+        let (outcome, reason) = match (ctx.denied, &ctx.socketio) {
+            (Some(r), _) => ("denied", r.as_str()),
+            (None, Some(s)) => match (s.refused, s.connects) {
+                (Some(r), _) => ("denied", r.as_str()),
+                // A websocket that never sent a CONNECT: refused for want of credentials.
+                (None, 0) => ("denied", Reason::MissingCredentials.as_str()),
+                (None, _) => ("allowed", "none"),
+            },
+            (None, None) => ("allowed", "none"),
         };
-        m.requests
-            .with_label_values(&[route, outcome, reason])
-            .inc();
+        // Socket.IO CONNECT packets were counted one by one as they were authenticated.
+        if ctx.socketio.as_ref().is_none_or(|s| s.connects == 0) {
+            m.requests
+                .with_label_values(&[route, outcome, reason])
+                .inc();
+        }
         m.request_duration
             .with_label_values(&[route])
             .observe(ctx.started.elapsed().as_secs_f64());

@@ -44,6 +44,9 @@ pub struct Route {
     bind: Vec<(BindTarget, String)>,
     /// A 401 carries `WWW-Authenticate: Bearer` (some alternative reads a Bearer header).
     pub bearer: bool,
+    /// Some alternative reads a Socket.IO CONNECT packet (`socketio_auth` source): websocket
+    /// upgrades without another valid credential are authenticated inside the stream.
+    pub socketio: bool,
 }
 
 /// The matched route and its decoded path parameters.
@@ -155,10 +158,11 @@ impl RouteTable {
                     "an anonymous route cannot bind",
                 ));
             }
-            let mut bearer = false;
+            let (mut bearer, mut socketio) = (false, false);
             if let RouteAuth::Alternatives(alts) = &auth {
                 for &a in alts.iter().flatten() {
                     bearer |= auths[a].uses_bearer();
+                    socketio |= auths[a].uses_socketio();
                     for pp in auths[a].path_params() {
                         if !template.params.contains(&pp) {
                             return Err(FieldError::new(
@@ -179,6 +183,7 @@ impl RouteTable {
                 auth,
                 bind,
                 bearer,
+                socketio,
             };
             // Group by template shape; two routes of one shape must not share a method.
             let gi = match by_shape.get(&template.shape) {

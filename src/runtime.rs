@@ -37,6 +37,10 @@ pub struct Runtime {
     pub unmatched: Unmatched,
     pub max_token_bytes: usize,
     pub shutdown_grace_seconds: u64,
+    /// `identity.socketio_key`: where the identity goes in a Socket.IO CONNECT auth object.
+    pub socketio_key: String,
+    /// `limits.socketio_connect_timeout_seconds`.
+    pub socketio_connect_timeout: Duration,
 }
 
 /// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
@@ -138,6 +142,10 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         unmatched: cfg.unmatched,
         max_token_bytes: cfg.limits.max_token_bytes,
         shutdown_grace_seconds: cfg.shutdown_grace_seconds,
+        socketio_key: cfg.identity.socketio_key.0.clone(),
+        socketio_connect_timeout: Duration::from_secs(
+            cfg.limits.socketio_connect_timeout_seconds.max(1),
+        ),
     })
 }
 

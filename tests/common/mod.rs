@@ -490,3 +490,85 @@ pub fn spawn_line_reader(out: impl Read + Send + 'static) -> std::sync::mpsc::Re
     });
     rx
 }
+
+/// A raw websocket client (RFC 6455) for byte-level tests: it writes frames exactly as told,
+/// split and fragmented at will.
+pub struct WsClient {
+    pub rd: BufReader<TcpStream>,
+}
+
+/// Opens a websocket through keygate: `Ok` after a 101, `Err(response)` otherwise.
+pub fn ws_connect(
+    addr: SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<WsClient, Resp> {
+    let mut c = Conn::open(addr);
+    let mut req = format!(
+        "GET {target} HTTP/1.1\r\nHost: keygate.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.rd.get_mut().write_all(req.as_bytes()).unwrap();
+    let resp = c.read_response();
+    if resp.status == 101 {
+        Ok(WsClient { rd: c.rd })
+    } else {
+        Err(resp)
+    }
+}
+
+impl WsClient {
+    /// Writes raw bytes (already framed).
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.rd.get_mut().write_all(bytes).unwrap();
+    }
+
+    /// A masked client frame.
+    pub fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut f =
+            keygate::websocket::encode(opcode, payload, Some([0x12, 0x34, 0x56, 0x78])).to_vec();
+        if !fin {
+            f[0] &= 0x7f;
+        }
+        f
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        let f = Self::frame(1, true, text.as_bytes());
+        self.write(&f);
+    }
+
+    /// Reads one frame: (opcode, payload); `None` when the connection closed.
+    pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 2];
+        self.rd.read_exact(&mut head).ok()?;
+        let mut len = (head[1] & 0x7f) as u64;
+        if len == 126 {
+            let mut b = [0u8; 2];
+            self.rd.read_exact(&mut b).ok()?;
+            len = u16::from_be_bytes(b) as u64;
+        } else if len == 127 {
+            let mut b = [0u8; 8];
+            self.rd.read_exact(&mut b).ok()?;
+            len = u64::from_be_bytes(b);
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.rd.read_exact(&mut payload).ok()?;
+        Some((head[0] & 0x0f, payload))
+    }
+
+    /// Reads frames until a text frame; `None` if the connection closed first.
+    pub fn read_text(&mut self) -> Option<String> {
+        loop {
+            let (op, p) = self.read_frame()?;
+            match op {
+                1 => return Some(String::from_utf8(p).unwrap()),
+                8 => return None,
+                _ => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! RFC 6455 framing, as much as keygate needs to read a client's stream: frame headers (§5.2),
+//! masking (§5.3), and building server frames (text, close §5.5.1).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Opcodes (RFC 6455 §5.2).
+pub mod opcode {
+    pub const CONTINUATION: u8 = 0x0;
+    pub const TEXT: u8 = 0x1;
+    pub const BINARY: u8 = 0x2;
+    pub const CLOSE: u8 = 0x8;
+}
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub fin: bool,
+    /// RSV1-3 (non-zero only with an extension, which keygate never negotiates).
+    pub rsv: u8,
+    pub opcode: u8,
+    pub mask: Option<[u8; 4]>,
+    /// Payload length in bytes.
+    pub len: u64,
+    /// Header length in bytes (2 to 14).
+    pub header_len: usize,
+}
+
+impl FrameHeader {
+    /// Whether this is a control frame (close, ping, pong).
+    pub fn is_control(&self) -> bool {
+        self.opcode & 0x8 != 0
+    }
+}
+
+/// Parses the frame header at the start of `buf`; `None` if more bytes are needed.
+pub fn parse_header(buf: &[u8]) -> Option<FrameHeader> {
+    let b0 = *buf.first()?;
+    let b1 = *buf.get(1)?;
+    let masked = b1 & 0x80 != 0;
+    let (len, mut at) = match b1 & 0x7f {
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as u64,
+            4,
+        ),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
+        n => (n as u64, 2),
+    };
+    let mask = if masked {
+        let m: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
+        at += 4;
+        Some(m)
+    } else {
+        None
+    };
+    Some(FrameHeader {
+        fin: b0 & 0x80 != 0,
+        rsv: (b0 >> 4) & 0x7,
+        opcode: b0 & 0x0f,
+        mask,
+        len,
+        header_len: at,
+    })
+}
+
+/// Unmasks (or masks) `data` in place; `offset` is the position of `data[0]` in the payload.
+pub fn apply_mask(data: &mut [u8], mask: [u8; 4], offset: usize) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b ^= mask[(offset + i) % 4];
+    }
+}
+
+/// Encodes one final frame; masked with `mask` when given (client frames must be, RFC 6455 §5.3).
+pub fn encode(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 14);
+    out.put_u8(0x80 | opcode);
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.put_u8(m | n as u8),
+        n if n <= u16::MAX as usize => {
+            out.put_u8(m | 126);
+            out.put_u16(n as u16);
+        }
+        n => {
+            out.put_u8(m | 127);
+            out.put_u64(n as u64);
+        }
+    }
+    let start = out.len() + mask.map_or(0, |_| 4);
+    if let Some(k) = mask {
+        out.put_slice(&k);
+    }
+    out.put_slice(payload);
+    if let Some(k) = mask {
+        apply_mask(&mut out[start..], k, 0);
+    }
+    out.freeze()
+}
+
+/// A server close frame with status `code` (e.g. 1008 policy violation, RFC 6455 §7.4.1).
+pub fn close_frame(code: u16, reason: &str) -> Bytes {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    encode(opcode::CLOSE, &p, None)
+}
+
+/// A fresh random masking key.
+pub fn random_mask() -> [u8; 4] {
+    let mut k = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut k).expect("system randomness");
+    k
+}
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+pub fn accept_key(key: &str) -> String {
+    use base64::Engine;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.trim().as_bytes());
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish().as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc6455_examples() {
+        // §5.7: a single-frame masked text message "Hello".
+        let f = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let h = parse_header(&f).unwrap();
+        assert!(h.fin && h.opcode == opcode::TEXT && h.len == 5 && h.header_len == 6);
+        let mut p = f[6..].to_vec();
+        apply_mask(&mut p, h.mask.unwrap(), 0);
+        assert_eq!(p, b"Hello");
+        assert_eq!(
+            &encode(opcode::TEXT, b"Hello", Some([0x37, 0xfa, 0x21, 0x3d]))[..],
+            &f[..]
+        );
+        // §1.3 accept key.
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert!(parse_header(&f[..1]).is_none());
+        assert!(parse_header(&[0x81, 0xfe, 0x01]).is_none());
+        let long = encode(opcode::BINARY, &[0u8; 70000], None);
+        assert_eq!(parse_header(&long).unwrap().len, 70000);
+    }
+}
