@@ -14,6 +14,7 @@ pub mod identity;
 pub mod metrics;
 pub mod proxy;
 pub mod reason;
+pub mod reload;
 pub mod routes;
 pub mod runtime;
 pub mod secret;

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             match keygate::runtime::load(&path) {
-                Ok(rt) => keygate::server::run(rt),
+                Ok(rt) => keygate::server::run(rt, Some(path)),
                 Err(e) => fail(e),
             }
         }
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
             }
             use std::io::Write;
             let _ = std::io::stdout().flush();
-            keygate::server::run(rt)
+            keygate::server::run(rt, None)
         }
         Command::Token(TokenCommand::Hmac { user_id, scheme }) => {
             let Ok(secret) = std::env::var("KEYGATE_HMAC_SECRET") else {

@@ -49,6 +49,11 @@ pub struct Metrics {
     pub token_cache_hits: IntCounter,
     /// `keygate_token_cache_misses_total`.
     pub token_cache_misses: IntCounter,
+    /// `keygate_config_reloads_total{result}`: ok, error.
+    pub config_reloads: IntCounterVec,
+    /// `keygate_config_last_reload_success_timestamp_seconds`: Unix time the config in force
+    /// was loaded (start-up included).
+    pub config_last_reload_success: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -139,6 +144,22 @@ impl Metrics {
             "Verified-token cache misses.",
         )
         .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "keygate_config_reloads_total",
+                "Config reloads by result (ok, error).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in ["ok", "error"] {
+            config_reloads.with_label_values(&[r]);
+        }
+        let config_last_reload_success = prometheus::Gauge::new(
+            "keygate_config_last_reload_success_timestamp_seconds",
+            "Unix time the config in force was loaded.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -151,6 +172,8 @@ impl Metrics {
             Box::new(jwks_last_success.clone()),
             Box::new(token_cache_hits.clone()),
             Box::new(token_cache_misses.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_last_reload_success.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -168,6 +191,8 @@ impl Metrics {
             jwks_last_success,
             token_cache_hits,
             token_cache_misses,
+            config_reloads,
+            config_last_reload_success,
         }
     }
 

@@ -2,6 +2,7 @@
 //! strip identity headers -> check path -> match route -> authenticate -> set identity ->
 //! forward (with `X-Forwarded-*`) -> count and log.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +25,40 @@ use crate::{socketio, websocket};
 pub struct State {
     /// The config in force; each request keeps the one it started with.
     pub runtime: ArcSwap<Runtime>,
+    /// SIGTERM received: `/readyz` answers 503 while in-flight requests drain.
+    pub draining: AtomicBool,
+    /// Requests (and websockets) in flight.
+    pub inflight: Arc<AtomicUsize>,
+    /// The config file, watched for reloads (`None` for the built-in demo config).
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+impl State {
+    /// State for a freshly loaded config.
+    pub fn new(runtime: Runtime, config_path: Option<std::path::PathBuf>) -> State {
+        State {
+            runtime: ArcSwap::from_pointee(runtime),
+            draining: AtomicBool::new(false),
+            inflight: Arc::new(AtomicUsize::new(0)),
+            config_path,
+        }
+    }
+}
+
+/// Counts a request in flight for as long as its context lives.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The keygate proxy service.
@@ -41,6 +76,10 @@ pub struct Ctx {
     user_id: Option<String>,
     /// Set when a websocket upgrade is authenticated inside the stream (Socket.IO CONNECT).
     socketio: Option<Box<SocketIo>>,
+    /// `authenticator/key` that let the request in (for the access log).
+    credential: Option<Arc<str>>,
+    upstream_status: u16,
+    _inflight: InFlight,
 }
 
 /// A websocket whose Socket.IO CONNECT packets keygate authenticates.
@@ -142,6 +181,7 @@ impl Keygate {
                         &id,
                     ));
                     ctx.user_id = id.user_id;
+                    ctx.credential = Some(id.credential);
                     session.set_read_timeout(None);
                 }
                 (verdict, _) => {
@@ -233,6 +273,9 @@ impl ProxyHttp for Keygate {
             denied: None,
             user_id: None,
             socketio: None,
+            credential: None,
+            upstream_status: 0,
+            _inflight: InFlight::new(&self.state.inflight),
         }
     }
 
@@ -267,6 +310,7 @@ impl ProxyHttp for Keygate {
             Ok(Some(identity)) => {
                 rt.identity.apply(session.req_header_mut(), &identity)?;
                 ctx.user_id = identity.user_id;
+                ctx.credential = Some(identity.credential);
                 Ok(false)
             }
             Err(_) if route.socketio && is_websocket_upgrade(req) => {
@@ -307,6 +351,23 @@ impl ProxyHttp for Keygate {
         let result = self.socketio_filter(session, body, ctx, &mut sio).await;
         ctx.socketio = Some(sio);
         result
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = upstream_response.status.as_u16();
+        Ok(())
+    }
+
+    /// What pingora prints beside its own errors: method and path, never the query string,
+    /// which can carry credentials (`?user_token=`, `?api_key=`).
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
     }
 
     fn response_body_filter(
@@ -412,7 +473,9 @@ impl ProxyHttp for Keygate {
             status,
             outcome,
             reason,
+            authenticator = ctx.credential.as_deref().unwrap_or(""),
             user_id = ctx.user_id.as_deref().unwrap_or(""),
+            upstream_status = ctx.upstream_status,
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
         );
     }

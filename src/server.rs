@@ -1,28 +1,35 @@
-//! Builds and runs the pingora server: the proxy service on `listen` (optionally TLS) and the
-//! admin service on `admin_listen`.
+//! Builds and runs the pingora server: the proxy service on `listen` (optionally TLS), and a
+//! control service that runs the admin port, config reload and the JWK-set fetch loops.
+//!
+//! SIGTERM: pingora stops accepting at once; `/readyz` turns 503; keygate exits 0 as soon as no
+//! request or websocket is in flight, and at the latest after `shutdown_grace_seconds`
+//! (pingora's own grace period, 300 s by default, is set from it).
 
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
-use pingora::services::listening::Service;
+use pingora::server::ExecutionPhase;
 
-use crate::admin::Admin;
 use crate::proxy::{Keygate, State};
 use crate::runtime::Runtime;
 
-/// Runs keygate with `runtime` until SIGTERM/SIGINT; never returns.
-pub fn run(runtime: Runtime) -> ! {
+/// Runs keygate with `runtime` (loaded from `config_path`, which is then watched for reloads)
+/// until SIGTERM/SIGINT; never returns.
+pub fn run(runtime: Runtime, config_path: Option<PathBuf>) -> ! {
     if runtime.mode == crate::config::Mode::Development {
         tracing::warn!("development mode: a public key alone authenticates any claimed user");
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let grace = runtime.shutdown_grace_seconds;
     let conf = ServerConf {
         threads,
         work_stealing: false,
-        grace_period_seconds: Some(runtime.shutdown_grace_seconds),
-        graceful_shutdown_timeout_seconds: Some(runtime.shutdown_grace_seconds.min(5)),
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -31,11 +38,19 @@ pub fn run(runtime: Runtime) -> ! {
     let listen = runtime.listen.clone();
     let admin_listen = runtime.admin_listen.clone();
     let tls = runtime.tls.clone();
-    let providers = runtime.providers();
-    let state = Arc::new(State {
-        runtime: ArcSwap::from_pointee(runtime),
-    });
-    crate::metrics::metrics(); // register every family before the first scrape
+    // Bind the admin port now, so a taken port fails start-up with a clear message.
+    let admin = match std::net::TcpListener::bind(&admin_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("keygate: cannot listen on admin_listen {admin_listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let m = crate::metrics::metrics(); // register every family before the first scrape
+    m.config_last_reload_success.set(crate::reload::unix_now());
+    let state = Arc::new(State::new(runtime, config_path));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -53,38 +68,69 @@ pub fn run(runtime: Runtime) -> ! {
         }
         None => proxy.add_tcp(&listen),
     }
-    let mut admin = Service::new(
-        "keygate admin".to_string(),
-        pingora::apps::http_app::HttpServer::new_app(Admin { state }),
+    let mut control = pingora::services::background::background_service(
+        "keygate control",
+        Control {
+            state: state.clone(),
+            admin: std::sync::Mutex::new(Some(admin)),
+        },
     );
-    admin.add_tcp(&admin_listen);
-    admin.threads = Some(1);
+    control.threads = Some(1);
     server.add_service(proxy);
-    server.add_service(admin);
-    if !providers.is_empty() {
-        let mut jwks = pingora::services::background::background_service(
-            "keygate jwks",
-            JwksLoops { providers },
-        );
-        jwks.threads = Some(1);
-        server.add_service(jwks);
-    }
+    server.add_service(control);
+    drain_on_sigterm(&server, state, Duration::from_secs(grace));
     tracing::info!(%listen, %admin_listen, threads, "keygate serving");
     server.run_forever()
 }
 
-/// Runs the fetch loop of every JWK-set provider on the background service's runtime, so the
-/// request path never performs I/O for keys.
-struct JwksLoops {
-    providers: Vec<Arc<crate::auth::jwks::JwksProvider>>,
+/// On SIGTERM: mark the state draining (`/readyz` 503) and exit 0 once nothing is in flight or
+/// the grace period is over.
+fn drain_on_sigterm(server: &Server, state: Arc<State>, grace: Duration) {
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::GracefulTerminate) => {
+                state.draining.store(true, Ordering::Release);
+                let started = Instant::now();
+                tracing::info!(
+                    inflight = state.inflight.load(Ordering::Acquire),
+                    grace_seconds = grace.as_secs(),
+                    "SIGTERM: draining"
+                );
+                while state.inflight.load(Ordering::Acquire) > 0 && started.elapsed() < grace {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                tracing::info!(
+                    inflight = state.inflight.load(Ordering::Acquire),
+                    "drained; exiting"
+                );
+                std::process::exit(0);
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    });
+}
+
+/// The admin port, config reload and JWK-set fetch loops, on one background runtime, so the
+/// request path never performs I/O for them. Pingora's shutdown broadcast is ignored: the admin
+/// port keeps answering while requests drain.
+struct Control {
+    state: Arc<State>,
+    admin: std::sync::Mutex<Option<std::net::TcpListener>>,
 }
 
 #[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for JwksLoops {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        for p in &self.providers {
-            tokio::spawn(crate::auth::jwks::JwksProvider::run(Arc::downgrade(p)));
+impl pingora::services::background::BackgroundService for Control {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        crate::reload::start_providers(&self.state.runtime.load(), None);
+        let admin = self.admin.lock().ok().and_then(|mut a| a.take());
+        if let Some(l) = admin.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
+            tokio::spawn(crate::admin::serve(l, self.state.clone()));
         }
-        let _ = shutdown.changed().await;
+        match self.state.config_path.clone() {
+            Some(path) => crate::reload::watch(self.state.clone(), path).await,
+            None => std::future::pending().await,
+        }
     }
 }

@@ -206,17 +206,10 @@ fn socketio_clients_are_authenticated_by_their_connect_packet() {
         seen.iter().all(|e| e["event"] != "connection"),
         "a refused client reached the server: {seen:?}"
     );
-    let m = kg.admin_get("/metrics").text();
-    assert!(
-        m.contains(
-            r#"keygate_requests_total{outcome="denied",reason="token_expired",route="socketio"} 2"#
-        ),
-        "{m}"
-    );
-    assert!(
-        m.contains(r#"keygate_requests_total{outcome="allowed",reason="none",route="socketio"} 2"#),
-        "{m}"
-    );
+    kg.metrics_with(&[
+        r#"keygate_requests_total{outcome="denied",reason="token_expired",route="socketio"} 2"#,
+        r#"keygate_requests_total{outcome="allowed",reason="none",route="socketio"} 2"#,
+    ]);
 }
 
 #[test]

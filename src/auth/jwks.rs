@@ -29,7 +29,7 @@ use crate::metrics::metrics;
 use crate::reason::Reason;
 
 /// Where the JWK set comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `jwks_url`: the set itself.
     Jwks(String),
@@ -120,6 +120,19 @@ impl JwksProvider {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Takes over the keys of `old` (the same authenticator before a reload) when it fetches
+    /// from the same endpoint for the same algorithms; the new provider then refreshes at once.
+    pub fn adopt(&self, old: &JwksProvider) {
+        if old.endpoint == self.endpoint
+            && old.allowed == self.allowed
+            && old.issuers == self.issuers
+        {
+            if let Ok(set) = old.current() {
+                self.keys.store(Some(Arc::new(Loaded { set })));
+            }
+        }
     }
 
     /// The authenticator name.

@@ -116,6 +116,21 @@ impl Keygate {
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
     }
 
+    /// The `/metrics` text once it contains every needle (counters are updated just after a
+    /// response is written, so a scrape may briefly lag the client); panics after 5 s.
+    pub fn metrics_with(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = self.admin_get("/metrics").text();
+            let missing: Vec<&&str> = needles.iter().filter(|n| !m.contains(**n)).collect();
+            if missing.is_empty() {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "missing {missing:?} in\n{m}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until `/readyz` answers `status`; panics after `secs`.
     pub fn wait_readyz(&self, status: u16, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);

@@ -1,0 +1,127 @@
+//! Hot reload: a change to the config file, or SIGHUP, loads, validates and atomically swaps the
+//! compiled config (arc-swap); requests in flight finish on the config they started with.
+//!
+//! The file's *directory* is watched (inotify via `notify`), so a Kubernetes ConfigMap update,
+//! which swaps the `..data` symlink rather than writing the file, is seen. Events are debounced
+//! and a reload happens only when the file's bytes changed (SIGHUP always reloads). An invalid
+//! file leaves the old config serving, is logged with `file:line`, and counts
+//! `keygate_config_reloads_total{result="error"}`. Changes to `listen`, `admin_listen`, `tls`
+//! and `shutdown_grace_seconds` are logged as needing a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::metrics::metrics;
+use crate::proxy::State;
+use crate::runtime::Runtime;
+
+/// Unix time now, seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Starts the fetch loops of `rt`'s JWK-set providers on the current runtime, giving each the
+/// keys of its predecessor in `old` (same name and endpoint) so a reload never drops keys.
+pub fn start_providers(rt: &Runtime, old: Option<&Runtime>) {
+    let previous = old.map(Runtime::providers).unwrap_or_default();
+    for p in rt.providers() {
+        if let Some(prev) = previous.iter().find(|o| o.name() == p.name()) {
+            p.adopt(prev);
+        }
+        tokio::spawn(crate::auth::jwks::JwksProvider::run(Arc::downgrade(&p)));
+    }
+}
+
+/// Watches `path` and SIGHUP until the process exits.
+pub async fn watch(state: Arc<State>, path: PathBuf) {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler; reload on SIGHUP is off");
+            return;
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, dir = %dir.display(), "cannot watch the config directory; reload on SIGHUP only");
+            None
+        }
+    };
+    let mut last = std::fs::read(&path).ok();
+    loop {
+        let forced = tokio::select! {
+            _ = hup.recv() => true,
+            Some(()) = rx.recv() => {
+                // Debounce: editors and ConfigMap swaps produce bursts of events.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+                false
+            }
+        };
+        let now = std::fs::read(&path).ok();
+        if !forced && (now.is_none() || now == last) {
+            continue; // unchanged (or mid-swap: the next event will tell)
+        }
+        last = now;
+        reload(&state, &path);
+    }
+}
+
+/// Loads `path` and swaps it in, or keeps the old config and says why.
+pub fn reload(state: &State, path: &Path) {
+    let m = metrics();
+    match crate::runtime::load(path) {
+        Ok(new) => {
+            let old = state.runtime.load_full();
+            for (what, changed) in [
+                ("listen", old.listen != new.listen),
+                ("admin_listen", old.admin_listen != new.admin_listen),
+                ("tls", old.tls != new.tls),
+                (
+                    "shutdown_grace_seconds",
+                    old.shutdown_grace_seconds != new.shutdown_grace_seconds,
+                ),
+            ] {
+                if changed {
+                    tracing::warn!(
+                        field = what,
+                        "config change needs a restart to take effect; the running value stays"
+                    );
+                }
+            }
+            if new.mode == crate::config::Mode::Development {
+                tracing::warn!(
+                    "development mode: a public key alone authenticates any claimed user"
+                );
+            }
+            start_providers(&new, Some(&old));
+            state.runtime.store(Arc::new(new));
+            m.config_reloads.with_label_values(&["ok"]).inc();
+            m.config_last_reload_success.set(unix_now());
+            tracing::info!(file = %path.display(), "config reloaded");
+        }
+        Err(e) => {
+            m.config_reloads.with_label_values(&["error"]).inc();
+            tracing::error!(error = %e, "config reload failed; the previous config stays in force");
+        }
+    }
+}
