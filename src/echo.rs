@@ -135,6 +135,10 @@ async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()
             rd.read_exact(&mut body).await?;
         }
         let close = find("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        // `x-echo-delay-ms: N` answers N ms late (slow-upstream tests).
+        if let Some(ms) = find("x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         // `x-echo-response-bytes: N` asks for an N-byte body instead (streaming tests).
         if let Some(n) = find("x-echo-response-bytes").and_then(|v| v.parse::<usize>().ok()) {
             let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {n}\r\n\r\n");

@@ -73,10 +73,31 @@ enum TokenCommand {
     },
 }
 
+/// Dependencies whose debug/trace logs print request or response headers.
+const LEAKY_LOG_TARGETS: [&str; 10] = [
+    "pingora",
+    "pingora_core",
+    "pingora_proxy",
+    "pingora_http",
+    "pingora_pool",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "rustls",
+];
+
 fn init_logs(format: Option<&str>) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // These crates' debug logs dump whole request headers (tokens included): whatever
+    // KEYGATE_LOG asks for, they log at info at most.
+    for noisy in LEAKY_LOG_TARGETS {
+        if let Ok(d) = format!("{noisy}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let json = format.map_or(!std::io::stdout().is_terminal(), |f| f == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

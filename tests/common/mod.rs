@@ -51,20 +51,41 @@ impl Keygate {
         Self::start_with_env(body, upstream, &[])
     }
 
+    /// The full config text for `body` on the given ports.
+    pub fn config_text(body: &str, upstream: SocketAddr, port: u16, admin_port: u16) -> String {
+        let grace = if body.contains("shutdown_grace_seconds") {
+            ""
+        } else {
+            "shutdown_grace_seconds: 1\n"
+        };
+        format!(
+            "version: 1\nlisten: \"127.0.0.1:{port}\"\nadmin_listen: \"127.0.0.1:{admin_port}\"\nupstream: {{ url: \"http://{upstream}\", connect_timeout_ms: 500 }}\n{grace}{body}"
+        )
+    }
+
     pub fn start_with_env(body: &str, upstream: SocketAddr, env: &[(&str, &str)]) -> Keygate {
         let port = free_port();
         let admin_port = free_port();
-        let yaml = format!(
-            "version: 1\nlisten: \"127.0.0.1:{port}\"\nadmin_listen: \"127.0.0.1:{admin_port}\"\nupstream: {{ url: \"http://{upstream}\", connect_timeout_ms: 500 }}\nshutdown_grace_seconds: 1\n{body}"
-        );
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("config.yaml");
-        std::fs::write(&cfg, yaml).unwrap();
+        std::fs::write(&cfg, Self::config_text(body, upstream, port, admin_port)).unwrap();
+        Self::launch(dir, &cfg, port, admin_port, env, "info")
+    }
+
+    /// Runs keygate on an existing config file `cfg` (listening on the given ports).
+    pub fn launch(
+        dir: tempfile::TempDir,
+        cfg: &std::path::Path,
+        port: u16,
+        admin_port: u16,
+        env: &[(&str, &str)],
+        level: &str,
+    ) -> Keygate {
         let log = dir.path().join("keygate.log");
         let mut cmd = Command::new(bin());
         cmd.args(["run", "--config"])
             .arg(&cfg)
-            .env("KEYGATE_LOG", "info")
+            .env("KEYGATE_LOG", level)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
@@ -147,6 +168,20 @@ impl Keygate {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The config file keygate runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    /// Sends `signal` (e.g. "TERM", "HUP") to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
     }
 
     pub fn logs(&self) -> String {
