@@ -84,7 +84,7 @@ impl Keygate {
         let log = dir.path().join("keygate.log");
         let mut cmd = Command::new(bin());
         cmd.args(["run", "--config"])
-            .arg(&cfg)
+            .arg(cfg)
             .env("KEYGATE_LOG", level)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
