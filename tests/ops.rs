@@ -362,10 +362,11 @@ fn logs_never_contain_a_token_secret_or_key() {
         HMAC_SECRET.as_bytes(),
         b"u1",
     ));
-    let sent: Vec<(&str, &str, Vec<(&str, String)>)> = vec![
+    type Sent<'a> = (&'a str, String, Vec<(&'a str, String)>);
+    let sent: Vec<Sent> = vec![
         (
             "GET",
-            "/v1/users/user-1/feeds/f",
+            "/v1/users/user-1/feeds/f".into(),
             vec![
                 ("Authorization", "Bearer pk_test_1".into()),
                 ("X-Knock-User-Token", tok.clone()),
@@ -373,7 +374,7 @@ fn logs_never_contain_a_token_secret_or_key() {
         ),
         (
             "GET",
-            "/v1/users/user-1/feeds/f",
+            "/v1/users/user-1/feeds/f".into(),
             vec![
                 ("Authorization", "Bearer pk_test_1".into()),
                 ("X-Knock-User-Token", expired.clone()),
@@ -381,23 +382,17 @@ fn logs_never_contain_a_token_secret_or_key() {
         ),
         (
             "GET",
-            &*Box::leak(
-                format!("/v1/users/user-1/feeds/f?user_token={tok}&api_key=pk_test_1")
-                    .into_boxed_str(),
-            ),
+            format!("/v1/users/user-1/feeds/f?user_token={tok}&api_key=pk_test_1"),
             vec![],
         ),
         (
             "GET",
-            &*Box::leak(
-                format!("/v1/users/user-2/feeds/f?user_token={expired}&api_key=pk_test_1")
-                    .into_boxed_str(),
-            ),
+            format!("/v1/users/user-2/feeds/f?user_token={expired}&api_key=pk_test_1"),
             vec![],
         ),
         (
             "POST",
-            "/v1/events/x",
+            "/v1/events/x".into(),
             vec![
                 ("X-Client-Key", "ck_live_7f3a".into()),
                 ("X-Client-Secret", "billing-secret-value".into()),
@@ -405,7 +400,7 @@ fn logs_never_contain_a_token_secret_or_key() {
         ),
         (
             "POST",
-            "/v1/events/x",
+            "/v1/events/x".into(),
             vec![
                 ("X-Client-Key", "ck_live_91b2".into()),
                 ("X-Client-Secret", "crm-secret-WRONG".into()),
@@ -413,17 +408,17 @@ fn logs_never_contain_a_token_secret_or_key() {
         ),
         (
             "POST",
-            "/v1/events/x",
+            "/v1/events/x".into(),
             vec![("Authorization", "Bearer ek_ingest_1".into())],
         ),
         (
             "GET",
-            "/widget/x",
+            "/widget/x".into(),
             vec![("X-User-Id", "u1".into()), ("X-User-Token", mac.clone())],
         ),
         (
             "GET",
-            "/widget/x",
+            "/widget/x".into(),
             vec![("X-User-Id", "u2".into()), ("X-User-Token", mac.clone())],
         ),
     ];
