@@ -22,4 +22,5 @@ pub mod server;
 pub mod socketio;
 pub mod token;
 pub mod token_cache;
+pub mod upstream;
 pub mod websocket;

@@ -384,7 +384,7 @@ impl ProxyHttp for Keygate {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(ctx.runtime.upstream.peer.clone()))
+        ctx.runtime.upstream.peer().await
     }
 
     async fn upstream_request_filter(

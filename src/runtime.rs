@@ -3,25 +3,16 @@
 //! A `Runtime` is swapped whole (arc-swap) on reload.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-use pingora::upstreams::peer::HttpPeer;
 
 use crate::auth::{self, Authenticator};
 use crate::config::{self, AuthenticatorConfig, Config, ConfigError, FieldError, Mode, Unmatched};
 use crate::identity::IdentityHeaders;
 use crate::routes::RouteTable;
-
-/// The upstream, resolved at load.
-pub struct Upstream {
-    /// A ready-made peer, cloned per request.
-    pub peer: HttpPeer,
-    /// `scheme://host:port` as configured (for logs).
-    pub url: String,
-}
+use crate::upstream::Upstream;
 
 /// The compiled config.
 pub struct Runtime {
@@ -135,7 +126,7 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         listen: cfg.listen.0.clone(),
         admin_listen: cfg.admin_listen.0.clone(),
         tls,
-        upstream: compile_upstream(&cfg.upstream)?,
+        upstream: Upstream::compile(&cfg.upstream)?,
         identity,
         authenticators,
         routes,
@@ -146,53 +137,6 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),
         ),
-    })
-}
-
-fn compile_upstream(u: &config::UpstreamConfig) -> Result<Upstream, FieldError> {
-    let url: http::Uri = u
-        .url
-        .parse()
-        .map_err(|_| FieldError::new("upstream.url", "not a URL"))?;
-    let tls = match url.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => {
-            return Err(FieldError::new(
-                "upstream.url",
-                "scheme must be http or https",
-            ))
-        }
-    };
-    if url
-        .path_and_query()
-        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
-    {
-        return Err(FieldError::new(
-            "upstream.url",
-            "must not have a path or query",
-        ));
-    }
-    let host = url
-        .host()
-        .ok_or_else(|| FieldError::new("upstream.url", "missing host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addr = (host.as_str(), port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| FieldError::new("upstream.url", format!("cannot resolve {host}")))?;
-    let mut peer = HttpPeer::new(addr, tls, host);
-    peer.options.connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
-    peer.options.total_connection_timeout = Some(Duration::from_millis(u.connect_timeout_ms));
-    peer.options.read_timeout = Some(Duration::from_millis(u.read_timeout_ms));
-    peer.options.idle_timeout = Some(Duration::from_secs(60));
-    Ok(Upstream {
-        peer,
-        url: u.url.0.clone(),
     })
 }
 

@@ -228,3 +228,27 @@ fn admin_port_serves_health_readiness_and_metrics() {
     let ready = Keygate::start("routes: []\n", up.addr);
     assert_eq!(ready.admin_get("/readyz").status, 200);
 }
+
+#[test]
+fn a_hostname_upstream_is_resolved_lazily() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let port = free_port();
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let text = Keygate::config_text(
+        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
+        up.addr,
+        port,
+        admin,
+    )
+    .replace(
+        &format!("http://{}", up.addr),
+        &format!("http://localhost:{}", up.addr.port()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let kg = Keygate::launch(dir, &cfg, port, admin, &[], "info");
+    let r = kg.get("/x", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.hits(), 1);
+}
