@@ -525,3 +525,31 @@ fn an_open_websocket_keeps_working_during_the_drain() {
     };
     assert!(code.success());
 }
+
+#[test]
+fn a_reload_starts_a_clean_token_cache() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let body = format!(
+        "authenticators:\n  user:\n    type: jwt\n    from: {{ header: x-token }}\n    algorithms: [RS256]\n    keys: [{{ pem_file: \"{}\" }}]\nroutes:\n  - {{ name: app, path: \"/app\", auth: [user] }}\n",
+        fixture("rsa.pub")
+    );
+    let kg = Keygate::start(&body, up.addr);
+    let tok = user_token("u1");
+    for _ in 0..2 {
+        assert_eq!(kg.get("/app", &[("X-Token", &tok)]).status, 200);
+    }
+    kg.metrics_with(&[
+        "keygate_token_cache_misses_total 1",
+        "keygate_token_cache_hits_total 1",
+    ]);
+    let path = kg.config_path();
+    let text = std::fs::read_to_string(&path).unwrap()
+        + "  - { name: extra, path: /extra, auth: anonymous }\n";
+    replace(&path, &text);
+    wait_for("the reload", 10, || kg.get("/extra", &[]).status == 200);
+    assert_eq!(kg.get("/app", &[("X-Token", &tok)]).status, 200);
+    kg.metrics_with(&[
+        "keygate_token_cache_misses_total 2",
+        "keygate_token_cache_hits_total 1",
+    ]);
+}

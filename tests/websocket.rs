@@ -291,6 +291,35 @@ fn connect_split_across_writes_and_fragments_and_protocol_rules() {
         "{seen:?}"
     );
 
+    // A later CONNECT to another namespace on the same connection is checked too.
+    let mut ws = ws_connect(kg.addr, &target, &[]).unwrap();
+    ws.read_text().unwrap();
+    ws.send_text(&format!(r#"40{{"token":"Bearer {tok}"}}"#));
+    assert!(ws.read_text().unwrap().starts_with("40{\"sid\""));
+    let expired = {
+        let t = now();
+        token(
+            json!({"sub": "x", "type": "customer", "workspace_id": "ONAVZK8J", "iat": t - 900, "exp": t - 600}),
+        )
+    };
+    ws.send_text(&format!(r#"40/tenant,{{"token":"Bearer {expired}"}}"#));
+    assert_eq!(
+        ws.read_text().as_deref(),
+        Some(r#"44/tenant,{"message":"unauthorized","data":{"reason":"token_expired"}}"#)
+    );
+
+    // A first frame over the limit closes the connection without reaching the server.
+    let mut ws = ws_connect(kg.addr, &target, &[]).unwrap();
+    ws.read_text().unwrap();
+    ws.send_text(&format!(r#"40{{"token":"Bearer {}"}}"#, "a".repeat(40_000)));
+    let mut closed_with = None;
+    while let Some((op, p)) = ws.read_frame() {
+        if op == 8 {
+            closed_with = Some(u16::from_be_bytes([p[0], p[1]]));
+        }
+    }
+    assert_eq!(closed_with, Some(1008));
+
     // Engine.IO long-polling on this route: 400 websocket_required.
     kg.get(&format!("{SIO_PATH}/?EIO=4&transport=polling"), &[])
         .assert_denied(400, "websocket_required");
