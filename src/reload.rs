@@ -66,7 +66,11 @@ pub async fn watch(state: Arc<State>, path: PathBuf) {
             None
         }
     };
+    // The file may have changed between the initial load and this watch starting.
     let mut last = std::fs::read(&path).ok();
+    if last.as_deref().map(crate::secret::sha256) != Some(state.runtime.load().source_digest) {
+        reload(&state, &path);
+    }
     loop {
         let forced = tokio::select! {
             _ = hup.recv() => true,

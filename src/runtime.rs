@@ -32,19 +32,25 @@ pub struct Runtime {
     pub socketio_key: String,
     /// `limits.socketio_connect_timeout_seconds`.
     pub socketio_connect_timeout: Duration,
+    /// SHA-256 of the file text this config was loaded from (reload compares against it).
+    pub source_digest: [u8; 32],
 }
 
 /// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
 pub fn load(path: &Path) -> Result<Runtime, ConfigError> {
     let (cfg, text) = config::load_file(path)?;
     let file = path.display().to_string();
-    compile(&cfg).map_err(|e| config::locate_error(&text, &file, e))
+    let mut rt = compile(&cfg).map_err(|e| config::locate_error(&text, &file, e))?;
+    rt.source_digest = crate::secret::sha256(text.as_bytes());
+    Ok(rt)
 }
 
 /// Parses and compiles YAML text (`name` is used in errors).
 pub fn load_str(text: &str, name: &str) -> Result<Runtime, ConfigError> {
     let cfg = config::parse_str(text, name)?;
-    compile(&cfg).map_err(|e| config::locate_error(text, name, e))
+    let mut rt = compile(&cfg).map_err(|e| config::locate_error(text, name, e))?;
+    rt.source_digest = crate::secret::sha256(text.as_bytes());
+    Ok(rt)
 }
 
 /// Compiles a parsed config.
@@ -133,6 +139,7 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         unmatched: cfg.unmatched,
         max_token_bytes: cfg.limits.max_token_bytes,
         shutdown_grace_seconds: cfg.shutdown_grace_seconds,
+        source_digest: [0; 32],
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),

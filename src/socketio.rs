@@ -255,6 +255,17 @@ mod tests {
         f
     }
 
+    /// The bytes forwarded untouched, concatenated.
+    fn raw_bytes(items: &[Item]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in items {
+            if let Item::Raw(b) = i {
+                out.extend_from_slice(b);
+            }
+        }
+        out
+    }
+
     fn connects(items: &[Item]) -> Vec<(String, Option<Map<String, Value>>)> {
         items
             .iter()
@@ -280,17 +291,7 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].0, "/");
         assert_eq!(c[0].1.as_ref().unwrap()["token"], "Bearer x");
-        let raw: Vec<u8> = items
-            .iter()
-            .filter_map(|i| {
-                if let Item::Raw(b) = i {
-                    Some(b.to_vec())
-                } else {
-                    None
-                }
-            })
-            .flatten()
-            .collect();
+        let raw = raw_bytes(&items);
         let mut expected = masked(0x9, true, b"ping");
         expected.extend(masked(opcode::TEXT, true, b"42[\"hello\"]"));
         assert_eq!(raw, expected, "control and later frames pass untouched");
@@ -350,17 +351,7 @@ mod tests {
                 "chunk size {size}"
             );
             assert_eq!(c[1].0, "/tenant");
-            let raw: Vec<u8> = items
-                .iter()
-                .filter_map(|i| {
-                    if let Item::Raw(b) = i {
-                        Some(b.to_vec())
-                    } else {
-                        None
-                    }
-                })
-                .flatten()
-                .collect();
+            let raw = raw_bytes(&items);
             assert_eq!(raw, raw_expected, "chunk size {size}");
         }
     }

@@ -33,11 +33,7 @@ fn every_authenticator_accepts_valid_credentials_with_identity_headers() {
     );
 
     // hmac_token, hmac_sha256 scheme (Notifizz docs).
-    let mac = hex::encode(keygate::auth::hmac_token::compute(
-        keygate::config::HmacScheme::HmacSha256,
-        HMAC_SECRET.as_bytes(),
-        b"user-7",
-    ));
+    let mac = hmac_token("user-7");
     let r = kg.get(
         "/widget/notifications",
         &[("X-User-Id", "user-7"), ("X-User-Token", &mac)],

@@ -357,11 +357,7 @@ fn logs_never_contain_a_token_secret_or_key() {
             json!({"sub": "user-1", "iat": t - 900, "exp": t - 600}),
         )
     };
-    let mac = hex::encode(keygate::auth::hmac_token::compute(
-        keygate::config::HmacScheme::HmacSha256,
-        HMAC_SECRET.as_bytes(),
-        b"u1",
-    ));
+    let mac = hmac_token("u1");
     type Sent<'a> = (&'a str, String, Vec<(&'a str, String)>);
     let sent: Vec<Sent> = vec![
         (

@@ -4,14 +4,6 @@
 mod common;
 use common::*;
 
-fn hmac(user: &str) -> String {
-    hex::encode(keygate::auth::hmac_token::compute(
-        keygate::config::HmacScheme::HmacSha256,
-        HMAC_SECRET.as_bytes(),
-        user.as_bytes(),
-    ))
-}
-
 #[test]
 fn path_tricks_are_refused_or_stay_on_their_route() {
     let (up, kg) = full("production");
@@ -58,7 +50,7 @@ fn path_tricks_are_refused_or_stay_on_their_route() {
         kg.addr,
         "GET",
         "/wid%67et/x",
-        &[("X-User-Id", "u1"), ("X-User-Token", &hmac("u1"))],
+        &[("X-User-Id", "u1"), ("X-User-Token", &hmac_token("u1"))],
         b"",
     );
     assert_eq!(r.status, 200);

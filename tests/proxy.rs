@@ -6,14 +6,6 @@ use common::*;
 use std::io::Write;
 use std::net::TcpStream;
 
-fn hmac(user: &str) -> String {
-    hex::encode(keygate::auth::hmac_token::compute(
-        keygate::config::HmacScheme::HmacSha256,
-        HMAC_SECRET.as_bytes(),
-        user.as_bytes(),
-    ))
-}
-
 #[test]
 fn forwards_requests_byte_for_byte_with_forwarded_headers() {
     let (_up, kg) = full("production");
@@ -83,7 +75,7 @@ fn spoofed_identity_headers_never_reach_upstream() {
     // Anonymous route, authenticated route, and unmatched-but-forwarded are all stripped.
     let mut headers: Vec<(&str, &str)> = spoofs.to_vec();
     check(&kg.get("/public/x", &headers), None);
-    let mac = hmac("user-9");
+    let mac = hmac_token("user-9");
     headers.push(("X-User-Id", "user-9"));
     headers.push(("X-User-Token", &mac));
     check(&kg.get("/widget/x", &headers), Some("user-9"));

@@ -184,13 +184,9 @@ pub fn locate(text: &str, path: &str) -> usize {
                     }
                 }
                 let mut found = false;
-                for (i, l) in lines.iter().enumerate().skip(cur + 1) {
-                    let t = l.trim_start();
-                    if t.is_empty() || t.starts_with('#') {
-                        continue;
-                    }
-                    let ind = (l.len() - t.len()) as isize;
-                    if ind <= indent && i > cur {
+                for (i, ind, t) in significant_lines(&lines, cur + 1) {
+                    let l = lines[i];
+                    if ind <= indent {
                         break;
                     }
                     let body = t.trim_start_matches("- ");
@@ -212,12 +208,8 @@ pub fn locate(text: &str, path: &str) -> usize {
                 let mut seen = 0usize;
                 let mut item_indent: Option<isize> = None;
                 let mut found = false;
-                for (i, l) in lines.iter().enumerate().skip(cur + 1) {
-                    let t = l.trim_start();
-                    if t.is_empty() || t.starts_with('#') {
-                        continue;
-                    }
-                    let ind = (l.len() - t.len()) as isize;
+                for (i, ind, t) in significant_lines(&lines, cur + 1) {
+                    let l = lines[i];
                     if ind < indent || (ind == indent && !t.starts_with('-')) {
                         break;
                     }
@@ -240,6 +232,17 @@ pub fn locate(text: &str, path: &str) -> usize {
         }
     }
     cur + 1
+}
+
+/// Lines from `from` on that are neither blank nor comments: (index, indentation, trimmed text).
+fn significant_lines<'a>(
+    lines: &'a [&'a str],
+    from: usize,
+) -> impl Iterator<Item = (usize, isize, &'a str)> {
+    lines.iter().enumerate().skip(from).filter_map(|(i, l)| {
+        let t = l.trim_start();
+        (!t.is_empty() && !t.starts_with('#')).then(|| (i, (l.len() - t.len()) as isize, t))
+    })
 }
 
 fn find_key(hay: &str, needle: &str) -> Option<usize> {

@@ -404,6 +404,15 @@ pub fn user_token(sub: &str) -> String {
     )
 }
 
+/// The Notifizz-style user token for `user` under the test secret (hmac_sha256 scheme).
+pub fn hmac_token(user: &str) -> String {
+    hex::encode(keygate::auth::hmac_token::compute(
+        keygate::config::HmacScheme::HmacSha256,
+        HMAC_SECRET.as_bytes(),
+        user.as_bytes(),
+    ))
+}
+
 pub const DOKA_KID: &str = "a89c4bdd-60d9-4803-ac2d-c7a06c56074e";
 pub const HMAC_SECRET: &str = "notifizz-test-secret-0c1d";
 pub const HS_SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
