@@ -16,15 +16,15 @@ RUN mkdir -p src bench \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > bench/token_cache.rs \
- && cargo build --release --locked \
+ && cargo build --profile dist --locked \
  && rm -rf src bench
 
 # The source.
 COPY src ./src
 COPY bench ./bench
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked \
- && cp target/release/keygate /keygate
+ && cargo build --profile dist --locked \
+ && cp target/dist/keygate /keygate
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /keygate /usr/local/bin/keygate
