@@ -535,3 +535,42 @@ fn openid_configuration_discovery_and_issuer_mismatch() {
     kg2.get("/idp/x", &[("Authorization", &bearer(&t1))])
         .assert_denied(503, "key_source_unavailable");
 }
+
+#[test]
+fn reloads_do_not_multiply_fetch_loops() {
+    let srv = JwksServer::start(vec![rsa_jwk("k1")]);
+    srv.set(|b| b.cache_control = Some("max-age=1".into()));
+    let (_up, kg) = start(
+        &format!("jwks_url: \"{}\"", srv.url()),
+        "{ min_refresh_interval_seconds: 1 }",
+    );
+    kg.wait_readyz(200, 10);
+    let path = kg.config_path();
+    for i in 0..4 {
+        let text = std::fs::read_to_string(&path).unwrap() + &format!("# reload {i}\n");
+        std::fs::write(&path, text).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(
+        kg.metric(r#"keygate_config_reloads_total{result="ok"}"#)
+            .unwrap()
+            >= 2.0,
+        "the reloads happened"
+    );
+    let t1 = sign("rsa.key", "RS256", Some("k1"), claims("u1"));
+    assert_eq!(
+        kg.get("/idp/x", &[("Authorization", &bearer(&t1))]).status,
+        200,
+        "keys carried over the reloads"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = srv.fetches();
+    std::thread::sleep(Duration::from_secs(4));
+    let fetched = srv.fetches() - before;
+    // One live provider refreshing every ~1 s (max-age=1): about 4 fetches, not one per reload.
+    assert!(
+        fetched <= 6,
+        "{fetched} fetches in 4 s after 4 reloads: old providers still fetching"
+    );
+    assert!(fetched >= 2, "the live provider stopped refreshing");
+}

@@ -58,7 +58,9 @@ pub struct JwksProvider {
     in_flight: AtomicBool,
     /// Bumped after every fetch attempt, success or not.
     generation: watch::Sender<u64>,
-    kick: Notify,
+    /// Wakes the fetch loop (unknown `kid`, unusable keys). Shared with the loop, which holds
+    /// only a weak reference to the provider while it waits.
+    kick: Arc<Notify>,
     /// Unknown kids, with the generation at which they were found unknown.
     unknown: moka::sync::Cache<String, u64>,
     last_error: Mutex<Option<String>>,
@@ -109,7 +111,7 @@ impl JwksProvider {
             epoch: Instant::now(),
             in_flight: AtomicBool::new(false),
             generation,
-            kick: Notify::new(),
+            kick: Arc::new(Notify::new()),
             unknown: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
@@ -214,12 +216,17 @@ impl JwksProvider {
     pub async fn run(provider: Weak<JwksProvider>) {
         let mut failures: u32 = 0;
         let mut next_due = tokio::time::Instant::now(); // fetch at once on start
+        let Some(kick) = provider.upgrade().map(|p| p.kick.clone()) else {
+            return;
+        };
         loop {
-            let Some(p) = provider.upgrade() else { return };
+            // No strong reference while waiting: a provider replaced by a reload is dropped at
+            // once, and this loop ends when it next wakes.
             let kicked = tokio::select! {
                 _ = tokio::time::sleep_until(next_due) => false,
-                _ = p.kick.notified() => true,
+                _ = kick.notified() => true,
             };
+            let Some(p) = provider.upgrade() else { return };
             if kicked && !p.may_fetch_now() {
                 continue;
             }
