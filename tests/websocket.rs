@@ -29,8 +29,25 @@ impl Drop for Node {
     }
 }
 
+/// `npm ci` in tests/socketio once per test run, if `.ci/run` did not already.
+fn ensure_node_modules() {
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::path::Path::new(&format!("{}/node_modules/socket.io", node_dir())).exists() {
+            return;
+        }
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(node_dir())
+            .status()
+            .expect("npm is installed (the Socket.IO tests drive the real socket.io packages)");
+        assert!(status.success(), "npm ci failed in tests/socketio");
+    });
+}
+
 impl Node {
     fn server() -> Node {
+        ensure_node_modules();
         let mut child = Command::new("node")
             .arg(format!("{}/server.js", node_dir()))
             .arg(SIO_PATH)
@@ -60,6 +77,7 @@ impl Node {
 
 /// Runs socket.io-client through keygate; returns its events.
 fn client(kg: &Keygate, token: Option<&str>, nsp: &str, rounds: u32) -> Vec<Value> {
+    ensure_node_modules();
     let out = Command::new("node")
         .arg(format!("{}/client.js", node_dir()))
         .args([
