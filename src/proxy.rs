@@ -98,169 +98,6 @@ pub struct SocketIo {
     refused: Option<Reason>,
 }
 
-/// A GET with `Upgrade: websocket` (RFC 6455 §4.1).
-fn is_websocket_upgrade(req: &RequestHeader) -> bool {
-    req.method == http::Method::GET
-        && req
-            .headers
-            .get(http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-            })
-}
-
-impl Keygate {
-    /// Reads the client's websocket stream until (and including) each Socket.IO CONNECT,
-    /// authenticates it, and forwards it re-encoded with the verified identity; refuses it with
-    /// `44{...}` and close 1008 otherwise.
-    async fn socketio_filter(
-        &self,
-        session: &mut Session,
-        body: &mut Option<Bytes>,
-        ctx: &mut Ctx,
-        sio: &mut SocketIo,
-    ) -> Result<()> {
-        if sio.rejected {
-            *body = None;
-            return Ok(());
-        }
-        let Some(chunk) = body.take() else {
-            return Ok(()); // the client closed
-        };
-        let rt = ctx.runtime.clone();
-        let route = &rt.routes.routes[ctx.route.unwrap_or_default()];
-        let mut out: Vec<Bytes> = Vec::new();
-        for item in sio.scanner.feed(chunk) {
-            let (namespace, auth) = match item {
-                socketio::Item::Raw(b) => {
-                    out.push(b);
-                    continue;
-                }
-                socketio::Item::Message(m) => {
-                    let mask = Some(websocket::random_mask());
-                    out.push(websocket::encode(websocket::opcode::TEXT, &m, mask));
-                    continue;
-                }
-                socketio::Item::Close(why) => {
-                    tracing::info!(route = %route.name, why, "websocket closed before a Socket.IO CONNECT");
-                    sio.rejected = true;
-                    let close = websocket::close_frame(1008, "policy violation");
-                    session.write_response_body(Some(close), false).await?;
-                    *body = None;
-                    return Ok(());
-                }
-                socketio::Item::Connect { namespace, auth } => (namespace, auth),
-            };
-            sio.connects += 1;
-            let verdict = match &auth {
-                None => Err(Reason::MalformedCredentials),
-                Some(a) => {
-                    let parts = RequestParts {
-                        headers: &sio.headers,
-                        query: sio.query.as_deref(),
-                        params: &sio.params,
-                        socketio_auth: Some(a),
-                        max_token_bytes: rt.max_token_bytes,
-                    };
-                    let timings = Some(&metrics().auth_duration);
-                    routes::authorize(route, &rt.authenticators, rt.mode, &parts, timings).await
-                }
-            };
-            let requests = &metrics().requests;
-            match (verdict, auth) {
-                (Ok(Some(id)), Some(a)) => {
-                    requests
-                        .with_label_values(&[&route.name, "allowed", "none"])
-                        .inc();
-                    out.push(socketio::connect_frame(
-                        &namespace,
-                        &a,
-                        &rt.socketio_key,
-                        &id,
-                    ));
-                    ctx.user_id = id.user_id;
-                    ctx.credential = Some(id.credential);
-                    session.set_read_timeout(None);
-                }
-                (verdict, _) => {
-                    let reason = verdict.err().unwrap_or(Reason::MissingCredentials);
-                    requests
-                        .with_label_values(&[&route.name, "denied", reason.as_str()])
-                        .inc();
-                    tracing::info!(route = %route.name, reason = reason.as_str(), %namespace, "Socket.IO CONNECT refused");
-                    sio.rejected = true;
-                    sio.refused = Some(reason);
-                    let refusal = socketio::refusal(&namespace, reason.as_str());
-                    session.write_response_body(Some(refusal), false).await?;
-                    *body = None;
-                    return Ok(());
-                }
-            }
-        }
-        *body = Some(match out.len() {
-            0 => Bytes::new(),
-            1 => out.pop().unwrap_or_default(),
-            _ => Bytes::from(out.concat()),
-        });
-        Ok(())
-    }
-
-    /// Writes a denial ourselves (not `respond_error`, which forces `Connection: close`), so the
-    /// client's keep-alive connection survives.
-    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<bool> {
-        ctx.denied = Some(reason);
-        let bearer = ctx
-            .route
-            .is_some_and(|r| ctx.runtime.routes.routes[r].bearer);
-        let body = Bytes::from(reason.body());
-        let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
-        resp.insert_header("content-type", "application/json")?;
-        resp.insert_header("content-length", body.len().to_string())?;
-        resp.insert_header("cache-control", "no-store")?;
-        if reason.status() == 401 && bearer {
-            let v = if reason == Reason::MissingCredentials {
-                "Bearer"
-            } else {
-                r#"Bearer error="invalid_token""#
-            };
-            resp.insert_header("www-authenticate", v)?;
-        }
-        discard_small_body(session).await;
-        let head = session.req_header().method == http::Method::HEAD;
-        session.write_response_header(Box::new(resp), head).await?;
-        if !head {
-            session.write_response_body(Some(body), true).await?;
-        }
-        Ok(true)
-    }
-}
-
-/// Largest request body read and thrown away so a denied client keeps its connection; a larger
-/// body is not read (an unauthenticated client cannot make keygate consume an upload) and the
-/// connection closes after the denial.
-const DISCARD_LIMIT: usize = 64 * 1024;
-
-async fn discard_small_body(session: &mut Session) {
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > DISCARD_LIMIT) {
-        return;
-    }
-    let mut read = 0;
-    while !session.is_body_done() && read <= DISCARD_LIMIT {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => read += chunk.len(),
-            _ => break,
-        }
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for Keygate {
     type CTX = Ctx;
@@ -478,5 +315,168 @@ impl ProxyHttp for Keygate {
             upstream_status = ctx.upstream_status,
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
         );
+    }
+}
+
+/// A GET with `Upgrade: websocket` (RFC 6455 §4.1).
+fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+    req.method == http::Method::GET
+        && req
+            .headers
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+            })
+}
+
+impl Keygate {
+    /// Reads the client's websocket stream until (and including) each Socket.IO CONNECT,
+    /// authenticates it, and forwards it re-encoded with the verified identity; refuses it with
+    /// `44{...}` and close 1008 otherwise.
+    async fn socketio_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        ctx: &mut Ctx,
+        sio: &mut SocketIo,
+    ) -> Result<()> {
+        if sio.rejected {
+            *body = None;
+            return Ok(());
+        }
+        let Some(chunk) = body.take() else {
+            return Ok(()); // the client closed
+        };
+        let rt = ctx.runtime.clone();
+        let route = &rt.routes.routes[ctx.route.unwrap_or_default()];
+        let mut out: Vec<Bytes> = Vec::new();
+        for item in sio.scanner.feed(chunk) {
+            let (namespace, auth) = match item {
+                socketio::Item::Raw(b) => {
+                    out.push(b);
+                    continue;
+                }
+                socketio::Item::Message(m) => {
+                    let mask = Some(websocket::random_mask());
+                    out.push(websocket::encode(websocket::opcode::TEXT, &m, mask));
+                    continue;
+                }
+                socketio::Item::Close(why) => {
+                    tracing::info!(route = %route.name, why, "websocket closed before a Socket.IO CONNECT");
+                    sio.rejected = true;
+                    let close = websocket::close_frame(1008, "policy violation");
+                    session.write_response_body(Some(close), false).await?;
+                    *body = None;
+                    return Ok(());
+                }
+                socketio::Item::Connect { namespace, auth } => (namespace, auth),
+            };
+            sio.connects += 1;
+            let verdict = match &auth {
+                None => Err(Reason::MalformedCredentials),
+                Some(a) => {
+                    let parts = RequestParts {
+                        headers: &sio.headers,
+                        query: sio.query.as_deref(),
+                        params: &sio.params,
+                        socketio_auth: Some(a),
+                        max_token_bytes: rt.max_token_bytes,
+                    };
+                    let timings = Some(&metrics().auth_duration);
+                    routes::authorize(route, &rt.authenticators, rt.mode, &parts, timings).await
+                }
+            };
+            let requests = &metrics().requests;
+            match (verdict, auth) {
+                (Ok(Some(id)), Some(a)) => {
+                    requests
+                        .with_label_values(&[&route.name, "allowed", "none"])
+                        .inc();
+                    out.push(socketio::connect_frame(
+                        &namespace,
+                        &a,
+                        &rt.socketio_key,
+                        &id,
+                    ));
+                    ctx.user_id = id.user_id;
+                    ctx.credential = Some(id.credential);
+                    session.set_read_timeout(None);
+                }
+                (verdict, _) => {
+                    let reason = verdict.err().unwrap_or(Reason::MissingCredentials);
+                    requests
+                        .with_label_values(&[&route.name, "denied", reason.as_str()])
+                        .inc();
+                    tracing::info!(route = %route.name, reason = reason.as_str(), %namespace, "Socket.IO CONNECT refused");
+                    sio.rejected = true;
+                    sio.refused = Some(reason);
+                    let refusal = socketio::refusal(&namespace, reason.as_str());
+                    session.write_response_body(Some(refusal), false).await?;
+                    *body = None;
+                    return Ok(());
+                }
+            }
+        }
+        *body = Some(match out.len() {
+            0 => Bytes::new(),
+            1 => out.pop().unwrap_or_default(),
+            _ => Bytes::from(out.concat()),
+        });
+        Ok(())
+    }
+
+    /// Writes a denial ourselves (not `respond_error`, which forces `Connection: close`), so the
+    /// client's keep-alive connection survives.
+    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason) -> Result<bool> {
+        ctx.denied = Some(reason);
+        let bearer = ctx
+            .route
+            .is_some_and(|r| ctx.runtime.routes.routes[r].bearer);
+        let body = Bytes::from(reason.body());
+        let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        if reason.status() == 401 && bearer {
+            let v = if reason == Reason::MissingCredentials {
+                "Bearer"
+            } else {
+                r#"Bearer error="invalid_token""#
+            };
+            resp.insert_header("www-authenticate", v)?;
+        }
+        discard_small_body(session).await;
+        let head = session.req_header().method == http::Method::HEAD;
+        session.write_response_header(Box::new(resp), head).await?;
+        if !head {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
+    }
+}
+
+/// Largest request body read and thrown away so a denied client keeps its connection; a larger
+/// body is not read (an unauthenticated client cannot make keygate consume an upload) and the
+/// connection closes after the denial.
+const DISCARD_LIMIT: usize = 64 * 1024;
+
+async fn discard_small_body(session: &mut Session) {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > DISCARD_LIMIT) {
+        return;
+    }
+    let mut read = 0;
+    while !session.is_body_done() && read <= DISCARD_LIMIT {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            _ => break,
+        }
     }
 }
