@@ -110,6 +110,30 @@ impl IdentityHeaders {
         for n in doomed {
             req.remove_header(&n);
         }
+        // `Connection: close, X-Auth-User-Id` would make a hop-by-hop-aware hop between
+        // keygate and the backend drop the identity header keygate sets (RFC 9110 §7.6.1).
+        let listed = req
+            .headers
+            .get(http::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let kept: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && !self.is_identity(t))
+                    .collect();
+                (
+                    kept.len() != v.split(',').filter(|t| !t.trim().is_empty()).count(),
+                    kept.join(", "),
+                )
+            });
+        if let Some((true, kept)) = listed {
+            if kept.is_empty() {
+                req.remove_header(&http::header::CONNECTION);
+            } else if let Ok(v) = http::HeaderValue::from_str(&kept) {
+                let _ = req.insert_header(http::header::CONNECTION, v);
+            }
+        }
     }
 
     /// Sets the identity headers for `id` (after [`strip`](Self::strip)). Values were checked
@@ -151,5 +175,19 @@ mod tests {
         ids.strip(&mut req);
         let left: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
         assert_eq!(left, vec!["x-other"]);
+
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("Connection", "keep-alive, X-Auth-User-Id, x_auth_method")
+            .unwrap();
+        ids.strip(&mut req);
+        assert_eq!(req.headers.get("connection").unwrap(), "keep-alive");
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("Connection", "X-Auth-User-Id").unwrap();
+        ids.strip(&mut req);
+        assert!(req.headers.get("connection").is_none());
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("Connection", "Upgrade").unwrap();
+        ids.strip(&mut req);
+        assert_eq!(req.headers.get("connection").unwrap(), "Upgrade");
     }
 }

@@ -72,6 +72,29 @@ fn spoofed_identity_headers_never_reach_upstream() {
             r.text()
         );
     };
+    // A hop-by-hop listing cannot make a later hop drop the identity keygate sets.
+    let mac = hmac_token("user-9");
+    let r = kg.get(
+        "/widget/x",
+        &[
+            ("X-User-Id", "user-9"),
+            ("X-User-Token", &mac),
+            ("Connection", "keep-alive, X-Auth-User-Id"),
+        ],
+    );
+    assert_eq!(
+        r.upstream_header("x-auth-user-id").as_deref(),
+        Some("user-9")
+    );
+    let conn = r
+        .upstream_header("connection")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        !conn.contains("x-auth"),
+        "identity header listed in Connection upstream: {conn}"
+    );
+
     // Anonymous route, authenticated route, and unmatched-but-forwarded are all stripped.
     let mut headers: Vec<(&str, &str)> = spoofs.to_vec();
     check(&kg.get("/public/x", &headers), None);
