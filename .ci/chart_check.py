@@ -132,10 +132,12 @@ def check_restart_checksum():
     grace_changed["config"]["shutdown_grace_seconds"] = 40
     port_changed = copy.deepcopy(base)
     port_changed["ports"] = {"http": 8081, "admin": 9090}
+    ca_changed = copy.deepcopy(base)
+    ca_changed["config"]["upstream"]["ca_file"] = "/var/run/secrets/keygate/ca/ca.crt"
     c = checksum(base)
     if checksum(routes_changed) != c:
         fail("a route change (hot-reloadable) changes the restart checksum")
-    if checksum(grace_changed) == c or checksum(port_changed) == c:
+    if checksum(grace_changed) == c or checksum(port_changed) == c or checksum(ca_changed) == c:
         fail("a restart-requiring change does not change the restart checksum")
 
 

@@ -5,8 +5,8 @@
 //! which swaps the `..data` symlink rather than writing the file, is seen. Events are debounced
 //! and a reload happens only when the file's bytes changed (SIGHUP always reloads). An invalid
 //! file leaves the old config serving, is logged with `file:line`, and counts
-//! `keygate_config_reloads_total{result="error"}`. Changes to `listen`, `admin_listen`, `tls`
-//! and `shutdown_grace_seconds` are logged as needing a restart.
+//! `keygate_config_reloads_total{result="error"}`. Changes to `listen`, `admin_listen`, `tls`,
+//! `shutdown_grace_seconds` and `upstream.ca_file` are logged as needing a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,6 +103,10 @@ pub fn reload(state: &State, path: &Path) {
                 (
                     "shutdown_grace_seconds",
                     old.shutdown_grace_seconds != new.shutdown_grace_seconds,
+                ),
+                (
+                    "upstream.ca_file",
+                    old.upstream.ca_file != new.upstream.ca_file,
                 ),
             ] {
                 if changed {

@@ -30,6 +30,7 @@ pub fn run(runtime: Runtime, config_path: Option<PathBuf>) -> ! {
         work_stealing: false,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(1),
+        ca_file: runtime.upstream.ca_file.clone(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -34,6 +34,8 @@ pub struct Upstream {
     resolved: ArcSwapOption<Resolved>,
     /// `scheme://host:port` as configured (for logs and `keygate check`).
     pub url: String,
+    /// `upstream.ca_file`: the CAs an https upstream is verified against.
+    pub ca_file: Option<String>,
 }
 
 impl Upstream {
@@ -67,7 +69,19 @@ impl Upstream {
             literal: host.parse::<IpAddr>().is_ok(),
             resolved: ArcSwapOption::empty(),
             url: u.url.0.clone(),
+            ca_file: u.ca_file.as_ref().map(|f| f.0.clone()),
         };
+        if let Some(f) = &up.ca_file {
+            let pem = std::fs::read_to_string(f).map_err(|e| {
+                FieldError::new("upstream.ca_file", format!("cannot read {f}: {e}"))
+            })?;
+            if pem::parse_many(&pem).map_or(true, |b| !b.iter().any(|b| b.tag() == "CERTIFICATE")) {
+                return Err(FieldError::new(
+                    "upstream.ca_file",
+                    format!("{f}: no PEM CERTIFICATE"),
+                ));
+            }
+        }
         if let Ok(ip) = host.parse::<IpAddr>() {
             up.store(SocketAddr::new(ip, port));
         }

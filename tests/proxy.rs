@@ -267,3 +267,64 @@ fn a_hostname_upstream_is_resolved_lazily() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.hits(), 1);
 }
+
+#[test]
+fn forwards_to_an_https_upstream() {
+    // The https upstream: a keygate terminating TLS (certificate from a test CA) before an echo.
+    let echo_up = echo::spawn("127.0.0.1:0").unwrap();
+    let tls_body = format!(
+        "tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\nroutes: [{{ name: open, path: '/{{*rest}}', auth: anonymous }}]\n",
+        fixture("upstream.crt"),
+        fixture("upstream.key")
+    );
+    let https_upstream = Keygate::start(&tls_body, echo_up.addr);
+    // keygate in front of it, over https, trusting the test CA.
+    let (port, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let text = Keygate::config_text(
+        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
+        https_upstream.addr,
+        port,
+        admin,
+    )
+    .replace(
+        &format!("url: \"http://{}\"", https_upstream.addr),
+        &format!(
+            "url: \"https://localhost:{}\", ca_file: \"{}\"",
+            https_upstream.addr.port(),
+            fixture("ca.crt")
+        ),
+    );
+    assert!(text.contains("https://localhost"), "{text}");
+    std::fs::write(&cfg, text).unwrap();
+    let kg = Keygate::launch(dir, &cfg, port, admin, &[], "info");
+    let r = kg.get("/over/tls", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["target"], "/over/tls");
+    assert_eq!(
+        r.upstream_header("x-forwarded-proto").as_deref(),
+        Some("https"),
+        "the inner hop was TLS"
+    );
+    assert_eq!(echo_up.hits(), 1);
+
+    // Without the CA the upstream certificate is not trusted: 502, never forwarded in clear.
+    let (port, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let text = Keygate::config_text(
+        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
+        https_upstream.addr,
+        port,
+        admin,
+    )
+    .replace(
+        &format!("http://{}", https_upstream.addr),
+        &format!("https://localhost:{}", https_upstream.addr.port()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let untrusting = Keygate::launch(dir, &cfg, port, admin, &[], "info");
+    assert_eq!(untrusting.get("/x", &[]).status, 502);
+    assert_eq!(echo_up.hits(), 1);
+}

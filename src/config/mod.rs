@@ -78,6 +78,7 @@ pub fn rebase_files(cfg: &mut Config, dir: &Path) {
             }
         }
     };
+    fix(&mut cfg.upstream.ca_file);
     if let Some(t) = &mut cfg.tls {
         let (mut c, mut k) = (Some(t.cert_file.clone()), Some(t.key_file.clone()));
         fix(&mut c);

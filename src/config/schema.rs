@@ -98,6 +98,10 @@ pub struct UpstreamConfig {
     /// Timeout for each read from the upstream, milliseconds.
     #[serde(default = "d_read_timeout")]
     pub read_timeout_ms: u64,
+    /// For an https upstream: PEM file of the CA(s) to trust instead of the system roots
+    /// (a private CA, a service-mesh issuer). Needs a restart to change.
+    #[serde(default)]
+    pub ca_file: Option<Str>,
 }
 fn d_connect_timeout() -> u64 {
     1000

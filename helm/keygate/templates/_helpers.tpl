@@ -48,7 +48,8 @@ from the mounted ConfigMap.
 */}}
 {{- define "keygate.restartChecksum" -}}
 {{- $cfg := fromYaml (include "keygate.config" .) -}}
-{{- pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds" | toJson | sha256sum -}}
+{{- $upstream := default dict $cfg.upstream -}}
+{{- list (pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds") (get $upstream "ca_file") | toJson | sha256sum -}}
 {{- end -}}
 
 {{/*
