@@ -17,8 +17,11 @@ use crate::proxy::State;
 
 /// An admin response: status, content type, body.
 pub struct Reply {
+    /// HTTP status.
     pub status: u16,
+    /// `Content-Type` value.
     pub content_type: &'static str,
+    /// Response body.
     pub body: Vec<u8>,
 }
 

@@ -110,7 +110,9 @@ unmatched: deny
 pub struct Example {
     /// `200 user-1`, `401 token_expired`, ...: status, then the user id or reason.
     pub expect: String,
+    /// What the example shows.
     pub what: &'static str,
+    /// The command to paste.
     pub curl: String,
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! keygate: an authentication sidecar. A pingora reverse proxy that authenticates every request
 //! per route (public keys, API keys, client secrets, HMAC user tokens, JWTs) and forwards
 //! trusted identity headers to an unmodified backend.

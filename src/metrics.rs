@@ -25,6 +25,7 @@ const BUCKETS: &[f64] = &[
 
 /// keygate's metric families, registered in one registry with the `process_*` collector.
 pub struct Metrics {
+    /// The registry `/metrics` renders (with the `process_*` collector).
     pub registry: Registry,
     /// `keygate_requests_total{route,outcome,reason}`; `reason="none"` when allowed.
     pub requests: IntCounterVec,

@@ -63,6 +63,7 @@ impl Drop for InFlight {
 
 /// The keygate proxy service.
 pub struct Keygate {
+    /// Shared with the admin and control services.
     pub state: Arc<State>,
 }
 

@@ -29,7 +29,9 @@ pub enum RouteAuth {
 /// What a `bind` compares with a path parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindTarget {
+    /// The authenticated user id.
     UserId,
+    /// A captured claim, by name.
     Claim(String),
 }
 
@@ -52,7 +54,9 @@ pub struct Route {
 /// The matched route and its decoded path parameters.
 #[derive(Debug)]
 pub struct Match {
+    /// Index into `RouteTable::routes`.
     pub route: usize,
+    /// Path parameters, percent-decoded, in template order.
     pub params: Vec<(String, String)>,
 }
 

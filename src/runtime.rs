@@ -16,17 +16,27 @@ use crate::upstream::Upstream;
 
 /// The compiled config.
 pub struct Runtime {
+    /// `production` or `development`.
     pub mode: Mode,
+    /// `listen` (ip:port).
     pub listen: String,
+    /// `admin_listen` (ip:port).
     pub admin_listen: String,
     /// `(cert_file, key_file)` when TLS is terminated on `listen`.
     pub tls: Option<(String, String)>,
+    /// The backend.
     pub upstream: Upstream,
+    /// What is stripped and set on every request.
     pub identity: IdentityHeaders,
+    /// Every authenticator, in config order (routes refer to them by index).
     pub authenticators: Vec<Arc<dyn Authenticator>>,
+    /// The compiled routes.
     pub routes: RouteTable,
+    /// What happens to requests no route matches.
     pub unmatched: Unmatched,
+    /// `limits.max_token_bytes`.
     pub max_token_bytes: usize,
+    /// `shutdown_grace_seconds`: SIGTERM drain time, seconds.
     pub shutdown_grace_seconds: u64,
     /// `identity.socketio_key`: where the identity goes in a Socket.IO CONNECT auth object.
     pub socketio_key: String,

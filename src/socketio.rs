@@ -27,7 +27,9 @@ pub enum Item {
     /// A Socket.IO CONNECT: authenticate it. `auth` is `None` when the payload is not a JSON
     /// object.
     Connect {
+        /// `/` or the namespace of `40/ns,`.
         namespace: String,
+        /// The auth object sent by the client.
         auth: Option<Map<String, Value>>,
     },
     /// A protocol violation: close the connection.

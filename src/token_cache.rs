@@ -17,8 +17,11 @@ use crate::metrics::metrics;
 
 /// What a successful verification left behind.
 pub struct Verified {
+    /// The verified identity.
     pub identity: Identity,
+    /// `kid` of the key that verified the token.
     pub kid: Option<String>,
+    /// Fingerprint of that key (see `KeySet::contains`).
     pub fingerprint: [u8; 32],
     /// How long the entry may live: min(exp - now, max_ttl).
     ttl: Duration,

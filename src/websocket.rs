@@ -5,19 +5,26 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Opcodes (RFC 6455 §5.2).
 pub mod opcode {
+    /// Continuation of a fragmented message.
     pub const CONTINUATION: u8 = 0x0;
+    /// UTF-8 text.
     pub const TEXT: u8 = 0x1;
+    /// Binary data.
     pub const BINARY: u8 = 0x2;
+    /// Connection close.
     pub const CLOSE: u8 = 0x8;
 }
 
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// FIN: the last frame of a message.
     pub fin: bool,
     /// RSV1-3 (non-zero only with an extension, which keygate never negotiates).
     pub rsv: u8,
+    /// Opcode (see [`opcode`]).
     pub opcode: u8,
+    /// Masking key: present on every client frame.
     pub mask: Option<[u8; 4]>,
     /// Payload length in bytes.
     pub len: u64,

@@ -11,10 +11,15 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 /// The kind of a verification key, which fixes the algorithms it may verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
+    /// RSA (RS*, PS*).
     Rsa,
+    /// EC P-256 (ES256).
     EcP256,
+    /// EC P-384 (ES384).
     EcP384,
+    /// Ed25519 (EdDSA).
     Ed25519,
+    /// A shared secret (HS*).
     Hmac,
 }
 
@@ -36,6 +41,7 @@ impl KeyType {
 pub struct VerifyKey {
     /// `kid` (RFC 7515 §4.1.4), if the key has one.
     pub kid: Option<String>,
+    /// The decoded key.
     pub key: DecodingKey,
     /// The authenticator's `algorithms` that this key's type (and JWK `alg`) allows; never empty.
     pub algs: Vec<Algorithm>,
@@ -98,11 +104,15 @@ impl KeySet {
 
 /// A decoded key before it is restricted to an authenticator's algorithms.
 pub struct Decoded {
+    /// `kid`, from the config or the JWK.
     pub kid: Option<String>,
+    /// The decoded key.
     pub key: DecodingKey,
+    /// Its type, which fixes the algorithms it may verify.
     pub ty: KeyType,
     /// The JWK's `alg`, which restricts the key to that one algorithm.
     pub alg: Option<Algorithm>,
+    /// SHA-256 of the key material.
     pub fingerprint: [u8; 32],
 }
 

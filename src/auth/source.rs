@@ -49,7 +49,9 @@ pub enum Extracted<'a> {
 pub enum Source {
     /// `{ header: NAME, scheme: S }`: `S` compared case-insensitively, then one space.
     Header {
+        /// Lower-cased header name.
         name: HeaderName,
+        /// Required scheme, e.g. `Bearer`.
         scheme: Option<String>,
     },
     /// `{ query: NAME }`, form-urlencoded.
@@ -60,7 +62,9 @@ pub enum Source {
     PathParam(String),
     /// `{ socketio_auth: FIELD, scheme: S }`: a field of the Socket.IO CONNECT auth object.
     SocketIoAuth {
+        /// Field of the CONNECT auth object.
         field: String,
+        /// Required scheme, e.g. `Bearer`.
         scheme: Option<String>,
     },
 }

@@ -14,24 +14,35 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("{file}: cannot read: {source}")]
     Read {
+        /// The config file.
         file: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
     /// YAML syntax, unknown field, wrong type or unset env var.
     #[error("{file}:{line}:{column}: {path}: {message}")]
     Parse {
+        /// The config file.
         file: String,
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// Dotted field path, e.g. `routes[2].auth`.
         path: String,
+        /// What is wrong (never a secret value).
         message: String,
     },
     /// A semantic problem found while compiling (bad PEM, overlapping routes, ...).
     #[error("{file}:{line}: {path}: {message}")]
     Invalid {
+        /// The config file.
         file: String,
+        /// 1-based line of the field.
         line: usize,
+        /// Dotted field path.
         path: String,
+        /// What is wrong (never a secret value).
         message: String,
     },
 }

@@ -64,8 +64,10 @@ fn d_grace() -> u64 {
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// A public key identifies the application only (default).
     #[default]
     Production,
+    /// A public key alone authenticates the user of its `user_id_from`.
     Development,
 }
 
@@ -73,8 +75,10 @@ pub enum Mode {
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Unmatched {
+    /// 403 `no_route` (default).
     #[default]
     Deny,
+    /// Forwarded without identity (identity headers still stripped).
     Anonymous,
 }
 
@@ -82,7 +86,9 @@ pub enum Unmatched {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain served on `listen`.
     pub cert_file: Str,
+    /// PEM private key of `cert_file`.
     pub key_file: Str,
 }
 
@@ -117,10 +123,13 @@ pub struct IdentityConfig {
     /// Every header starting with one of these (case-insensitive, `_` = `-`) is removed.
     #[serde(default = "d_strip_prefixes")]
     pub strip_prefixes: Vec<Str>,
+    /// Header carrying the authenticated user id (default `x-auth-user-id`).
     #[serde(default = "d_user_id_header")]
     pub user_id_header: Str,
+    /// Header carrying the authenticator kinds, e.g. `public_key+jwt` (default `x-auth-method`).
     #[serde(default = "d_method_header")]
     pub method_header: Str,
+    /// Header carrying `authenticator/key-or-client` (default `x-auth-credential`).
     #[serde(default = "d_credential_header")]
     pub credential_header: Str,
     /// JWT claim name -> forwarded header name.
@@ -189,6 +198,7 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct TokenCacheConfig {
     #[serde(default = "d_max_entries")]
+    /// Most verified tokens held (0 disables the cache).
     pub max_entries: u64,
     /// Seconds; an entry never outlives the token's `exp` either.
     #[serde(default = "d_max_ttl")]
@@ -214,11 +224,17 @@ impl Default for TokenCacheConfig {
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// `{ header: NAME }`: a request header (case-insensitive name).
     pub header: Option<Str>,
+    /// `{ query: NAME }`: a query parameter (form-urlencoded).
     pub query: Option<Str>,
+    /// `{ cookie: NAME }`: a cookie.
     pub cookie: Option<Str>,
+    /// `{ path_param: NAME }`: a `{NAME}` parameter of the route template.
     pub path_param: Option<Str>,
+    /// `{ socketio_auth: FIELD }`: a field of the Socket.IO CONNECT auth object.
     pub socketio_auth: Option<Str>,
+    /// With `header`/`socketio_auth`: a prefix such as `Bearer`, compared case-insensitively, then one space.
     pub scheme: Option<Str>,
 }
 
@@ -229,10 +245,15 @@ pub type Sources = OneOrMany<SourceConfig>;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthenticatorConfig {
+    /// `type: public_key`.
     PublicKey(PublicKeyConfig),
+    /// `type: api_key`.
     ApiKey(ApiKeyConfig),
+    /// `type: client_secret`.
     ClientSecret(ClientSecretConfig),
+    /// `type: hmac_token`.
     HmacToken(HmacTokenConfig),
+    /// `type: jwt` (boxed: the largest variant).
     Jwt(Box<JwtConfig>),
 }
 
@@ -240,9 +261,13 @@ pub enum AuthenticatorConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
+    /// Name used in the credential header (`authenticator/name`) and in logs.
     pub name: Str,
+    /// The key itself (secret; `${VAR}` recommended).
     pub value: Option<SecretStr>,
+    /// File holding the key (one trailing newline is removed).
     pub value_file: Option<Str>,
+    /// Lowercase hex SHA-256 of the key (`keygate hash-secret`).
     pub sha256: Option<Str>,
 }
 
@@ -250,7 +275,9 @@ pub struct KeyEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublicKeyConfig {
+    /// Where the credential is read (the first present source).
     pub from: Sources,
+    /// The accepted keys.
     pub keys: Vec<KeyEntry>,
     /// Development mode only: where the claimed user id is read from.
     #[serde(default)]
@@ -261,7 +288,9 @@ pub struct PublicKeyConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
+    /// Where the credential is read (the first present source).
     pub from: Sources,
+    /// The accepted keys.
     pub keys: Vec<KeyEntry>,
 }
 
@@ -269,8 +298,11 @@ pub struct ApiKeyConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSecretConfig {
+    /// Where the client key is read.
     pub key_from: Sources,
+    /// Where the client secret is read.
     pub secret_from: Sources,
+    /// The known clients.
     pub clients: Vec<ClientEntry>,
 }
 
@@ -278,10 +310,15 @@ pub struct ClientSecretConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientEntry {
+    /// Name used in the credential header (`authenticator/name`) and in logs.
     pub name: Str,
+    /// The client key (public identifier, e.g. `ck_live_7f3a`).
     pub key: Str,
+    /// The secret itself (secret; `${VAR}` recommended).
     pub secret: Option<SecretStr>,
+    /// File holding the secret (one trailing newline is removed).
     pub secret_file: Option<Str>,
+    /// Lowercase hex SHA-256 of the secret (`keygate hash-secret`).
     pub secret_sha256: Option<Str>,
 }
 
@@ -289,11 +326,16 @@ pub struct ClientEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HmacTokenConfig {
+    /// The secret itself (secret; `${VAR}` recommended).
     pub secret: Option<SecretStr>,
+    /// File holding the secret (one trailing newline is removed).
     pub secret_file: Option<Str>,
+    /// With `header`/`socketio_auth`: a prefix such as `Bearer`, compared case-insensitively, then one space.
     #[serde(default)]
     pub scheme: HmacScheme,
+    /// Where the per-user token is read.
     pub token_from: Sources,
+    /// Where the user id is read.
     pub user_id_from: Sources,
 }
 
@@ -312,19 +354,27 @@ pub enum HmacScheme {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
+    /// Where the credential is read (the first present source).
     pub from: Sources,
     /// Allowlist, required: RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512.
     pub algorithms: Vec<Str>,
+    /// The accepted keys.
     #[serde(default)]
     pub keys: Vec<JwtKeyConfig>,
+    /// JWK-set URL (RFC 7517 §5) fetched and rotated by keygate.
     pub jwks_url: Option<Str>,
+    /// OpenID discovery document whose `jwks_uri` names the JWK set.
     pub openid_configuration_url: Option<Str>,
+    /// Accepted `iss` values; `iss` is required when set.
     #[serde(default)]
     pub issuers: Vec<Str>,
+    /// Accepted `aud` values (any one); `aud` is required when set.
     #[serde(default)]
     pub audiences: Vec<Str>,
+    /// Refresh, rate-limit and staleness settings of the JWK-set provider.
     #[serde(default)]
     pub jwks: JwksConfig,
+    /// Claims that must be present (e.g. `sub`, `iat`, `exp`, or custom claims).
     #[serde(default)]
     pub require: Vec<Str>,
     /// Seconds of clock skew tolerated for `exp` and `nbf`.
@@ -336,6 +386,7 @@ pub struct JwtConfig {
     #[serde(default)]
     pub claims: IndexMap<String, OneOrMany<Str>>,
     #[serde(default = "d_user_id_claim")]
+    /// The claim holding the user id (default `sub`).
     pub user_id_claim: Str,
 }
 fn d_leeway() -> u64 {
@@ -350,12 +401,19 @@ fn d_user_id_claim() -> Str {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtKeyConfig {
+    /// Key id matched against the token header `kid` (RFC 7515 §4.1.4).
     pub kid: Option<Str>,
+    /// Public key PEM (`PUBLIC KEY` SPKI or `RSA PUBLIC KEY`).
     pub pem: Option<SecretStr>,
+    /// File holding a public key PEM.
     pub pem_file: Option<Str>,
+    /// An inline public JWK (RFC 7517).
     pub jwk: Option<serde_json::Value>,
+    /// A file holding a JWK set.
     pub jwks_file: Option<Str>,
+    /// The secret itself (secret; `${VAR}` recommended).
     pub secret: Option<SecretStr>,
+    /// File holding the secret (one trailing newline is removed).
     pub secret_file: Option<Str>,
 }
 
@@ -403,11 +461,13 @@ impl Default for JwksConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// Name used in the credential header (`authenticator/name`) and in logs.
     pub name: Str,
     /// Template: `{name}` one segment, `{*name}` the rest (possibly empty).
     pub path: Str,
     /// Allowed methods; absent means all.
     pub methods: Option<Vec<Str>>,
+    /// Who may pass: `anonymous` or alternatives.
     pub auth: AuthSpec,
     /// `user_id` or `claims.<name>` -> `"{param}"`.
     #[serde(default)]
@@ -421,7 +481,9 @@ pub struct RouteConfig {
     expecting = "`anonymous` or a list of authenticator names / lists of names"
 )]
 pub enum AuthSpec {
+    /// `anonymous`, or a single authenticator name.
     Word(String),
+    /// Any one of these alternatives.
     Alternatives(Vec<AuthItem>),
 }
 
@@ -429,6 +491,8 @@ pub enum AuthSpec {
 #[derive(Debug, Deserialize)]
 #[serde(untagged, expecting = "an authenticator name or a list of names")]
 pub enum AuthItem {
+    /// One authenticator.
     One(String),
+    /// Authenticators that must all pass (their user ids must agree).
     All(Vec<String>),
 }
