@@ -247,22 +247,10 @@ fn admin_port_serves_health_readiness_and_metrics() {
 #[test]
 fn a_hostname_upstream_is_resolved_lazily() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let port = free_port();
-    let admin = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    let text = Keygate::config_text(
+    let kg = Keygate::start_upstream(
         "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
-        up.addr,
-        port,
-        admin,
-    )
-    .replace(
-        &format!("http://{}", up.addr),
-        &format!("http://localhost:{}", up.addr.port()),
+        &format!("url: \"http://localhost:{}\"", up.addr.port()),
     );
-    std::fs::write(&cfg, text).unwrap();
-    let kg = Keygate::launch(dir, &cfg, port, admin, &[], "info");
     let r = kg.get("/x", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.hits(), 1);
@@ -270,35 +258,18 @@ fn a_hostname_upstream_is_resolved_lazily() {
 
 #[test]
 fn forwards_to_an_https_upstream() {
+    const OPEN: &str = "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n";
     // The https upstream: a keygate terminating TLS (certificate from a test CA) before an echo.
     let echo_up = echo::spawn("127.0.0.1:0").unwrap();
-    let tls_body = format!(
-        "tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\nroutes: [{{ name: open, path: '/{{*rest}}', auth: anonymous }}]\n",
+    let tls = format!(
+        "tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n{OPEN}",
         fixture("upstream.crt"),
         fixture("upstream.key")
     );
-    let https_upstream = Keygate::start(&tls_body, echo_up.addr);
+    let https_upstream = Keygate::start(&tls, echo_up.addr);
+    let url = format!("url: \"https://localhost:{}\"", https_upstream.addr.port());
     // keygate in front of it, over https, trusting the test CA.
-    let (port, admin) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    let text = Keygate::config_text(
-        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
-        https_upstream.addr,
-        port,
-        admin,
-    )
-    .replace(
-        &format!("url: \"http://{}\"", https_upstream.addr),
-        &format!(
-            "url: \"https://localhost:{}\", ca_file: \"{}\"",
-            https_upstream.addr.port(),
-            fixture("ca.crt")
-        ),
-    );
-    assert!(text.contains("https://localhost"), "{text}");
-    std::fs::write(&cfg, text).unwrap();
-    let kg = Keygate::launch(dir, &cfg, port, admin, &[], "info");
+    let kg = Keygate::start_upstream(OPEN, &format!("{url}, ca_file: \"{}\"", fixture("ca.crt")));
     let r = kg.get("/over/tls", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["target"], "/over/tls");
@@ -310,21 +281,7 @@ fn forwards_to_an_https_upstream() {
     assert_eq!(echo_up.hits(), 1);
 
     // Without the CA the upstream certificate is not trusted: 502, never forwarded in clear.
-    let (port, admin) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    let text = Keygate::config_text(
-        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
-        https_upstream.addr,
-        port,
-        admin,
-    )
-    .replace(
-        &format!("http://{}", https_upstream.addr),
-        &format!("https://localhost:{}", https_upstream.addr.port()),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    let untrusting = Keygate::launch(dir, &cfg, port, admin, &[], "info");
+    let untrusting = Keygate::start_upstream(OPEN, &url);
     assert_eq!(untrusting.get("/x", &[]).status, 502);
     assert_eq!(echo_up.hits(), 1);
 }

@@ -51,16 +51,45 @@ impl Keygate {
         Self::start_with_env(body, upstream, &[])
     }
 
-    /// The full config text for `body` on the given ports.
+    /// The full config text for `body` on the given ports, in front of `upstream`.
     pub fn config_text(body: &str, upstream: SocketAddr, port: u16, admin_port: u16) -> String {
+        Self::config_text_upstream(
+            body,
+            &format!("url: \"http://{upstream}\""),
+            port,
+            admin_port,
+        )
+    }
+
+    /// The full config text with `upstream_map` as the inside of `upstream: { ... }`.
+    pub fn config_text_upstream(
+        body: &str,
+        upstream_map: &str,
+        port: u16,
+        admin_port: u16,
+    ) -> String {
         let grace = if body.contains("shutdown_grace_seconds") {
             ""
         } else {
             "shutdown_grace_seconds: 1\n"
         };
         format!(
-            "version: 1\nlisten: \"127.0.0.1:{port}\"\nadmin_listen: \"127.0.0.1:{admin_port}\"\nupstream: {{ url: \"http://{upstream}\", connect_timeout_ms: 500 }}\n{grace}{body}"
+            "version: 1\nlisten: \"127.0.0.1:{port}\"\nadmin_listen: \"127.0.0.1:{admin_port}\"\nupstream: {{ {upstream_map}, connect_timeout_ms: 500 }}\n{grace}{body}"
         )
+    }
+
+    /// Starts keygate with `body` and `upstream: { <upstream_map> }` (e.g. an https URL and
+    /// `ca_file`).
+    pub fn start_upstream(body: &str, upstream_map: &str) -> Keygate {
+        let (port, admin_port) = (free_port(), free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(
+            &cfg,
+            Self::config_text_upstream(body, upstream_map, port, admin_port),
+        )
+        .unwrap();
+        Self::launch(dir, &cfg, port, admin_port, &[], "info")
     }
 
     pub fn start_with_env(body: &str, upstream: SocketAddr, env: &[(&str, &str)]) -> Keygate {
