@@ -14,7 +14,7 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
 use crate::auth::RequestParts;
-use crate::config::Unmatched;
+use crate::config::{CorsPreflight, Unmatched};
 use crate::metrics::{metrics, NO_ROUTE};
 use crate::reason::Reason;
 use crate::routes::{self, check_path};
@@ -123,8 +123,15 @@ impl ProxyHttp for Keygate {
         rt.identity.strip(session.req_header_mut());
 
         let req = session.req_header();
+        // A CORS preflight is matched with the method it asks about; it carries no credentials
+        // by design and is forwarded without identity (identity headers already stripped).
+        let preflight = match rt.cors_preflight {
+            CorsPreflight::Forward => cors_preflight_method(req),
+            CorsPreflight::Deny => None,
+        };
+        let method = preflight.as_ref().unwrap_or(&req.method);
         let found = match check_path(req.uri.path()) {
-            Ok(path) => rt.routes.find(&path, &req.method),
+            Ok(path) => rt.routes.find(&path, method),
             Err(reason) => return self.deny(session, ctx, reason).await,
         };
         let Some(m) = found else {
@@ -134,6 +141,9 @@ impl ProxyHttp for Keygate {
             };
         };
         ctx.route = Some(m.route);
+        if preflight.is_some() {
+            return Ok(false);
+        }
         let route = &rt.routes.routes[m.route];
         let parts = RequestParts {
             headers: &req.headers,
@@ -317,6 +327,18 @@ impl ProxyHttp for Keygate {
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
         );
     }
+}
+
+/// For a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`), the
+/// method it asks about.
+fn cors_preflight_method(req: &RequestHeader) -> Option<http::Method> {
+    if req.method != http::Method::OPTIONS || !req.headers.contains_key(http::header::ORIGIN) {
+        return None;
+    }
+    let asked = req
+        .headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    http::Method::from_bytes(asked.as_bytes()).ok()
 }
 
 /// A GET with `Upgrade: websocket` (RFC 6455 §4.1).

@@ -44,6 +44,8 @@ pub struct Runtime {
     pub socketio_connect_timeout: Duration,
     /// SHA-256 of the file text this config was loaded from (reload compares against it).
     pub source_digest: [u8; 32],
+    /// `cors_preflight`.
+    pub cors_preflight: crate::config::CorsPreflight,
 }
 
 /// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
@@ -150,6 +152,7 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         max_token_bytes: cfg.limits.max_token_bytes,
         shutdown_grace_seconds: cfg.shutdown_grace_seconds,
         source_digest: [0; 32],
+        cors_preflight: cfg.cors_preflight,
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),

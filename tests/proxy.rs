@@ -285,3 +285,64 @@ fn forwards_to_an_https_upstream() {
     assert_eq!(untrusting.get("/x", &[]).status, 502);
     assert_eq!(echo_up.hits(), 1);
 }
+
+#[test]
+fn cors_preflights_reach_the_backend_anonymously() {
+    let (up, kg) = full("production");
+    let preflight = [
+        ("Origin", "https://app.example.com"),
+        ("Access-Control-Request-Method", "GET"),
+        (
+            "Access-Control-Request-Headers",
+            "authorization, x-knock-user-token",
+        ),
+        ("X-Auth-User-Id", "spoof"),
+    ];
+    let r = request(
+        kg.addr,
+        "OPTIONS",
+        "/v1/users/user-1/feeds/f",
+        &preflight,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["method"], "OPTIONS");
+    assert_eq!(r.upstream_header("x-auth-user-id"), None);
+    // Only genuine preflights on matched routes: a bare OPTIONS is authenticated, and an
+    // unmatched path is still denied.
+    request(
+        kg.addr,
+        "OPTIONS",
+        "/api/v1/x",
+        &[("Origin", "https://a.example")],
+        b"",
+    )
+    .assert_denied(401, "missing_credentials");
+    request(kg.addr, "OPTIONS", "/nowhere", &preflight, b"").assert_denied(403, "no_route");
+    // Matched with the method it asks about: the feed route allows GET only.
+    let post = [
+        ("Origin", "https://a.example"),
+        ("Access-Control-Request-Method", "DELETE"),
+    ];
+    request(kg.addr, "OPTIONS", "/v1/users/user-1/feeds/f", &post, b"")
+        .assert_denied(403, "no_route");
+    let before = up.hits();
+
+    let up2 = echo::spawn("127.0.0.1:0").unwrap();
+    let deny = Keygate::start_with_env(
+        &format!("cors_preflight: deny\n{}", full_config("production")),
+        up2.addr,
+        &[("KG_TEST_HMAC_SECRET", HMAC_SECRET)],
+    );
+    // cors_preflight: deny treats them like any request: here an OPTIONS no route allows.
+    request(
+        deny.addr,
+        "OPTIONS",
+        "/v1/users/user-1/feeds/f",
+        &preflight,
+        b"",
+    )
+    .assert_denied(403, "no_route");
+    assert_eq!(up2.hits(), 0);
+    assert_eq!(up.hits(), before);
+}

@@ -47,6 +47,23 @@ pub struct Config {
     /// What happens to a request no route matches.
     #[serde(default)]
     pub unmatched: Unmatched,
+    /// CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`), which
+    /// browsers always send without credentials (Fetch standard, CORS-preflight request).
+    #[serde(default)]
+    pub cors_preflight: CorsPreflight,
+}
+
+/// `cors_preflight: forward` (default): a preflight on a matched route is forwarded without
+/// identity (identity headers stripped), so the backend answers CORS for browser clients.
+/// `deny`: preflights are authenticated like any request (and so refused).
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CorsPreflight {
+    /// Forwarded anonymously when the path matches a route.
+    #[default]
+    Forward,
+    /// Authenticated like any other request.
+    Deny,
 }
 
 fn d_listen() -> Str {
