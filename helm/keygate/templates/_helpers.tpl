@@ -21,7 +21,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/* The keygate config with defaults filled in (listen, admin_listen, sidecar upstream). */}}
 {{- define "keygate.config" -}}
-{{- $cfg := deepCopy .Values.config -}}
+{{- /* `config` is a map, or YAML text (helm install --set-file config=keygate.yaml). */ -}}
+{{- $minimal := dict "version" 1 "upstream" (dict "url" "http://backend.default.svc.cluster.local:80") "routes" (list (dict "name" "health" "path" "/healthz" "auth" "anonymous")) "unmatched" "deny" -}}
+{{- $raw := .Values.config | default $minimal -}}
+{{- if kindIs "string" $raw -}}
+{{- $raw = fromYaml $raw -}}
+{{- if hasKey $raw "Error" -}}
+{{- fail (printf "config is not valid YAML: %s" (get $raw "Error")) -}}
+{{- end -}}
+{{- end -}}
+{{- $cfg := deepCopy $raw -}}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%v" .Values.ports.http) -}}
 {{- $_ := set $cfg "admin_listen" (printf "0.0.0.0:%v" .Values.ports.admin) -}}
 {{- if eq .Values.mode "sidecar" -}}
