@@ -60,11 +60,6 @@ impl Scanner {
         }
     }
 
-    /// Whether a CONNECT has been seen (the read timeout no longer applies).
-    pub fn connected(&self) -> bool {
-        self.connected
-    }
-
     /// Consumes the next chunk read from the client.
     pub fn feed(&mut self, chunk: Bytes) -> Vec<Item> {
         let data = if self.pending.is_empty() {

@@ -39,7 +39,6 @@ pub enum KeySource {
 pub struct Jwt {
     name: String,
     from: Sources,
-    algorithms: Vec<Algorithm>,
     keys: KeySource,
     /// One `Validation` per allowed algorithm (jsonwebtoken's takes the algorithm list).
     validations: Vec<(Algorithm, Validation)>,
@@ -163,7 +162,6 @@ impl Jwt {
         Ok(Jwt {
             name: name.to_string(),
             from,
-            algorithms,
             keys,
             validations,
             require_other: require
@@ -534,12 +532,5 @@ impl Authenticator for Jwt {
                 Err(r) => Verdict::Fail(r),
             },
         }
-    }
-}
-
-impl Jwt {
-    /// The algorithms this authenticator accepts.
-    pub fn algorithms(&self) -> &[Algorithm] {
-        &self.algorithms
     }
 }
