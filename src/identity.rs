@@ -112,27 +112,30 @@ impl IdentityHeaders {
         }
         // `Connection: close, X-Auth-User-Id` would make a hop-by-hop-aware hop between
         // keygate and the backend drop the identity header keygate sets (RFC 9110 §7.6.1).
-        let listed = req
+        // Rebuilt only when it names one (the common `keep-alive` costs no allocation).
+        let rebuilt = req
             .headers
             .get(http::header::CONNECTION)
             .and_then(|v| v.to_str().ok())
+            .filter(|v| v.split(',').any(|t| self.is_identity(t.trim())))
             .map(|v| {
                 let kept: Vec<&str> = v
                     .split(',')
                     .map(str::trim)
                     .filter(|t| !t.is_empty() && !self.is_identity(t))
                     .collect();
-                (
-                    kept.len() != v.split(',').filter(|t| !t.trim().is_empty()).count(),
-                    kept.join(", "),
-                )
+                kept.join(", ")
             });
-        if let Some((true, kept)) = listed {
-            if kept.is_empty() {
+        match rebuilt {
+            Some(kept) if kept.is_empty() => {
                 req.remove_header(&http::header::CONNECTION);
-            } else if let Ok(v) = http::HeaderValue::from_str(&kept) {
-                let _ = req.insert_header(http::header::CONNECTION, v);
             }
+            Some(kept) => {
+                if let Ok(v) = http::HeaderValue::from_str(&kept) {
+                    let _ = req.insert_header(http::header::CONNECTION, v);
+                }
+            }
+            None => {}
         }
     }
 
