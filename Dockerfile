@@ -3,15 +3,12 @@
 # image is distroless with the binary only, running as uid 65532, read-only-root friendly.
 
 FROM rust:1.95-bookworm AS build
-# pingora (libz-ng-sys) and aws-lc-sys need cmake; everything else is in the rust image.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake \
- && rm -rf /var/lib/apt/lists/*
+# No cmake needed: shims/libz-ng-sys replaces zlib-ng (see Cargo.toml), aws-lc-sys builds with cc.
 WORKDIR /src
 
 # Dependencies only: build against stub sources so this layer changes only with Cargo.*.
 COPY Cargo.toml Cargo.lock ./
+COPY shims ./shims
 RUN mkdir -p src bench \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
