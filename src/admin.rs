@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::State;
+use crate::state::State;
 
 /// An admin response: status, content type, body.
 pub struct Reply {

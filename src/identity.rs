@@ -99,7 +99,10 @@ impl IdentityHeaders {
                 .any(|p| n.len() >= p.len() && eq(&n[..p.len()], p))
     }
 
-    /// Removes every identity header (and underscore/case variant) from `req`.
+    /// Removes every identity header (and underscore/case variant) from `req`. Headers the
+    /// client names in `Connection` are removed by pingora before the request leaves, and the
+    /// identity headers are set after that ([`Self::apply`] in `upstream_request_filter`), so no
+    /// `Connection` line can remove what keygate sets.
     pub fn strip(&self, req: &mut RequestHeader) {
         let doomed: Vec<HeaderName> = req
             .headers
@@ -110,37 +113,11 @@ impl IdentityHeaders {
         for n in doomed {
             req.remove_header(&n);
         }
-        // `Connection: close, X-Auth-User-Id` would make a hop-by-hop-aware hop between
-        // keygate and the backend drop the identity header keygate sets (RFC 9110 §7.6.1).
-        // Rebuilt only when it names one (the common `keep-alive` costs no allocation).
-        let rebuilt = req
-            .headers
-            .get(http::header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.split(',').any(|t| self.is_identity(t.trim())))
-            .map(|v| {
-                let kept: Vec<&str> = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty() && !self.is_identity(t))
-                    .collect();
-                kept.join(", ")
-            });
-        match rebuilt {
-            Some(kept) if kept.is_empty() => {
-                req.remove_header(&http::header::CONNECTION);
-            }
-            Some(kept) => {
-                if let Ok(v) = http::HeaderValue::from_str(&kept) {
-                    let _ = req.insert_header(http::header::CONNECTION, v);
-                }
-            }
-            None => {}
-        }
     }
 
-    /// Sets the identity headers for `id` (after [`strip`](Self::strip)). Values were checked
-    /// by `Identity::check_forwardable`.
+    /// Sets the identity headers for `id` on the request leaving for the upstream (after
+    /// [`strip`](Self::strip) removed the client's). Values were checked by
+    /// `Identity::check_forwardable`.
     pub fn apply(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
         if let Some(u) = &id.user_id {
             // Bytes, not &str: UTF-8 user ids travel as obs-text (http's `from_str` would
@@ -178,19 +155,5 @@ mod tests {
         ids.strip(&mut req);
         let left: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
         assert_eq!(left, vec!["x-other"]);
-
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("Connection", "keep-alive, X-Auth-User-Id, x_auth_method")
-            .unwrap();
-        ids.strip(&mut req);
-        assert_eq!(req.headers.get("connection").unwrap(), "keep-alive");
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("Connection", "X-Auth-User-Id").unwrap();
-        ids.strip(&mut req);
-        assert!(req.headers.get("connection").is_none());
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("Connection", "Upgrade").unwrap();
-        ids.strip(&mut req);
-        assert_eq!(req.headers.get("connection").unwrap(), "Upgrade");
     }
 }

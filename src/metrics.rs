@@ -55,6 +55,9 @@ pub struct Metrics {
     /// `keygate_config_last_reload_success_timestamp_seconds`: Unix time the config in force
     /// was loaded (start-up included).
     pub config_last_reload_success: prometheus::Gauge,
+    /// `keygate_connections_refused_total`: client connections closed at once because
+    /// `limits.max_connections` were open.
+    pub connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -161,8 +164,14 @@ impl Metrics {
             "Unix time the config in force was loaded.",
         )
         .expect("valid metric");
+        let connections_refused = IntCounter::new(
+            "keygate_connections_refused_total",
+            "Client connections refused because limits.max_connections were open.",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_refused.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(auth_duration.clone()),
             Box::new(upstream_errors.clone()),
@@ -194,6 +203,7 @@ impl Metrics {
             token_cache_misses,
             config_reloads,
             config_last_reload_success,
+            connections_refused,
         }
     }
 

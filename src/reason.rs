@@ -1,5 +1,5 @@
 //! Why a request was refused: one enum, mapped to HTTP status, JSON body and metric label in
-//! exactly one place (`../shared/spec/config-v1.md`, "Responses to denied requests").
+//! exactly one place (`docs/config.md`, "Responses to denied requests").
 
 /// A stable, machine-readable denial reason. The `as_str` spelling is public interface: it is
 /// the `reason` field of the JSON body and the `reason` label of `keygate_requests_total`.
@@ -41,13 +41,21 @@ pub enum Reason {
     NoRoute,
     /// The path has dot-segments, an encoded `/` or `\`, NUL, `;`, or invalid percent-encoding.
     MalformedPath,
-    /// Engine.IO long-polling on a route that authenticates through `socketio_auth`.
+    /// Engine.IO long-polling on a route with `socketio: true`.
     WebsocketRequired,
+    /// The path matches a route whose `methods` do not include the request's (405, `Allow`).
+    MethodNotAllowed,
+    /// A CORS preflight whose origin, method or headers the `cors` block does not allow.
+    CorsNotAllowed,
+    /// The request line and headers exceed `limits.max_request_header_bytes` (431).
+    RequestHeaderTooLarge,
+    /// The request head did not arrive within `limits.request_header_timeout_seconds` (408).
+    RequestHeaderTimeout,
 }
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 23] = [
         Reason::MissingCredentials,
         Reason::MalformedCredentials,
         Reason::InvalidSignature,
@@ -67,6 +75,10 @@ impl Reason {
         Reason::NoRoute,
         Reason::MalformedPath,
         Reason::WebsocketRequired,
+        Reason::MethodNotAllowed,
+        Reason::CorsNotAllowed,
+        Reason::RequestHeaderTooLarge,
+        Reason::RequestHeaderTimeout,
     ];
 
     /// The stable snake_case spelling used in bodies, logs and metric labels.
@@ -91,15 +103,23 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::MalformedPath => "malformed_path",
             Reason::WebsocketRequired => "websocket_required",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::CorsNotAllowed => "cors_not_allowed",
+            Reason::RequestHeaderTooLarge => "request_header_too_large",
+            Reason::RequestHeaderTimeout => "request_header_timeout",
         }
     }
 
     /// HTTP status: 401 for missing/invalid credentials, 403 for valid-but-not-allowed,
-    /// 400 for requests keygate refuses to interpret, 503 when keys are unavailable.
+    /// 400 for requests keygate refuses to interpret, 405/431 for the request's shape, 503 when
+    /// keys are unavailable.
     pub const fn status(self) -> u16 {
         match self {
-            Reason::IdentityMismatch | Reason::NoRoute => 403,
+            Reason::IdentityMismatch | Reason::NoRoute | Reason::CorsNotAllowed => 403,
             Reason::MalformedPath | Reason::WebsocketRequired => 400,
+            Reason::MethodNotAllowed => 405,
+            Reason::RequestHeaderTooLarge => 431,
+            Reason::RequestHeaderTimeout => 408,
             Reason::KeySourceUnavailable => 503,
             _ => 401,
         }
@@ -111,6 +131,9 @@ impl Reason {
             401 => "unauthorized",
             403 => "forbidden",
             400 => "bad_request",
+            405 => "method_not_allowed",
+            408 => "request_timeout",
+            431 => "request_header_fields_too_large",
             _ => "unavailable",
         }
     }
@@ -145,7 +168,13 @@ impl Reason {
             | Reason::ClaimMismatch => 4,
             Reason::IdentityMismatch => 5,
             Reason::KeySourceUnavailable => 6,
-            Reason::NoRoute | Reason::MalformedPath | Reason::WebsocketRequired => 7,
+            Reason::NoRoute
+            | Reason::MalformedPath
+            | Reason::WebsocketRequired
+            | Reason::MethodNotAllowed
+            | Reason::CorsNotAllowed
+            | Reason::RequestHeaderTooLarge
+            | Reason::RequestHeaderTimeout => 7,
         }
     }
 }

@@ -16,7 +16,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::metrics::metrics;
-use crate::proxy::State;
+use crate::state::State;
 use crate::runtime::Runtime;
 
 /// Unix time now, seconds.

@@ -1,21 +1,21 @@
-//! The route table: path templates (matchit), methods, `auth` alternatives and `bind`.
-//! Spec: "Routes" in `../shared/spec/config-v1.md`.
+//! The route table: path templates (matchit), methods, and what each route requires, compiled
+//! once at load (`docs/config.md`, "Routes" and "Route matching"). Matching knows nothing of
+//! authorization: [`RouteTable::find`] names a route (or says why none), and `crate::policy`
+//! decides who may pass.
 //!
-//! Paths are checked before matching: dot-segments, encoded `/` `\` or NUL, literal `\` or `;`,
-//! control characters and invalid UTF-8 are refused (`malformed_path`): keygate never guesses
-//! how the backend would normalise them. Matching runs on the percent-decoded path, so
-//! parameters are compared decoded; the request is forwarded with its original bytes.
+//! Keys are the case-folded, trailing-`/`-trimmed paths of [`crate::path::CheckedPath::key`];
+//! templates are folded the same way at load. The most specific template wins (static beats
+//! `{param}` beats `{*rest}`); a request whose template matches but whose method the route does
+//! not allow is `method_not_allowed`, never another route's. `HEAD` is allowed wherever `GET` is.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use http::Method;
-use percent_encoding::percent_decode_str;
 
-use crate::auth::{Authenticator, Identity, RequestParts, Verdict};
-use crate::config::{AuthItem, AuthSpec, FieldError, Mode, RouteConfig};
-use crate::reason::Reason;
+use crate::auth::Authenticator;
+use crate::config::{AuthItem, AuthSpec, FieldError, RouteConfig};
+use crate::path::CheckedPath;
 
 /// What a route requires.
 #[derive(Debug, Clone)]
@@ -40,15 +40,40 @@ pub enum BindTarget {
 pub struct Route {
     /// The configured name (also the metric label).
     pub name: Arc<str>,
+    /// Allowed methods (`HEAD` added where `GET` is); `None` allows every method.
     methods: Option<Vec<Method>>,
     /// Who may pass.
     pub auth: RouteAuth,
-    bind: Vec<(BindTarget, String)>,
+    /// `bind`: (what, path parameter) pairs that must be equal.
+    pub bind: Vec<(BindTarget, String)>,
     /// A 401 carries `WWW-Authenticate: Bearer` (some alternative reads a Bearer header).
     pub bearer: bool,
-    /// Some alternative reads a Socket.IO CONNECT packet (`socketio_auth` source): websocket
-    /// upgrades without another valid credential are authenticated inside the stream.
+    /// `socketio: true`: websocket upgrades may be authenticated by Socket.IO CONNECT packets
+    /// inside the stream, and every CONNECT on such a route is stamped with keygate's identity.
     pub socketio: bool,
+}
+
+impl Route {
+    /// Whether `method` may use this route.
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|ms| ms.contains(method))
+    }
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The most specific template matched and its route allows the method.
+    Matched(Match),
+    /// The template matched but no route of it allows the method: 405 with this `Allow` value.
+    MethodNotAllowed {
+        /// Index into `RouteTable::routes` (for the metric label).
+        route: usize,
+        /// `Allow` header value, e.g. `GET, HEAD`.
+        allow: String,
+    },
+    /// No template matches.
+    NotFound,
 }
 
 /// The matched route and its decoded path parameters.
@@ -56,7 +81,7 @@ pub struct Route {
 pub struct Match {
     /// Index into `RouteTable::routes`.
     pub route: usize,
-    /// Path parameters, percent-decoded, in template order.
+    /// Path parameters, percent-decoded and with their case, in template order.
     pub params: Vec<(String, String)>,
 }
 
@@ -65,39 +90,10 @@ pub struct RouteTable {
     router: matchit::Router<usize>,
     /// Routes sharing one template, told apart by method.
     groups: Vec<Vec<usize>>,
+    /// The group of each route.
+    group_of: Vec<usize>,
     /// Every route, in config order.
     pub routes: Vec<Route>,
-}
-
-/// Checks a raw request path and returns it percent-decoded.
-pub fn check_path(raw: &str) -> Result<Cow<'_, str>, Reason> {
-    if !raw.starts_with('/') || raw.contains(['\\', ';']) {
-        return Err(Reason::MalformedPath);
-    }
-    let b = raw.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(b'/' | b'\\' | 0) | None => return Err(Reason::MalformedPath),
-                Some(_) => i += 3,
-            }
-        } else {
-            i += 1;
-        }
-    }
-    let decoded = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| Reason::MalformedPath)?;
-    if decoded.bytes().any(|c| c < 0x20 || c == 0x7f)
-        || decoded.split('/').any(|s| s == "." || s == "..")
-    {
-        return Err(Reason::MalformedPath);
-    }
-    Ok(decoded)
 }
 
 impl RouteTable {
@@ -107,13 +103,16 @@ impl RouteTable {
         index: &HashMap<&str, usize>,
         auths: &[Arc<dyn Authenticator>],
     ) -> Result<RouteTable, FieldError> {
-        let mut router = matchit::Router::new();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut table = RouteTable {
+            router: matchit::Router::new(),
+            groups: Vec::new(),
+            group_of: Vec::with_capacity(cfg.len()),
+            routes: Vec::with_capacity(cfg.len()),
+        };
+        let mut names = HashSet::new();
         let mut by_shape: HashMap<String, usize> = HashMap::new();
-        let mut routes = Vec::with_capacity(cfg.len());
-        let mut names = std::collections::HashSet::new();
-        for (ri, rc) in cfg.iter().enumerate() {
-            let p = format!("routes[{ri}]");
+        for (i, rc) in cfg.iter().enumerate() {
+            let p = format!("routes[{i}]");
             if rc.name.is_empty() || !names.insert(rc.name.0.clone()) {
                 return Err(FieldError::new(
                     format!("{p}.name"),
@@ -122,130 +121,110 @@ impl RouteTable {
             }
             let template =
                 parse_template(&rc.path).map_err(|m| FieldError::new(format!("{p}.path"), m))?;
-            let methods = match &rc.methods {
-                None => None,
-                Some(ms) => Some(
-                    ms.iter()
-                        .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|_| FieldError::new(format!("{p}.methods"), "invalid method"))?,
-                ),
-            };
             let auth = compile_auth(&rc.auth, index, &format!("{p}.auth"))?;
-            let mut bind = Vec::new();
-            for (k, v) in &rc.bind {
-                let target = match k.strip_prefix("claims.") {
-                    _ if k == "user_id" => BindTarget::UserId,
-                    Some(c) if !c.is_empty() => BindTarget::Claim(c.to_string()),
-                    _ => {
-                        return Err(FieldError::new(
-                            format!("{p}.bind.{k}"),
-                            "bind keys are user_id or claims.<name>",
-                        ))
-                    }
-                };
-                let param = v
-                    .strip_prefix('{')
-                    .and_then(|s| s.strip_suffix('}'))
-                    .filter(|s| template.params.iter().any(|x| x == s))
-                    .ok_or_else(|| {
-                        FieldError::new(
-                            format!("{p}.bind.{k}"),
-                            format!("`{}` is not a {{param}} of the path", v.0),
-                        )
-                    })?;
-                bind.push((target, param.to_string()));
-            }
-            if matches!(auth, RouteAuth::Anonymous) && !bind.is_empty() {
-                return Err(FieldError::new(
-                    format!("{p}.bind"),
-                    "an anonymous route cannot bind",
-                ));
-            }
-            let (mut bearer, mut socketio) = (false, false);
-            if let RouteAuth::Alternatives(alts) = &auth {
-                for &a in alts.iter().flatten() {
-                    bearer |= auths[a].uses_bearer();
-                    socketio |= auths[a].uses_socketio();
-                    for pp in auths[a].path_params() {
-                        if !template.params.contains(&pp) {
-                            return Err(FieldError::new(
-                                format!("{p}.auth"),
-                                format!(
-                                    "authenticator {} reads path_param `{pp}`, which {} lacks",
-                                    auths[a].name(),
-                                    rc.path.0
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
             let route = Route {
                 name: rc.name.0.as_str().into(),
-                methods,
+                methods: compile_methods(rc.methods.as_deref(), &p)?,
+                bind: compile_bind(rc, &template, &auth, &p)?,
+                bearer: check_sources(&auth, auths, &template, rc, &p)?,
+                socketio: rc.socketio,
                 auth,
-                bind,
-                bearer,
-                socketio,
             };
-            // Group by template shape; two routes of one shape must not share a method.
-            let gi = match by_shape.get(&template.shape) {
-                Some(&gi) => gi,
-                None => {
-                    let gi = groups.len();
-                    for pattern in &template.patterns {
-                        router.insert(pattern.clone(), gi).map_err(|e| {
-                            FieldError::new(
-                                format!("{p}.path"),
-                                format!("overlaps another route: {e}"),
-                            )
-                        })?;
-                    }
-                    by_shape.insert(template.shape.clone(), gi);
-                    groups.push(Vec::new());
-                    gi
-                }
-            };
-            for &other in &groups[gi] {
-                let o: &Route = &routes[other];
-                if methods_overlap(&o.methods, &route.methods) {
-                    return Err(FieldError::new(
-                        format!("{p}.path"),
-                        format!(
-                            "overlaps route `{}`: both match {} with a common method",
-                            o.name, rc.path.0
-                        ),
-                    ));
-                }
-            }
-            groups[gi].push(ri);
-            routes.push(route);
+            table.insert(route, &template, &mut by_shape, &p, &rc.path)?;
         }
-        Ok(RouteTable {
-            router,
-            groups,
-            routes,
-        })
+        Ok(table)
     }
 
-    /// The most specific route matching a decoded path and method (static beats `{param}`
-    /// beats `{*rest}`); `None` if the path matches nothing or its template has no route for
-    /// this method.
-    pub fn find(&self, path: &str, method: &Method) -> Option<Match> {
-        let m = self.router.at(path).ok()?;
-        let route = *self.groups[*m.value].iter().find(|&&r| {
-            self.routes[r]
-                .methods
-                .as_ref()
-                .is_none_or(|ms| ms.contains(method))
-        })?;
+    /// Adds `route` under its template's group; two routes of one template must not share a
+    /// method, and templates matchit finds ambiguous are refused.
+    fn insert(
+        &mut self,
+        route: Route,
+        template: &Template,
+        by_shape: &mut HashMap<String, usize>,
+        p: &str,
+        path: &str,
+    ) -> Result<(), FieldError> {
+        let group = match by_shape.get(&template.shape) {
+            Some(&g) => g,
+            None => {
+                let g = self.groups.len();
+                for pattern in &template.patterns {
+                    self.router.insert(pattern.clone(), g).map_err(|e| {
+                        FieldError::new(
+                            format!("{p}.path"),
+                            format!(
+                                "overlaps another route (case and one trailing `/` are ignored, and a {{*rest}} also matches its bare prefix): {e}"
+                            ),
+                        )
+                    })?;
+                }
+                by_shape.insert(template.shape.clone(), g);
+                self.groups.push(Vec::new());
+                g
+            }
+        };
+        if let Some(&other) = self.groups[group]
+            .iter()
+            .find(|&&o| methods_overlap(&self.routes[o].methods, &route.methods))
+        {
+            return Err(FieldError::new(
+                format!("{p}.path"),
+                format!(
+                    "overlaps route `{}`: both match {path} with a common method",
+                    self.routes[other].name
+                ),
+            ));
+        }
+        self.groups[group].push(self.routes.len());
+        self.group_of.push(group);
+        self.routes.push(route);
+        Ok(())
+    }
+
+    /// Looks up a checked path and method.
+    pub fn find(&self, path: &CheckedPath<'_>, method: &Method) -> Lookup {
+        let key = path.key();
+        let Ok(m) = self.router.at(&key) else {
+            return Lookup::NotFound;
+        };
+        let group = &self.groups[*m.value];
+        let Some(&route) = group.iter().find(|&&r| self.routes[r].allows(method)) else {
+            return Lookup::MethodNotAllowed {
+                route: group[0],
+                allow: self.allow(group),
+            };
+        };
+        // Parameter values come from the unfolded path at the same byte offsets (ASCII
+        // lowercasing keeps every byte where it was).
+        let original = path.trimmed();
+        let base = key.as_ptr() as usize;
         let params = m
             .params
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| {
+                let at = v.as_ptr() as usize - base;
+                (k.to_string(), original[at..at + v.len()].to_string())
+            })
             .collect();
-        Some(Match { route, params })
+        Lookup::Matched(Match { route, params })
+    }
+
+    /// The `Allow` value of the template `route` belongs to (every method its routes allow).
+    pub fn allow_of(&self, route: usize) -> String {
+        self.allow(&self.groups[self.group_of[route]])
+    }
+
+    fn allow(&self, group: &[usize]) -> String {
+        let mut all: Vec<&str> = Vec::new();
+        for &r in group {
+            for m in self.routes[r].methods.iter().flatten() {
+                if !all.contains(&m.as_str()) {
+                    all.push(m.as_str());
+                }
+            }
+        }
+        all.join(", ")
     }
 }
 
@@ -254,6 +233,97 @@ fn methods_overlap(a: &Option<Vec<Method>>, b: &Option<Vec<Method>>) -> bool {
         (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
         _ => true,
     }
+}
+
+/// `methods:` upper-cased; `HEAD` joins `GET` (RFC 9110 §9.3.2: HEAD is GET without a body).
+fn compile_methods(cfg: Option<&[crate::config::value::Str]>, p: &str) -> Result<Option<Vec<Method>>, FieldError> {
+    let Some(ms) = cfg else { return Ok(None) };
+    let mut out = Vec::new();
+    for m in ms {
+        let m = Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| FieldError::new(format!("{p}.methods"), "invalid method"))?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.contains(&Method::GET) && !out.contains(&Method::HEAD) {
+        out.push(Method::HEAD);
+    }
+    Ok(Some(out))
+}
+
+fn compile_bind(
+    rc: &RouteConfig,
+    template: &Template,
+    auth: &RouteAuth,
+    p: &str,
+) -> Result<Vec<(BindTarget, String)>, FieldError> {
+    let mut bind = Vec::new();
+    for (k, v) in &rc.bind {
+        let target = match k.strip_prefix("claims.") {
+            _ if k == "user_id" => BindTarget::UserId,
+            Some(c) if !c.is_empty() => BindTarget::Claim(c.to_string()),
+            _ => {
+                return Err(FieldError::new(
+                    format!("{p}.bind.{k}"),
+                    "bind keys are user_id or claims.<name>",
+                ))
+            }
+        };
+        let param = v
+            .strip_prefix('{')
+            .and_then(|s| s.strip_suffix('}'))
+            .filter(|s| template.params.iter().any(|x| x == s))
+            .ok_or_else(|| {
+                FieldError::new(
+                    format!("{p}.bind.{k}"),
+                    format!("`{}` is not a {{param}} of the path", v.0),
+                )
+            })?;
+        bind.push((target, param.to_string()));
+    }
+    if matches!(auth, RouteAuth::Anonymous) && !bind.is_empty() {
+        return Err(FieldError::new(format!("{p}.bind"), "an anonymous route cannot bind"));
+    }
+    Ok(bind)
+}
+
+/// Checks the sources the route's authenticators read against the route (path parameters it
+/// lacks, Socket.IO sources on a route without `socketio: true` are only a warning) and returns
+/// whether some alternative reads a Bearer header.
+fn check_sources(
+    auth: &RouteAuth,
+    auths: &[Arc<dyn Authenticator>],
+    template: &Template,
+    rc: &RouteConfig,
+    p: &str,
+) -> Result<bool, FieldError> {
+    let RouteAuth::Alternatives(alts) = auth else {
+        if rc.socketio {
+            return Err(FieldError::new(
+                format!("{p}.socketio"),
+                "an anonymous route has nothing to authenticate in the stream",
+            ));
+        }
+        return Ok(false);
+    };
+    let mut bearer = false;
+    for &a in alts.iter().flatten() {
+        bearer |= auths[a].uses_bearer();
+        for pp in auths[a].path_params() {
+            if !template.params.contains(&pp) {
+                return Err(FieldError::new(
+                    format!("{p}.auth"),
+                    format!(
+                        "authenticator {} reads path_param `{pp}`, which {} lacks",
+                        auths[a].name(),
+                        rc.path.0
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(bearer)
 }
 
 struct Template {
@@ -265,15 +335,24 @@ struct Template {
     shape: String,
 }
 
+/// Parses a template into case-folded matchit patterns (trailing `/` trimmed, as keys are).
 fn parse_template(path: &str) -> Result<Template, String> {
     if !path.starts_with('/') {
         return Err("path must start with /".into());
     }
+    let trimmed = match path.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t,
+        _ => path,
+    };
     let mut params = Vec::new();
     let mut shape = String::new();
-    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let mut pattern = String::new();
+    let segs: Vec<&str> = trimmed.split('/').skip(1).collect();
     for (i, seg) in segs.iter().enumerate() {
-        shape.push('/');
+        if segs.len() > 1 || !seg.is_empty() {
+            shape.push('/');
+            pattern.push('/');
+        }
         if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             let (catch_all, name) = match inner.strip_prefix('*') {
                 Some(n) => (true, n),
@@ -290,19 +369,27 @@ fn parse_template(path: &str) -> Result<Template, String> {
             }
             params.push(name.to_string());
             shape.push_str(if catch_all { "{*}" } else { "{}" });
+            pattern.push_str(seg);
         } else if seg.contains(['{', '}']) {
-            return Err(format!(
-                "segment `{seg}`: a parameter must be a whole segment"
-            ));
-        } else if check_path(&format!("/{seg}")).is_err() || seg.contains('%') {
+            return Err(format!("segment `{seg}`: a parameter must be a whole segment"));
+        } else if seg.is_empty() && segs.len() > 1 {
+            return Err("empty segment (`//`)".into());
+        } else if crate::path::check(&format!("/{seg}")).is_err() || seg.contains('%') {
             return Err(format!("segment `{seg}` is not a plain path segment"));
         } else {
-            shape.push_str(seg);
+            let folded = seg.to_ascii_lowercase();
+            shape.push_str(&folded);
+            pattern.push_str(&folded);
         }
     }
-    let mut patterns = vec![path.to_string()];
-    if let Some(prefix) = path.rsplit_once("/{*").map(|(p, _)| p) {
-        patterns.push(format!("{prefix}/")); // `{*rest}` also matches an empty rest
+    if pattern.is_empty() {
+        pattern.push('/');
+        shape.push('/');
+    }
+    let mut patterns = vec![pattern.clone()];
+    if let Some((prefix, _)) = pattern.rsplit_once("/{*") {
+        // `{*rest}` also matches an empty rest: `/p`, `/p/` (trimmed to `/p`), or `/` at the root.
+        patterns.push(if prefix.is_empty() { "/".into() } else { prefix.to_string() });
     }
     Ok(Template {
         patterns,
@@ -324,10 +411,7 @@ fn compile_auth(
     };
     match spec {
         AuthSpec::Word(w) if w == "anonymous" => Ok(RouteAuth::Anonymous),
-        AuthSpec::Word(w) => Ok(RouteAuth::Alternatives(vec![vec![lookup(
-            w,
-            p.to_string(),
-        )?]])),
+        AuthSpec::Word(w) => Ok(RouteAuth::Alternatives(vec![vec![lookup(w, p.to_string())?]])),
         AuthSpec::Alternatives(items) if items.is_empty() => Err(FieldError::new(
             p,
             "auth needs at least one alternative (or `anonymous`)",
@@ -352,151 +436,85 @@ fn compile_auth(
     }
 }
 
-/// Runs a route's alternatives in order; the first that passes (and satisfies `bind`) wins.
-/// Returns `Ok(None)` for anonymous routes. When all fail, the most specific reason is
-/// returned (see `Reason::rank`).
-pub async fn authorize(
-    route: &Route,
-    auths: &[Arc<dyn Authenticator>],
-    mode: Mode,
-    req: &RequestParts<'_>,
-    timings: Option<&prometheus::HistogramVec>,
-) -> Result<Option<Identity>, Reason> {
-    let alts = match &route.auth {
-        RouteAuth::Anonymous => return Ok(None),
-        RouteAuth::Alternatives(a) => a,
-    };
-    let mut worst: Option<Reason> = None;
-    for alt in alts {
-        let outcome = match all_of(alt, auths, mode, req, timings).await {
-            Ok(id) => id
-                .check_forwardable()
-                .and_then(|()| route.check_bind(&id, req).map(|()| id)),
-            Err(r) => Err(r),
-        };
-        match outcome {
-            Ok(id) => return Ok(Some(id)),
-            Err(r) if worst.is_none_or(|w| r.rank() > w.rank()) => worst = Some(r),
-            Err(_) => {}
-        }
-    }
-    Err(worst.unwrap_or(Reason::MissingCredentials))
-}
-
-/// One all-of alternative. In development mode, if a `public_key` member passes, members whose
-/// credential is absent are skipped (present credentials are still verified).
-async fn all_of(
-    alt: &[usize],
-    auths: &[Arc<dyn Authenticator>],
-    mode: Mode,
-    req: &RequestParts<'_>,
-    timings: Option<&prometheus::HistogramVec>,
-) -> Result<Identity, Reason> {
-    let mut passed: Vec<Identity> = Vec::with_capacity(alt.len());
-    let mut absent = false;
-    let mut public_key_passed = false;
-    for &i in alt {
-        let started = std::time::Instant::now();
-        let verdict = auths[i].verify(req).await;
-        if let Some(t) = timings {
-            t.with_label_values(&[auths[i].name()])
-                .observe(started.elapsed().as_secs_f64());
-        }
-        match verdict {
-            Verdict::Fail(r) => return Err(r),
-            Verdict::Absent => absent = true,
-            Verdict::Pass(id) => {
-                public_key_passed |= auths[i].kind() == "public_key";
-                passed.push(id);
-            }
-        }
-    }
-    if absent && !(mode == Mode::Development && public_key_passed) {
-        return Err(Reason::MissingCredentials);
-    }
-    let mut it = passed.into_iter();
-    let first = it.next().ok_or(Reason::MissingCredentials)?;
-    it.try_fold(first, Identity::merge)
-}
-
-impl Route {
-    fn check_bind(&self, id: &Identity, req: &RequestParts<'_>) -> Result<(), Reason> {
-        for (target, param) in &self.bind {
-            let want = req.param(param).ok_or(Reason::IdentityMismatch)?;
-            let have = match target {
-                BindTarget::UserId => id.user_id.as_deref(),
-                BindTarget::Claim(c) => id.claim(c),
-            };
-            if have != Some(want) {
-                return Err(Reason::IdentityMismatch);
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::check;
 
-    #[test]
-    fn path_checks() {
-        assert_eq!(check_path("/a/b%20c").unwrap(), "/a/b c");
-        for bad in [
-            "/a/../b",
-            "/a/%2e%2E/b",
-            "/a/.",
-            "/a%2Fb",
-            "/a%2fb",
-            "/a%5cb",
-            "/a\\b",
-            "/a;b",
-            "/a%00",
-            "/a%0d%0a",
-            "a",
-            "/%ff",
-            "/a%zz",
-        ] {
-            assert_eq!(check_path(bad), Err(Reason::MalformedPath), "{bad}");
+    fn table(yaml: &str) -> RouteTable {
+        let cfg: Vec<RouteConfig> = serde_yaml::from_str(yaml).unwrap();
+        RouteTable::compile(&cfg, &HashMap::new(), &[]).unwrap()
+    }
+
+    fn name(t: &RouteTable, method: &str, p: &str) -> String {
+        let path = check(p).unwrap();
+        match t.find(&path, &Method::from_bytes(method.as_bytes()).unwrap()) {
+            Lookup::Matched(m) => t.routes[m.route].name.to_string(),
+            Lookup::MethodNotAllowed { allow, .. } => format!("405 {allow}"),
+            Lookup::NotFound => "none".into(),
         }
-        assert!(check_path("/a//b/").is_ok());
     }
 
     #[test]
-    fn catch_all_matches_empty_rest_and_specific_wins() {
-        let cfg: Vec<RouteConfig> = serde_yaml::from_str(
-            "- {name: sio, path: '/s/{*rest}', auth: anonymous}\n- {name: u, path: '/u/{id}', auth: anonymous}\n- {name: me, path: '/u/me', auth: anonymous}\n",
-        )
-        .unwrap();
-        let t = RouteTable::compile(&cfg, &HashMap::new(), &[]).unwrap();
-        let name = |p: &str| {
-            t.find(p, &Method::GET)
-                .map(|m| t.routes[m.route].name.to_string())
+    fn specific_wins_case_and_trailing_slash_fold() {
+        let t = table(
+            "- {name: sio, path: '/s/{*rest}', auth: anonymous}\n- {name: u, path: '/u/{id}', auth: anonymous}\n- {name: me, path: '/U/Me/', auth: anonymous}\n- {name: root, path: '/', auth: anonymous}\n",
+        );
+        for (p, want) in [
+            ("/s/", "sio"),
+            ("/s", "sio"),
+            ("/S/x/y", "sio"),
+            ("/u/me", "me"),
+            ("/u/ME/", "me"),
+            ("/u/42", "u"),
+            ("/u/42/", "u"),
+            ("/", "root"),
+            ("/u", "none"),
+        ] {
+            assert_eq!(name(&t, "GET", p), want, "{p}");
+        }
+        let path = check("/U/AbC/").unwrap();
+        let Lookup::Matched(m) = t.find(&path, &Method::GET) else {
+            panic!()
         };
-        assert_eq!(name("/s/").as_deref(), Some("sio"));
-        assert_eq!(name("/s/x/y").as_deref(), Some("sio"));
-        assert_eq!(name("/s"), None);
-        assert_eq!(name("/u/me").as_deref(), Some("me"));
-        assert_eq!(name("/u/42").as_deref(), Some("u"));
-        assert_eq!(name("/u/42/"), None);
-        assert_eq!(name("/u//"), None);
+        assert_eq!(m.params, vec![("id".to_string(), "AbC".to_string())], "case kept");
+    }
+
+    #[test]
+    fn wrong_method_is_405_never_another_route() {
+        let t = table(
+            "- {name: get, path: '/a/{x}', methods: [GET], auth: anonymous}\n- {name: post, path: '/a/{y}', methods: [post], auth: anonymous}\n- {name: any, path: '/{*rest}', auth: anonymous}\n",
+        );
+        assert_eq!(name(&t, "GET", "/a/1"), "get");
+        assert_eq!(name(&t, "HEAD", "/A/1"), "get", "HEAD is GET");
+        assert_eq!(name(&t, "POST", "/a/1"), "post");
+        assert_eq!(name(&t, "DELETE", "/a/1"), "405 GET, HEAD, POST");
+        assert_eq!(name(&t, "get", "/a/1"), "405 GET, HEAD, POST", "methods are case-sensitive");
+        assert_eq!(name(&t, "DELETE", "/b"), "any");
     }
 
     #[test]
     fn overlapping_routes_are_refused() {
-        let cfg: Vec<RouteConfig> = serde_yaml::from_str(
+        let refused = |yaml: &str| {
+            let cfg: Vec<RouteConfig> = serde_yaml::from_str(yaml).unwrap();
+            RouteTable::compile(&cfg, &HashMap::new(), &[]).err().unwrap()
+        };
+        let e = refused(
             "- {name: a, path: '/u/{id}', auth: anonymous}\n- {name: b, path: '/u/{other}', methods: [GET], auth: anonymous}\n",
-        )
-        .unwrap();
-        let e = RouteTable::compile(&cfg, &HashMap::new(), &[])
-            .err()
-            .unwrap();
+        );
         assert_eq!(e.path, "routes[1].path");
         assert!(e.message.contains("overlaps route `a`"), "{}", e.message);
-        let ok: Vec<RouteConfig> = serde_yaml::from_str(
+        // Case and a trailing slash do not make two templates different.
+        let e = refused(
+            "- {name: a, path: '/Admin', auth: anonymous}\n- {name: b, path: '/admin/', auth: anonymous}\n",
+        );
+        assert!(e.message.contains("overlaps"), "{}", e.message);
+        let e = refused(
+            "- {name: a, path: '/v1/events', auth: anonymous}\n- {name: b, path: '/v1/events/{*rest}', auth: anonymous}\n",
+        );
+        assert!(e.message.contains("overlaps"), "{}", e.message);
+        table(
             "- {name: a, path: '/u/{id}', methods: [POST], auth: anonymous}\n- {name: b, path: '/u/{other}', methods: [GET], auth: anonymous}\n",
-        )
-        .unwrap();
-        assert!(RouteTable::compile(&ok, &HashMap::new(), &[]).is_ok());
+        );
     }
 }

@@ -44,8 +44,14 @@ pub struct Runtime {
     pub socketio_connect_timeout: Duration,
     /// SHA-256 of the file text this config was loaded from (reload compares against it).
     pub source_digest: [u8; 32],
-    /// `cors_preflight`.
+    /// `cors`: keygate answers preflights itself when set.
+    pub cors: Option<crate::cors::Cors>,
+    /// `cors_preflight` (without `cors`).
     pub cors_preflight: crate::config::CorsPreflight,
+    /// `trusted_proxies`.
+    pub trusted_proxies: crate::forwarding::TrustedProxies,
+    /// `limits`.
+    pub limits: crate::config::LimitsConfig,
 }
 
 /// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
@@ -67,8 +73,10 @@ pub fn load_str(text: &str, name: &str) -> Result<Runtime, ConfigError> {
 
 /// Compiles a parsed config.
 pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
-    if cfg.version != 1 {
-        return Err(FieldError::new("version", "only version 1 is supported"));
+    match cfg.version {
+        Some(1) => {}
+        None => return Err(FieldError::new("version", "required (`version: 1`)")),
+        Some(_) => return Err(FieldError::new("version", "only version 1 is supported")),
     }
     for (field, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
         v.parse::<SocketAddr>()
@@ -152,7 +160,10 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         max_token_bytes: cfg.limits.max_token_bytes,
         shutdown_grace_seconds: cfg.shutdown_grace_seconds,
         source_digest: [0; 32],
+        cors: cfg.cors.as_ref().map(crate::cors::Cors::compile).transpose()?,
         cors_preflight: cfg.cors_preflight,
+        trusted_proxies: crate::forwarding::TrustedProxies::compile(&cfg.trusted_proxies)?,
+        limits: cfg.limits.clone(),
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),

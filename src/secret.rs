@@ -1,5 +1,6 @@
 //! Secret material: a wrapper whose `Debug` never prints the value, and the two primitives every
 //! credential check uses (SHA-256 digests and constant-time comparison, via `sha2` and `subtle`).
+//! A leaf module: it reads no files and knows nothing of the config.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -50,39 +51,6 @@ pub fn parse_digest(hex_digest: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_digest.trim(), &mut out).ok()?;
     Some(out)
-}
-
-/// Resolves a secret-bearing field given inline (`<field>`) or as a file (`<field>_file`,
-/// e.g. a Kubernetes secret mount; one trailing newline is removed). Exactly one may be set
-/// when `required`. Errors name the field and file, never the value.
-pub fn resolve(
-    inline: Option<&Secret>,
-    file: Option<&str>,
-    path: &str,
-    field: &str,
-) -> Result<Option<Secret>, crate::config::FieldError> {
-    use crate::config::FieldError;
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(FieldError::new(
-            format!("{path}.{field}"),
-            format!("give either {field} or {field}_file, not both"),
-        )),
-        (Some(s), None) => Ok(Some(s.clone())),
-        (None, Some(f)) => {
-            let text = std::fs::read_to_string(f).map_err(|e| {
-                FieldError::new(
-                    format!("{path}.{field}_file"),
-                    format!("cannot read {f}: {e}"),
-                )
-            })?;
-            let text = text
-                .strip_suffix("\r\n")
-                .or_else(|| text.strip_suffix('\n'))
-                .unwrap_or(&text);
-            Ok(Some(Secret::new(text.to_string())))
-        }
-        (None, None) => Ok(None),
-    }
 }
 
 #[cfg(test)]

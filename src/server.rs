@@ -14,7 +14,8 @@ use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ExecutionPhase;
 
-use crate::proxy::{Keygate, State};
+use crate::proxy::Keygate;
+use crate::state::State;
 use crate::runtime::Runtime;
 
 /// Runs keygate with `runtime` (loaded from `config_path`, which is then watched for reloads)
@@ -53,12 +54,18 @@ pub fn run(runtime: Runtime, config_path: Option<PathBuf>) -> ! {
     m.config_last_reload_success.set(crate::reload::unix_now());
     let state = Arc::new(State::new(runtime, config_path));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let app = pingora::proxy::http_proxy(
         &server.configuration,
         Keygate {
             state: state.clone(),
         },
-        "keygate proxy",
+    );
+    let mut proxy = pingora::services::listening::Service::new(
+        "keygate proxy".to_string(),
+        crate::conn::Limited {
+            app: Arc::new(app),
+            state: state.clone(),
+        },
     );
     match tls {
         Some((cert, key)) => {

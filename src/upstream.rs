@@ -42,6 +42,9 @@ impl Upstream {
     /// Parses `upstream:`: an http(s) URL without path or query.
     pub fn compile(u: &UpstreamConfig) -> Result<Upstream, FieldError> {
         let err = |m: &str| FieldError::new("upstream.url", m);
+        if u.url.is_empty() {
+            return Err(err("required (the backend, e.g. http://127.0.0.1:3000)"));
+        }
         let url: http::Uri = u.url.parse().map_err(|_| err("not a URL"))?;
         let tls = match url.scheme_str() {
             Some("http") => false,

@@ -1,7 +1,47 @@
-//! RFC 6455 framing, as much as keygate needs to read a client's stream: frame headers (§5.2),
-//! masking (§5.3), and building server frames (text, close §5.5.1).
+//! RFC 6455, as much as keygate needs: the opening handshake's request (§4.1, [`is_upgrade`]),
+//! frame headers (§5.2), masking (§5.3), and building frames (text, close §5.5.1).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE};
+use pingora::http::RequestHeader;
+
+/// Whether `req` is a real RFC 6455 §4.1 opening handshake: HTTP/1.1 `GET`, exactly one
+/// `Upgrade: websocket`, a `Connection` token `upgrade`, `Sec-WebSocket-Version: 13`, one
+/// `Sec-WebSocket-Key` that is 16 bytes in base64, and no body. Anything looser is not an
+/// upgrade pingora would forward as one, so keygate never treats it as one either.
+pub fn is_upgrade(req: &RequestHeader) -> bool {
+    use base64::Engine;
+    let one = |name| {
+        let mut all = req.headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    };
+    let connection_upgrade = req.headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+    });
+    let key_ok = one(SEC_WEBSOCKET_KEY).is_some_and(|k| {
+        base64::engine::general_purpose::STANDARD
+            .decode(k.as_bytes())
+            .is_ok_and(|d| d.len() == 16)
+    });
+    let no_body = !req.headers.contains_key(TRANSFER_ENCODING)
+        && req
+            .headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0");
+    req.version == http::Version::HTTP_11
+        && req.method == http::Method::GET
+        && one(UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && connection_upgrade
+        && one(SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13")
+        && key_ok
+        && no_body
+}
 
 /// Opcodes (RFC 6455 §5.2).
 pub mod opcode {
@@ -129,6 +169,52 @@ pub fn accept_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn handshake(version: http::Version, extra: &[(&str, &str)], skip: &str) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/ws", None).unwrap();
+        r.set_version(version);
+        for (k, v) in [
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ] {
+            if k != skip {
+                r.append_header(k, v).unwrap();
+            }
+        }
+        for (k, v) in extra {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn only_real_opening_handshakes_are_upgrades() {
+        use http::Version;
+        assert!(is_upgrade(&handshake(Version::HTTP_11, &[], "")));
+        assert!(!is_upgrade(&handshake(Version::HTTP_10, &[], "")), "HTTP/1.0");
+        for missing in ["upgrade", "connection", "sec-websocket-version", "sec-websocket-key"] {
+            assert!(!is_upgrade(&handshake(Version::HTTP_11, &[], missing)), "{missing}");
+        }
+        for extra in [
+            ("upgrade", "h2c"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked"),
+        ] {
+            assert!(!is_upgrade(&handshake(Version::HTTP_11, &[extra], "")), "{extra:?}");
+        }
+        let mut h2c = handshake(Version::HTTP_11, &[], "upgrade");
+        h2c.append_header("upgrade", "h2c, websocket").unwrap();
+        assert!(!is_upgrade(&h2c));
+        let mut bad_key = handshake(Version::HTTP_11, &[], "sec-websocket-key");
+        bad_key.append_header("sec-websocket-key", "short").unwrap();
+        assert!(!is_upgrade(&bad_key));
+        let mut post = handshake(Version::HTTP_11, &[], "");
+        post.set_method(http::Method::POST);
+        assert!(!is_upgrade(&post));
+    }
 
     #[test]
     fn rfc6455_examples() {

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 fn forwards_requests_byte_for_byte_with_forwarded_headers() {
     let (_up, kg) = full("production");
     let mut c = Conn::open(kg.addr);
-    let raw = "PATCH /public/a%20b/c.json?q=1&x=%2F&&y= HTTP/1.1\r\nHost: app.example\r\nX-Custom-Thing: Value  With   Spaces\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\nContent-Length: 5\r\n\r\nhello";
+    let raw = "PATCH /public/a%20b/c.json?q=1&x=%2F&&y= HTTP/1.1\r\nHost: app.example\r\nX-Custom-Thing: Value  With   Spaces\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nForwarded: for=203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\nAccept: */*\r\nContent-Length: 5\r\n\r\nhello";
     let r = c.raw(raw.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
@@ -23,10 +23,14 @@ fn forwards_requests_byte_for_byte_with_forwarded_headers() {
         "{h:?}"
     );
     assert!(h.contains(&("Host".into(), "app.example".into())), "{h:?}");
+    // The peer is not a trusted proxy: its X-Forwarded-For, Forwarded and X-Real-IP are not
+    // believed (replaced or removed).
     assert_eq!(
         r.upstream_header("x-forwarded-for").as_deref(),
-        Some("203.0.113.9, 127.0.0.1")
+        Some("127.0.0.1")
     );
+    assert_eq!(r.upstream_header("forwarded"), None);
+    assert_eq!(r.upstream_header("x-real-ip"), None);
     assert_eq!(
         r.upstream_header("x-forwarded-proto").as_deref(),
         Some("http")
@@ -287,62 +291,24 @@ fn forwards_to_an_https_upstream() {
 }
 
 #[test]
-fn cors_preflights_reach_the_backend_anonymously() {
-    let (up, kg) = full("production");
-    let preflight = [
-        ("Origin", "https://app.example.com"),
-        ("Access-Control-Request-Method", "GET"),
-        (
-            "Access-Control-Request-Headers",
-            "authorization, x-knock-user-token",
-        ),
-        ("X-Auth-User-Id", "spoof"),
-    ];
-    let r = request(
-        kg.addr,
-        "OPTIONS",
-        "/v1/users/user-1/feeds/f",
-        &preflight,
-        b"",
+fn a_trusted_proxy_chain_is_extended_not_replaced() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let kg = Keygate::start(
+        "trusted_proxies: [127.0.0.0/8]\nroutes: [{ name: open, path: \"/{*rest}\", auth: anonymous }]\n",
+        up.addr,
     );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["method"], "OPTIONS");
-    assert_eq!(r.upstream_header("x-auth-user-id"), None);
-    // Only genuine preflights on matched routes: a bare OPTIONS is authenticated, and an
-    // unmatched path is still denied.
-    request(
-        kg.addr,
-        "OPTIONS",
-        "/api/v1/x",
-        &[("Origin", "https://a.example")],
-        b"",
-    )
-    .assert_denied(401, "missing_credentials");
-    request(kg.addr, "OPTIONS", "/nowhere", &preflight, b"").assert_denied(403, "no_route");
-    // Matched with the method it asks about: the feed route allows GET only.
-    let post = [
-        ("Origin", "https://a.example"),
-        ("Access-Control-Request-Method", "DELETE"),
-    ];
-    request(kg.addr, "OPTIONS", "/v1/users/user-1/feeds/f", &post, b"")
-        .assert_denied(403, "no_route");
-    let before = up.hits();
-
-    let up2 = echo::spawn("127.0.0.1:0").unwrap();
-    let deny = Keygate::start_with_env(
-        &format!("cors_preflight: deny\n{}", full_config("production")),
-        up2.addr,
-        &[("KG_TEST_HMAC_SECRET", HMAC_SECRET)],
+    let r = kg.get(
+        "/x",
+        &[
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("X-Forwarded-Proto", "https"),
+            ("Forwarded", "for=198.51.100.7"),
+        ],
     );
-    // cors_preflight: deny treats them like any request: here an OPTIONS no route allows.
-    request(
-        deny.addr,
-        "OPTIONS",
-        "/v1/users/user-1/feeds/f",
-        &preflight,
-        b"",
-    )
-    .assert_denied(403, "no_route");
-    assert_eq!(up2.hits(), 0);
-    assert_eq!(up.hits(), before);
+    assert_eq!(
+        r.upstream_header("x-forwarded-for").as_deref(),
+        Some("198.51.100.7, 127.0.0.1")
+    );
+    assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(r.upstream_header("forwarded").as_deref(), Some("for=198.51.100.7"));
 }

@@ -112,7 +112,7 @@ authenticators:
     require: [sub, exp]
     claims: {{ type: customer, workspace_id: [ONAVZK8J] }}
 routes:
-  - {{ name: socketio, path: "{SIO_PATH}/{{*rest}}", auth: [doka_customer] }}
+  - {{ name: socketio, path: "{SIO_PATH}/{{*rest}}", socketio: true, auth: [doka_customer] }}
 "#,
         fixture("rsa.pub")
     );

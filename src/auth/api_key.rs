@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::{ApiKeyConfig, FieldError, KeyEntry};
 use crate::reason::Reason;
-use crate::secret::{find_digest, parse_digest, resolve, sha256};
+use crate::config::files::resolve;
+use crate::secret::{find_digest, parse_digest, sha256};
 
 /// Named key digests, shared by `api_key` and `public_key`.
 #[derive(Debug)]

@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq;
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::{ClientSecretConfig, FieldError};
 use crate::reason::Reason;
-use crate::secret::{find_digest, parse_digest, resolve, sha256};
+use crate::config::files::resolve;
+use crate::secret::{find_digest, parse_digest, sha256};
 
 /// A compiled `client_secret` authenticator.
 pub struct ClientSecret {

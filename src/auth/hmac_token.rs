@@ -16,7 +16,8 @@ use subtle::ConstantTimeEq;
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::{FieldError, HmacScheme, HmacTokenConfig};
 use crate::reason::Reason;
-use crate::secret::{resolve, Secret};
+use crate::config::files::resolve;
+use crate::secret::Secret;
 
 /// A compiled `hmac_token` authenticator.
 pub struct HmacToken {

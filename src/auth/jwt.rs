@@ -24,7 +24,7 @@ use super::keys::{decode_jwk, decode_pem, decode_secret, Decoded, KeySet, Verify
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::{FieldError, JwtConfig, JwtKeyConfig};
 use crate::reason::Reason;
-use crate::secret::resolve;
+use crate::config::files::resolve;
 use crate::token_cache::TokenCache;
 
 /// Where an authenticator's keys come from.
@@ -128,7 +128,11 @@ impl Jwt {
             }
             None => KeySource::Static(Arc::new(static_keys(name, cfg, &algorithms, path)?)),
         };
-        let require: Vec<String> = cfg.require.iter().map(|s| s.0.clone()).collect();
+        // `require` defaults to `[exp]`: a token that never expires must be asked for explicitly.
+        let require: Vec<String> = match &cfg.require {
+            Some(r) => r.iter().map(|s| s.0.clone()).collect(),
+            None => vec!["exp".to_string()],
+        };
         let validations = algorithms
             .iter()
             .map(|&alg| {

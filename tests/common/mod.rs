@@ -457,6 +457,7 @@ pub fn full_config(mode: &str) -> String {
     let jwk = read_fixture("rsa_other.jwk.json").replace('\n', " ");
     format!(
         r#"mode: {mode}
+cors: {{ allowed_origins: ["https://app.test"], allowed_headers: [authorization, content-type, x-knock-user-token], allow_credentials: true }}
 identity:
   claims: {{ workspace_id: x-auth-workspace-id, email: x-auth-user-email }}
 authenticators:

@@ -1,0 +1,292 @@
+//! Client connection limits (`docs/config.md`, `limits`): how many connections are held, how
+//! large a request head may be, and how long it may take to arrive (slowloris).
+//!
+//! pingora reads a request head with a per-read timeout and up to 1 MiB, and holds any number
+//! of connections. [`Limited`] wraps keygate's proxy as the listening service's application:
+//! it refuses connections beyond `max_connections` and wraps each stream in a [`Guarded`]
+//! stream that, while a request head is being read, counts its bytes (over
+//! `max_request_header_bytes`: a 431 is written and the connection closed) and enforces one
+//! deadline for the whole head (`request_header_timeout_seconds`: from accept for a
+//! connection's first request, from the first byte for later ones; a 408 then, if anything
+//! arrived). Between heads the stream is a plain pass-through; the proxy tells it, through
+//! [`next_head`], when the next head begins.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::future::Future;
+use tokio::time::{Instant, Sleep};
+
+use crate::metrics::{metrics, NO_ROUTE};
+use crate::reason::Reason;
+use crate::state::{Counted, State};
+
+/// The listening application: connection cap and guarded streams around the proxy `A`.
+pub struct Limited<A> {
+    /// The proxy (pingora's `HttpProxy`).
+    pub app: Arc<A>,
+    /// Connection counter and the limits in force.
+    pub state: Arc<State>,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let limits = self.state.runtime.load().limits.clone();
+        let open = Counted::new(&self.state.connections);
+        if self.state.connections.load(Ordering::Acquire) > limits.max_connections {
+            metrics().connections_refused.inc();
+            drop(open);
+            return None; // closes the connection
+        }
+        let guarded = Guarded::new(
+            stream,
+            limits.max_request_header_bytes,
+            Duration::from_secs(limits.request_header_timeout_seconds.max(1)),
+        );
+        self.app.process_new(Box::new(guarded), shutdown).await;
+        drop(open);
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}
+
+/// Tells the connection under `session` that its next bytes are a new request head (called
+/// when a request ends and its body was read whole).
+pub fn next_head(session: &pingora::proxy::Session) {
+    if let Some(g) = session
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<Guarded>())
+    {
+        g.next_head.store(true, Ordering::Release);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a head: bytes so far, whether a non-CR/LF byte came, line ends in a row.
+    Head { bytes: usize, started: bool, ends: u8 },
+    /// Body, idle keep-alive, or an upgraded stream: no limits here.
+    Through,
+}
+
+/// A client stream that enforces the head limits (see the module docs).
+pub struct Guarded {
+    inner: Stream,
+    phase: Phase,
+    max_head: usize,
+    timeout: Duration,
+    /// Deadline of the head being read; `None` until its first byte (except the first head).
+    deadline: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    next_head: AtomicBool,
+}
+
+impl std::fmt::Debug for Guarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded").field("phase", &self.phase).finish()
+    }
+}
+
+impl Guarded {
+    fn new(inner: Stream, max_head: usize, timeout: Duration) -> Guarded {
+        Guarded {
+            inner,
+            phase: Phase::Head { bytes: 0, started: false, ends: 0 },
+            max_head,
+            timeout,
+            deadline: Some(Instant::now() + timeout),
+            timer: None,
+            next_head: AtomicBool::new(false),
+        }
+    }
+
+    /// Scans newly read head bytes; `Some(reason)` when the head is over the limit.
+    fn scan(&mut self, new: &[u8]) -> Option<Reason> {
+        let Phase::Head { bytes, started, ends } = &mut self.phase else {
+            return None;
+        };
+        for (i, b) in new.iter().enumerate() {
+            match b {
+                // Empty lines before the request line are skipped (RFC 9112 §2.2).
+                b'\r' | b'\n' if !*started => continue,
+                b'\n' => *ends += 1,
+                b'\r' => {}
+                _ => {
+                    *started = true;
+                    *ends = 0;
+                }
+            }
+            if *ends == 2 {
+                self.phase = Phase::Through;
+                self.deadline = None;
+                self.timer = None;
+                return None;
+            }
+            if *bytes + i + 1 > self.max_head {
+                return Some(Reason::RequestHeaderTooLarge);
+            }
+        }
+        *bytes += new.len();
+        if *started && self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.timeout);
+        }
+        None
+    }
+
+    /// Best effort: a final response written straight to the socket before closing it.
+    fn refuse(&mut self, cx: &mut Context<'_>, status: &str, reason: Reason) -> io::Error {
+        let body = reason.body();
+        let resp = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = Pin::new(&mut *self.inner).poll_write(cx, resp.as_bytes());
+        let _ = Pin::new(&mut *self.inner).poll_flush(cx);
+        metrics()
+            .requests
+            .with_label_values(&[NO_ROUTE, "denied", reason.as_str()])
+            .inc();
+        tracing::info!(target: "keygate::access", route = NO_ROUTE, status = &status[..3], outcome = "denied", reason = reason.as_str(), "request head refused");
+        io::Error::new(io::ErrorKind::InvalidData, reason.as_str())
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.phase == Phase::Through {
+            if !this.next_head.swap(false, Ordering::AcqRel) {
+                return Pin::new(&mut *this.inner).poll_read(cx, buf);
+            }
+            this.phase = Phase::Head { bytes: 0, started: false, ends: 0 };
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut *this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                match this.scan(&buf.filled()[before..]) {
+                    Some(r) => Poll::Ready(Err(this.refuse(cx, "431 Request Header Fields Too Large", r))),
+                    None => Poll::Ready(Ok(())),
+                }
+            }
+            Poll::Pending => {
+                let Some(deadline) = this.deadline else {
+                    return Poll::Pending;
+                };
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let started = matches!(this.phase, Phase::Head { started: true, .. });
+                let err = if started {
+                    this.refuse(cx, "408 Request Timeout", Reason::RequestHeaderTimeout)
+                } else {
+                    io::Error::new(io::ErrorKind::TimedOut, "no request head")
+                };
+                Poll::Ready(Err(err))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Guarded {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Guarded {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Guarded {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Guarded {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Guarded {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Guarded {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Guarded {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}

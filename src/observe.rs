@@ -1,0 +1,125 @@
+//! What the request path records: the time each authenticator took (observed through
+//! [`crate::policy::Observer`]), and, when a request ends, its metrics and access-log line.
+
+use std::time::Instant;
+
+use pingora::proxy::Session;
+
+use crate::auth::Identity;
+use crate::metrics::{metrics, NO_ROUTE};
+use crate::policy::{Observer, Step};
+use crate::reason::Reason;
+use crate::runtime::Runtime;
+use crate::socketio::gate::Gate;
+
+/// Records each authenticator run of one authorization in `keygate_auth_duration_seconds`.
+pub struct Timings<'a>(pub &'a Runtime);
+
+impl Observer for Timings<'_> {
+    fn step(&mut self, step: Step) {
+        let name = self.0.authenticators[step.authenticator].name();
+        metrics()
+            .auth_duration
+            .with_label_values(&[name])
+            .observe(step.seconds);
+    }
+}
+
+/// What a finished request leaves for the metrics and the access log.
+pub struct Done<'a> {
+    /// The matched route's name.
+    pub route: Option<&'a str>,
+    /// Why keygate refused it, if it did.
+    pub denied: Option<Reason>,
+    /// The identity it was forwarded with.
+    pub identity: Option<&'a Identity>,
+    /// Its Socket.IO gate, for a websocket.
+    pub gate: Option<&'a Gate>,
+    /// The backend's status (0: not forwarded).
+    pub upstream_status: u16,
+    /// When keygate started deciding it.
+    pub started: Instant,
+}
+
+/// Counts a finished request (`keygate_requests_total`, `keygate_request_duration_seconds`,
+/// `keygate_upstream_errors_total`) and writes its access-log line (`keygate::access`).
+pub fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<'_>) {
+    let m = metrics();
+    let route = d.route.unwrap_or(NO_ROUTE);
+    let gate_refused = d.gate.and_then(|g| g.refused);
+    let (outcome, reason) = match (d.denied, d.gate) {
+        (Some(r), _) => ("denied", r.as_str()),
+        (None, Some(g)) if g.accepted == 0 => (
+            "denied",
+            gate_refused.unwrap_or(Reason::MissingCredentials).as_str(),
+        ),
+        _ => ("allowed", "none"),
+    };
+    // A gate counts each CONNECT it authorizes itself.
+    if d.gate.is_none_or(|g| g.connects == 0) {
+        m.requests.with_label_values(&[route, outcome, reason]).inc();
+    }
+    let elapsed = d.started.elapsed().as_secs_f64();
+    m.request_duration.with_label_values(&[route]).observe(elapsed);
+    if let (Some(e), None) = (error, d.denied) {
+        if let Some(kind) = upstream_error_kind(e) {
+            m.upstream_errors.with_label_values(&[kind]).inc();
+        }
+    }
+    let identity = d.identity.or(d.gate.and_then(|g| g.identity.as_ref()));
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    tracing::info!(
+        target: "keygate::access",
+        route,
+        method = %session.req_header().method,
+        status,
+        outcome,
+        reason,
+        authenticator = identity.map_or("", |i| &*i.credential),
+        user_id = identity.and_then(|i| i.user_id.as_deref()).unwrap_or(""),
+        upstream_status = d.upstream_status,
+        duration_ms = elapsed * 1000.0,
+    );
+}
+
+/// The `kind` label of `keygate_upstream_errors_total` for a proxy error, if it is one.
+fn upstream_error_kind(e: &pingora::Error) -> Option<&'static str> {
+    use pingora::{ErrorSource, ErrorType};
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            Some("timeout")
+        }
+        ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => {
+            Some("connect")
+        }
+        ErrorType::ConnectionClosed => Some("reset"),
+        _ if e.esource() == &ErrorSource::Upstream => Some("other"),
+        _ => None,
+    }
+}
+
+/// pingora's own `fail_to_proxy`: an error status when the client can still be answered
+/// (502 for upstream failures, 400 for bad requests, 500 otherwise).
+pub async fn default_failure(session: &mut Session, e: &pingora::Error) -> pingora::proxy::FailToProxy {
+    use pingora::{ErrorSource, ErrorType};
+    let code = match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    };
+    if code > 0 && session.response_written().is_none() {
+        if let Err(e) = session.respond_error(code).await {
+            tracing::debug!(error = %e, "failed to send an error response");
+        }
+    }
+    pingora::proxy::FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}

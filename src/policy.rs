@@ -1,0 +1,124 @@
+//! Who may pass a route (`docs/config.md`, "Routes" and "Modes"): alternatives in order, all-of
+//! members whose user ids must agree, development mode's public-key shortcut, and `bind`.
+//! Pure decisions over a matched route; matching lives in `crate::routes`.
+
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, Identity, RequestParts, Verdict};
+use crate::config::Mode;
+use crate::reason::Reason;
+use crate::routes::{BindTarget, Route, RouteAuth};
+
+/// One authenticator's result inside [`authorize`], for `keygate explain` and timing metrics.
+#[derive(Debug)]
+pub struct Step {
+    /// Index of the alternative in the route's `auth` list.
+    pub alternative: usize,
+    /// Index of the authenticator in the config.
+    pub authenticator: usize,
+    /// Seconds the authenticator took.
+    pub seconds: f64,
+    /// `None` when it passed, the reason when it failed; `Some(MissingCredentials)` when its
+    /// credential was absent.
+    pub failed: Option<Reason>,
+}
+
+/// Receives every [`Step`] of an authorization (metrics, `keygate explain`).
+pub trait Observer: Send {
+    /// Called after each authenticator runs.
+    fn step(&mut self, step: Step);
+}
+
+impl Observer for () {
+    fn step(&mut self, _: Step) {}
+}
+
+/// Runs a route's alternatives in order; the first that passes (and satisfies `bind`) wins.
+/// `Ok(None)` for anonymous routes. When all fail, the most specific reason is returned
+/// (`Reason::rank`), so a 503 is never hidden behind a 401.
+pub async fn authorize(
+    route: &Route,
+    auths: &[Arc<dyn Authenticator>],
+    mode: Mode,
+    req: &RequestParts<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Option<Identity>, Reason> {
+    let alts = match &route.auth {
+        RouteAuth::Anonymous => return Ok(None),
+        RouteAuth::Alternatives(a) => a,
+    };
+    let mut worst: Option<Reason> = None;
+    for (n, alt) in alts.iter().enumerate() {
+        let outcome = match all_of(n, alt, auths, mode, req, observer).await {
+            Ok(id) => id
+                .check_forwardable()
+                .and_then(|()| check_bind(route, &id, req).map(|()| id)),
+            Err(r) => Err(r),
+        };
+        match outcome {
+            Ok(id) => return Ok(Some(id)),
+            Err(r) if worst.is_none_or(|w| r.rank() > w.rank()) => worst = Some(r),
+            Err(_) => {}
+        }
+    }
+    Err(worst.unwrap_or(Reason::MissingCredentials))
+}
+
+/// One all-of alternative. In development mode, if a `public_key` member passes, members whose
+/// credential is absent are skipped (present credentials are still verified).
+async fn all_of(
+    n: usize,
+    alt: &[usize],
+    auths: &[Arc<dyn Authenticator>],
+    mode: Mode,
+    req: &RequestParts<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Identity, Reason> {
+    let mut passed: Vec<Identity> = Vec::with_capacity(alt.len());
+    let mut absent = false;
+    let mut public_key_passed = false;
+    for &i in alt {
+        let started = std::time::Instant::now();
+        let verdict = auths[i].verify(req).await;
+        let failed = match &verdict {
+            Verdict::Pass(_) => None,
+            Verdict::Absent => Some(Reason::MissingCredentials),
+            Verdict::Fail(r) => Some(*r),
+        };
+        observer.step(Step {
+            alternative: n,
+            authenticator: i,
+            seconds: started.elapsed().as_secs_f64(),
+            failed,
+        });
+        match verdict {
+            Verdict::Fail(r) => return Err(r),
+            Verdict::Absent => absent = true,
+            Verdict::Pass(id) => {
+                public_key_passed |= auths[i].kind() == "public_key";
+                passed.push(id);
+            }
+        }
+    }
+    if absent && !(mode == Mode::Development && public_key_passed) {
+        return Err(Reason::MissingCredentials);
+    }
+    let mut it = passed.into_iter();
+    let first = it.next().ok_or(Reason::MissingCredentials)?;
+    it.try_fold(first, Identity::merge)
+}
+
+/// `bind`: every bound path parameter equals the identity's user id or claim.
+fn check_bind(route: &Route, id: &Identity, req: &RequestParts<'_>) -> Result<(), Reason> {
+    for (target, param) in &route.bind {
+        let want = req.param(param).ok_or(Reason::IdentityMismatch)?;
+        let have = match target {
+            BindTarget::UserId => id.user_id.as_deref(),
+            BindTarget::Claim(c) => id.claim(c),
+        };
+        if have != Some(want) {
+            return Err(Reason::IdentityMismatch);
+        }
+    }
+    Ok(())
+}

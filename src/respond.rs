@@ -1,0 +1,101 @@
+//! Responses keygate writes itself: denials (`docs/config.md`, "Responses to denied requests")
+//! and answered CORS preflights.
+//!
+//! They are written with `write_response_header` + `write_response_body`, not pingora's
+//! `respond_error`, which forces `Connection: close`: a denied client keeps its keep-alive
+//! connection when that is safe. It is not when the body was not read (over [`DISCARD_LIMIT`],
+//! or announced with `Expect: 100-continue`, RFC 9110 §10.1.1: keygate answers at once instead of
+//! waiting for a body it would throw away) or the head was too large: the connection then closes.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, EXPECT, WWW_AUTHENTICATE};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::cors::Cors;
+use crate::reason::Reason;
+
+/// Largest request body read and thrown away so a denied client keeps its connection; a larger
+/// body is not read (an unauthenticated client cannot make keygate consume an upload).
+pub const DISCARD_LIMIT: usize = 64 * 1024;
+
+/// What a denial response carries besides its reason.
+#[derive(Default)]
+pub struct Denial<'a> {
+    /// The route accepts a Bearer source: a 401 carries `WWW-Authenticate` (RFC 6750 §3).
+    pub bearer: bool,
+    /// For 405: the `Allow` value.
+    pub allow: Option<&'a str>,
+    /// The CORS policy and the request's allowed `Origin`, so a browser can read the reason.
+    pub cors: Option<(&'a Cors, HeaderValue)>,
+}
+
+/// Writes the denial for `reason`; always `Ok(true)` ("response sent") unless writing failed.
+pub async fn deny(session: &mut Session, reason: Reason, d: Denial<'_>) -> pingora::Result<bool> {
+    let body = Bytes::from(reason.body());
+    let mut resp = ResponseHeader::build(reason.status(), Some(6))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    if reason.status() == 401 && d.bearer {
+        let v = if reason == Reason::MissingCredentials {
+            "Bearer"
+        } else {
+            r#"Bearer error="invalid_token""#
+        };
+        resp.insert_header(WWW_AUTHENTICATE, v)?;
+    }
+    if let Some(allow) = d.allow {
+        resp.insert_header(ALLOW, allow)?;
+    }
+    if let Some((cors, origin)) = &d.cors {
+        cors.decorate(origin, &mut resp);
+    }
+    if reason == Reason::RequestHeaderTooLarge || !discard_body(session).await {
+        session.set_keepalive(None);
+    }
+    let head = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp), head).await?;
+    if !head {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(true)
+}
+
+/// Writes an answered CORS preflight (204 from [`Cors::answer`]).
+pub async fn preflight(session: &mut Session, resp: ResponseHeader) -> pingora::Result<bool> {
+    if !discard_body(session).await {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), true).await?;
+    Ok(true)
+}
+
+/// Reads and drops a small request body; `false` when the body was left unread (too large, or
+/// the client waits for `100 Continue`), so the connection must not be reused.
+async fn discard_body(session: &mut Session) -> bool {
+    if session.is_body_done() {
+        return true;
+    }
+    let req = session.req_header();
+    let expects_continue = req
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = req
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if expects_continue || declared.is_some_and(|n| n > DISCARD_LIMIT) {
+        return false;
+    }
+    let mut read = 0;
+    while !session.is_body_done() && read <= DISCARD_LIMIT {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            _ => return false,
+        }
+    }
+    session.is_body_done()
+}

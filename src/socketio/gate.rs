@@ -1,0 +1,243 @@
+//! The Socket.IO gate of one websocket on a `socketio: true` route: every CONNECT the client
+//! sends is authorized with the rules in force *now* (a reload that removes a key also stops it
+//! on open sockets) and forwarded re-encoded with keygate's identity, or refused.
+//!
+//! A CONNECT is authorized by its own `auth` object when the upgrade carried no credential
+//! ([`Authorized::InStream`]), or by re-verifying the upgrade's own header/query credential when
+//! it did ([`Authorized::ByUpgrade`]); either way the client's `auth[identity.socketio_key]` is
+//! replaced. Until the first CONNECT is accepted the connection has an absolute deadline,
+//! `limits.socketio_connect_timeout_seconds` from the 101: pings do not extend it.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use pingora::proxy::Session;
+use serde_json::{Map, Value};
+
+use super::scan::{Item, Scanner};
+use crate::auth::Identity;
+use crate::metrics::metrics;
+use crate::observe::Timings;
+use crate::policy;
+use crate::reason::Reason;
+use crate::routes::Lookup;
+use crate::state::State;
+use crate::websocket::close_frame;
+
+/// How the CONNECT packets of a websocket are authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorized {
+    /// The upgrade carried no credential: each CONNECT's `auth` is verified.
+    InStream,
+    /// The upgrade was authenticated by a header or query credential: each CONNECT is stamped
+    /// with that identity, re-verified under the rules in force.
+    ByUpgrade,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No CONNECT accepted yet.
+    Awaiting,
+    /// At least one CONNECT accepted.
+    Open,
+    /// Refused or closed: nothing more passes either way.
+    Closed,
+}
+
+/// The upgrade request, kept to authorize later CONNECTs against the current rules.
+#[derive(Debug)]
+struct Upgrade {
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+}
+
+/// The gate state of one websocket.
+#[derive(Debug)]
+pub struct Gate {
+    scanner: Scanner,
+    how: Authorized,
+    phase: Phase,
+    upgrade: Upgrade,
+    timeout: Duration,
+    deadline: Option<Instant>,
+    /// CONNECTs authorized so far (accepted or refused; each counted in the metrics).
+    pub connects: u32,
+    /// CONNECTs accepted so far.
+    pub accepted: u32,
+    /// Why the connection was refused or closed, for the access log.
+    pub refused: Option<Reason>,
+    /// The identity of the last accepted CONNECT, for the access log.
+    pub identity: Option<Identity>,
+}
+
+impl Gate {
+    /// A gate for the upgrade `req`, reading CONNECTs of at most `limit` bytes.
+    pub fn new(
+        req: &pingora::http::RequestHeader,
+        how: Authorized,
+        limit: usize,
+        timeout: Duration,
+    ) -> Gate {
+        Gate {
+            scanner: Scanner::new(limit),
+            how,
+            phase: Phase::Awaiting,
+            upgrade: Upgrade {
+                path: req.uri.path().to_string(),
+                query: req.uri.query().map(str::to_string),
+                headers: req.headers.clone(),
+            },
+            timeout,
+            deadline: None,
+            connects: 0,
+            accepted: 0,
+            refused: None,
+            identity: None,
+        }
+    }
+
+    /// How CONNECTs are authorized.
+    pub fn how(&self) -> Authorized {
+        self.how
+    }
+
+    /// Whether the backend's bytes must be dropped (the client was refused).
+    pub fn closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The backend answered 101: the CONNECT deadline starts now.
+    pub fn upgraded(&mut self, session: &mut Session) {
+        self.deadline = Some(Instant::now() + self.timeout);
+        session.set_read_timeout(Some(self.timeout));
+    }
+
+    /// Whether the CONNECT deadline has passed without a CONNECT.
+    pub fn expired(&self) -> bool {
+        self.phase == Phase::Awaiting && self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Ends the connection with a close frame 1008 (the deadline passed, or a protocol
+    /// violation): written at once; the backend gets nothing more.
+    pub async fn close(&mut self, session: &mut Session, why: &str) -> pingora::Result<()> {
+        tracing::info!(why, "Socket.IO websocket closed");
+        self.phase = Phase::Closed;
+        self.refused.get_or_insert(Reason::MissingCredentials);
+        session
+            .write_response_body(Some(close_frame(1008, "policy violation")), false)
+            .await
+    }
+
+    /// Reads one chunk of the client's stream (`request_body_filter`); rewrites `body` to what
+    /// the backend may see, or to `None` once the client is refused.
+    pub async fn filter(
+        &mut self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        state: &State,
+    ) -> pingora::Result<()> {
+        if self.phase == Phase::Closed {
+            *body = None;
+            return Ok(());
+        }
+        let Some(chunk) = body.take() else {
+            return Ok(()); // the client closed
+        };
+        if self.phase == Phase::Awaiting {
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.close(session, "no CONNECT before the deadline").await?;
+                    return Ok(());
+                }
+                session.set_read_timeout(Some(left));
+            }
+        }
+        let mut out: Vec<Bytes> = Vec::new();
+        for item in self.scanner.feed(chunk) {
+            match item {
+                Item::Raw(b) => out.push(b),
+                Item::Close(why) => {
+                    self.close(session, why).await?;
+                    return Ok(());
+                }
+                Item::Connect { namespace, auth } => match self.authorize(&namespace, auth, state).await {
+                    Ok(frame) => {
+                        out.push(frame);
+                        self.phase = Phase::Open;
+                        session.set_read_timeout(None);
+                    }
+                    Err(reason) => {
+                        tracing::info!(reason = reason.as_str(), %namespace, "Socket.IO CONNECT refused");
+                        self.phase = Phase::Closed;
+                        self.refused = Some(reason);
+                        let refusal = super::refusal(&namespace, reason.as_str());
+                        session.write_response_body(Some(refusal), false).await?;
+                        return Ok(());
+                    }
+                },
+            }
+        }
+        *body = Some(match out.len() {
+            0 => Bytes::new(),
+            1 => out.pop().unwrap_or_default(),
+            _ => Bytes::from(out.concat()),
+        });
+        Ok(())
+    }
+
+    /// Authorizes one CONNECT under the rules in force; the frame to forward, or why not.
+    async fn authorize(
+        &mut self,
+        namespace: &str,
+        auth: Option<Map<String, Value>>,
+        state: &State,
+    ) -> Result<Bytes, Reason> {
+        let rules = state.runtime.load_full();
+        self.connects += 1;
+        let counted = |route: &str, outcome: &str, reason: Reason| {
+            let label = if outcome == "allowed" { "none" } else { reason.as_str() };
+            metrics()
+                .requests
+                .with_label_values(&[route, outcome, label])
+                .inc();
+        };
+        let path = crate::path::check(&self.upgrade.path)?;
+        let Lookup::Matched(m) = rules.routes.find(&path, &Method::GET) else {
+            counted(crate::metrics::NO_ROUTE, "denied", Reason::NoRoute);
+            return Err(Reason::NoRoute);
+        };
+        let route = &rules.routes.routes[m.route];
+        let verdict = match (&auth, route.socketio) {
+            (_, false) => Err(Reason::NoRoute),
+            (None, true) => Err(Reason::MalformedCredentials),
+            (Some(a), true) => {
+                let parts = crate::auth::RequestParts {
+                    headers: &self.upgrade.headers,
+                    query: self.upgrade.query.as_deref(),
+                    params: &m.params,
+                    socketio_auth: (self.how == Authorized::InStream).then_some(a),
+                    max_token_bytes: rules.max_token_bytes,
+                };
+                policy::authorize(route, &rules.authenticators, rules.mode, &parts, &mut Timings(&rules))
+                    .await
+                    .and_then(|id| id.ok_or(Reason::MissingCredentials))
+            }
+        };
+        match verdict {
+            Ok(id) => {
+                counted(&route.name, "allowed", Reason::MissingCredentials);
+                let frame = super::connect_frame(namespace, &auth.unwrap_or_default(), &rules.socketio_key, &id);
+                self.accepted += 1;
+                self.identity = Some(id);
+                Ok(frame)
+            }
+            Err(r) => {
+                counted(&route.name, "denied", r);
+                Err(r)
+            }
+        }
+    }
+}

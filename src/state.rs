@@ -1,0 +1,54 @@
+//! Process state shared by the proxy, the admin port and the background tasks: the rules in
+//! force (swapped whole on reload), the drain flag, and what is in flight.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::runtime::Runtime;
+
+/// State shared by the proxy, admin and background services.
+pub struct State {
+    /// The config in force; a request keeps the one it started with, a websocket only until
+    /// its upgrade is answered (later Socket.IO CONNECTs use the config in force then).
+    pub runtime: ArcSwap<Runtime>,
+    /// SIGTERM received: `/readyz` answers 503 while in-flight requests drain.
+    pub draining: AtomicBool,
+    /// Requests (and websockets) in flight.
+    pub inflight: Arc<AtomicUsize>,
+    /// Client connections open.
+    pub connections: Arc<AtomicUsize>,
+    /// The config file, watched for reloads (`None` for the built-in demo config).
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+impl State {
+    /// State for a freshly loaded config.
+    pub fn new(runtime: Runtime, config_path: Option<std::path::PathBuf>) -> State {
+        State {
+            runtime: ArcSwap::from_pointee(runtime),
+            draining: AtomicBool::new(false),
+            inflight: Arc::new(AtomicUsize::new(0)),
+            connections: Arc::new(AtomicUsize::new(0)),
+            config_path,
+        }
+    }
+}
+
+/// Counts one unit (a request, a connection) for as long as it lives.
+pub struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    /// Increments `counter` until the returned guard drops.
+    pub fn new(counter: &Arc<AtomicUsize>) -> Counted {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Counted(counter.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
