@@ -140,6 +140,9 @@ fn main() -> ExitCode {
             };
             match keygate::runtime::load(&path) {
                 Ok(rt) => {
+                    for w in rt.warnings() {
+                        eprintln!("warning: {w}");
+                    }
                     println!(
                         "{}: ok ({:?} mode, {} authenticators, {} routes, upstream {})",
                         path.display(),

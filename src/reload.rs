@@ -116,10 +116,8 @@ pub fn reload(state: &State, path: &Path) {
                     );
                 }
             }
-            if new.mode == crate::config::Mode::Development {
-                tracing::warn!(
-                    "development mode: a public key alone authenticates any claimed user"
-                );
+            for w in new.warnings() {
+                tracing::warn!(warning = %w, "config");
             }
             start_providers(&new, Some(&old));
             state.runtime.store(Arc::new(new));

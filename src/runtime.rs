@@ -181,6 +181,15 @@ impl Runtime {
             .collect()
     }
 
+    /// Config problems that do not stop loading (printed by `keygate check`, logged on load).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = self.authenticators.iter().flat_map(|a| a.warnings()).collect();
+        if self.mode == Mode::Development {
+            w.push("development mode: a public key alone authenticates any claimed user".into());
+        }
+        w
+    }
+
     /// The JWK-set providers whose fetch loops must run.
     pub fn providers(&self) -> Vec<Arc<auth::jwks::JwksProvider>> {
         self.authenticators

@@ -21,8 +21,8 @@ use crate::runtime::Runtime;
 /// Runs keygate with `runtime` (loaded from `config_path`, which is then watched for reloads)
 /// until SIGTERM/SIGINT; never returns.
 pub fn run(runtime: Runtime, config_path: Option<PathBuf>) -> ! {
-    if runtime.mode == crate::config::Mode::Development {
-        tracing::warn!("development mode: a public key alone authenticates any claimed user");
+    for w in runtime.warnings() {
+        tracing::warn!(warning = %w, "config");
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let grace = runtime.shutdown_grace_seconds;

@@ -6,93 +6,27 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 const SIO_PATH: &str = "/api/v1/wss/socket.io";
 
-fn node_dir() -> String {
-    format!("{}/tests/socketio", env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Node {
-    child: Child,
-    lines: Receiver<String>,
-    port: u16,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `npm ci` in tests/socketio once per test run, if `.ci/run` did not already.
-fn ensure_node_modules() {
-    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        if std::path::Path::new(&format!("{}/node_modules/socket.io", node_dir())).exists() {
-            return;
-        }
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(node_dir())
-            .status()
-            .expect("npm is installed (the Socket.IO tests drive the real socket.io packages)");
-        assert!(status.success(), "npm ci failed in tests/socketio");
-    });
-}
-
-impl Node {
-    fn server() -> Node {
-        ensure_node_modules();
-        let mut child = Command::new("node")
-            .arg(format!("{}/server.js", node_dir()))
-            .arg(SIO_PATH)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("node is installed and `npm ci` ran in tests/socketio (.ci/run does both)");
-        let lines = spawn_line_reader(child.stdout.take().unwrap());
-        let first: Value =
-            serde_json::from_str(&lines.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
-        let port = first["port"].as_u64().unwrap() as u16;
-        Node { child, lines, port }
-    }
-
-    /// Server events seen so far (waits `wait` for more).
-    fn events(&self, wait: Duration) -> Vec<Value> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + wait;
-        while let Ok(l) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            out.push(serde_json::from_str(&l).unwrap());
-        }
-        out
-    }
+/// The real socket.io server on `SIO_PATH`.
+fn sio_server() -> NodeProcess {
+    NodeProcess::start("socketio_server.js", &[SIO_PATH])
 }
 
 /// Runs socket.io-client through keygate; returns its events.
 fn client(kg: &Keygate, token: Option<&str>, nsp: &str, rounds: u32) -> Vec<Value> {
-    ensure_node_modules();
-    let out = Command::new("node")
-        .arg(format!("{}/client.js", node_dir()))
-        .args([
+    node::run(
+        "socketio_client.js",
+        &[
             &format!("http://{}", kg.addr),
             SIO_PATH,
             token.unwrap_or("-"),
             nsp,
             &rounds.to_string(),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        ],
+    )
 }
 
 fn sio_keygate(upstream: std::net::SocketAddr) -> Keygate {
@@ -125,8 +59,8 @@ fn token(claims: Value) -> String {
 
 #[test]
 fn socketio_clients_are_authenticated_by_their_connect_packet() {
-    let node = Node::server();
-    let up: std::net::SocketAddr = format!("127.0.0.1:{}", node.port).parse().unwrap();
+    let node = sio_server();
+    let up = node.addr();
     let kg = sio_keygate(up);
 
     // A valid token: connected, the server sees the verified identity (not the client's), and
@@ -232,8 +166,8 @@ fn socketio_clients_are_authenticated_by_their_connect_packet() {
 
 #[test]
 fn connect_split_across_writes_and_fragments_and_protocol_rules() {
-    let node = Node::server();
-    let up: std::net::SocketAddr = format!("127.0.0.1:{}", node.port).parse().unwrap();
+    let node = sio_server();
+    let up = node.addr();
     let kg = sio_keygate(up);
     let target = format!("{SIO_PATH}/?EIO=4&transport=websocket");
     let tok = token(customer_claims("cust-raw", "ONAVZK8J"));

@@ -54,6 +54,10 @@ pub struct Jwt {
 
 const SPEC_CLAIMS: [&str; 5] = ["exp", "nbf", "sub", "iss", "aud"];
 
+/// Longest `kid` looked up: longer ones are `unknown_key` at once, so a flood of random kids
+/// cannot make the unknown-kid memory hold large strings.
+const MAX_KID_BYTES: usize = 256;
+
 impl Jwt {
     /// Compiles `authenticators.<name>`. `forward` lists the claim names to capture into the
     /// identity (mapped identity headers and route `bind`s); `cache` is the config's shared
@@ -181,6 +185,17 @@ impl Jwt {
         })
     }
 
+    /// Config problems that do not stop loading (printed by `keygate check`, logged on load).
+    pub fn warnings(&self) -> Vec<String> {
+        match &self.keys {
+            KeySource::Remote(_) if self.validations.iter().all(|(_, v)| !v.validate_aud) => vec![format!(
+                "authenticators.{}: a JWK-set authenticator without `audiences` accepts a token the issuer signed for any client (set audiences)",
+                self.name
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     /// The JWK-set provider, if this authenticator uses one.
     pub fn provider(&self) -> Option<&Arc<JwksProvider>> {
         match &self.keys {
@@ -222,6 +237,10 @@ impl Jwt {
             return Err(Reason::AlgorithmNotAllowed);
         };
         let kid = header.kid.as_deref();
+        if kid.is_some_and(|k| k.len() > MAX_KID_BYTES) {
+            // No provider publishes such kids; never fetch for (or remember) one.
+            return Err(Reason::UnknownKey);
+        }
         let set = match &self.keys {
             KeySource::Static(s) => s.clone(),
             KeySource::Remote(p) => {
@@ -526,6 +545,9 @@ impl Authenticator for Jwt {
     }
     fn provider(&self) -> Option<Arc<JwksProvider>> {
         Jwt::provider(self).cloned()
+    }
+    fn warnings(&self) -> Vec<String> {
+        Jwt::warnings(self)
     }
     async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
         match self.from.extract(req) {

@@ -121,6 +121,10 @@ pub trait Authenticator: Send + Sync {
     fn provider(&self) -> Option<Arc<jwks::JwksProvider>> {
         None
     }
+    /// Config problems that do not stop loading (`keygate check` prints them; load logs them).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Verifies the request's credential.
     async fn verify(&self, req: &RequestParts<'_>) -> Verdict;
 }

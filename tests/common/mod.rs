@@ -14,6 +14,8 @@ use serde_json::{json, Map, Value};
 pub use keygate::echo::{self, Echo};
 
 pub mod jwks_server;
+pub mod node;
+pub use node::NodeProcess;
 
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))

@@ -7,8 +7,11 @@ const { Server } = require("socket.io");
 const path = process.argv[2] || "/api/v1/wss/socket.io";
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 const srv = http.createServer();
+// Every HTTP request and upgrade the server receives, before socket.io handles it.
+srv.prependListener("request", (req) => out({ event: "http", method: req.method, url: req.url, headers: req.headers }));
+srv.prependListener("upgrade", (req) => out({ event: "upgrade", method: req.method, url: req.url, headers: req.headers }));
 const io = new Server(srv, { path });
-for (const nsp of ["/", "/tenant"]) {
+for (const nsp of ["/", "/tenant", "/admin"]) {
   io.of(nsp).on("connection", (socket) => {
     out({ event: "connection", nsp, auth: socket.handshake.auth, user: socket.handshake.headers["x-auth-user-id"] || null });
     socket.on("ping", (data) => {

@@ -1,5 +1,5 @@
 // A real socket.io-client v4, as DokaAI's customers use it: auth: { token: 'Bearer <jwt>' }.
-// Usage: node client.js URL PATH TOKEN|- NAMESPACE ROUNDS
+// Usage: node socketio_client.js URL PATH TOKEN|- NAMESPACE ROUNDS
 // Also sends a client-supplied `identity`, which keygate must replace. Prints JSON lines:
 // {"event":"connect"}, {"event":"pong","data":..}, {"event":"connect_error","message":..,"data":..}.
 const { io } = require("socket.io-client");

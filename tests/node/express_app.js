@@ -1,0 +1,22 @@
+// A careless Express 4 backend, as attacks meet it: every handler is `app.all` (any method),
+// routing is Express's default (case-insensitive, trailing slash optional), no 'upgrade'
+// listener (Node then serves an Upgrade request as a plain request), and it trusts
+// x-auth-user-id blindly. Prints one JSON line per request it serves:
+// {"backend":"express","handler":..,"method":..,"url":..,"headers":{..}}.
+const express = require("express");
+
+const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
+const app = express();
+const serve = (handler) => (req, res) => {
+  out({ backend: "express", handler, method: req.method, url: req.originalUrl, headers: req.headers });
+  res.json({ handler, protected: "secret-data", user: req.headers["x-auth-user-id"] || null });
+};
+app.all("/healthz", serve("health"));
+app.all("/api/v1/*", serve("customer_api"));
+app.all("/v1/users/:user/feeds/:feed", serve("knock_feed"));
+app.all("/v1/messages/batch/:status", serve("knock_batch"));
+app.all("/widget/*", serve("widget"));
+app.all("/v1/events/*", serve("events"));
+app.all("/admin/*", serve("admin"));
+app.use(serve("fallback"));
+const srv = app.listen(0, "127.0.0.1", () => out({ event: "listening", port: srv.address().port }));
