@@ -27,8 +27,8 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{metrics, NO_ROUTE};
@@ -45,7 +45,11 @@ pub struct Limited<A> {
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let limits = self.state.runtime.load().limits.clone();
         let open = Counted::new(&self.state.connections);
         if self.state.connections.load(Ordering::Acquire) > limits.max_connections {
@@ -82,7 +86,11 @@ pub fn next_head(session: &pingora::proxy::Session) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Reading a head: bytes so far, whether a non-CR/LF byte came, line ends in a row.
-    Head { bytes: usize, started: bool, ends: u8 },
+    Head {
+        bytes: usize,
+        started: bool,
+        ends: u8,
+    },
     /// Body, idle keep-alive, or an upgraded stream: no limits here.
     Through,
 }
@@ -101,7 +109,9 @@ pub struct Guarded {
 
 impl std::fmt::Debug for Guarded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guarded").field("phase", &self.phase).finish()
+        f.debug_struct("Guarded")
+            .field("phase", &self.phase)
+            .finish()
     }
 }
 
@@ -109,7 +119,11 @@ impl Guarded {
     fn new(inner: Stream, max_head: usize, timeout: Duration) -> Guarded {
         Guarded {
             inner,
-            phase: Phase::Head { bytes: 0, started: false, ends: 0 },
+            phase: Phase::Head {
+                bytes: 0,
+                started: false,
+                ends: 0,
+            },
             max_head,
             timeout,
             deadline: Some(Instant::now() + timeout),
@@ -120,7 +134,12 @@ impl Guarded {
 
     /// Scans newly read head bytes; `Some(reason)` when the head is over the limit.
     fn scan(&mut self, new: &[u8]) -> Option<Reason> {
-        let Phase::Head { bytes, started, ends } = &mut self.phase else {
+        let Phase::Head {
+            bytes,
+            started,
+            ends,
+        } = &mut self.phase
+        else {
             return None;
         };
         for (i, b) in new.iter().enumerate() {
@@ -170,27 +189,39 @@ impl Guarded {
 }
 
 impl AsyncRead for Guarded {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.phase == Phase::Through {
             if !this.next_head.swap(false, Ordering::AcqRel) {
                 return Pin::new(&mut *this.inner).poll_read(cx, buf);
             }
-            this.phase = Phase::Head { bytes: 0, started: false, ends: 0 };
+            this.phase = Phase::Head {
+                bytes: 0,
+                started: false,
+                ends: 0,
+            };
         }
         let before = buf.filled().len();
         match Pin::new(&mut *this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                match this.scan(&buf.filled()[before..]) {
-                    Some(r) => Poll::Ready(Err(this.refuse(cx, "431 Request Header Fields Too Large", r))),
-                    None => Poll::Ready(Ok(())),
-                }
-            }
+            Poll::Ready(Ok(())) => match this.scan(&buf.filled()[before..]) {
+                Some(r) => Poll::Ready(Err(this.refuse(
+                    cx,
+                    "431 Request Header Fields Too Large",
+                    r,
+                ))),
+                None => Poll::Ready(Ok(())),
+            },
             Poll::Pending => {
                 let Some(deadline) = this.deadline else {
                     return Poll::Pending;
                 };
-                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -208,7 +239,11 @@ impl AsyncRead for Guarded {
 }
 
 impl AsyncWrite for Guarded {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -112,7 +112,10 @@ impl Cors {
             ));
         }
         if cfg.allowed_origins.is_empty() {
-            return Err(FieldError::new("cors.allowed_origins", "list at least one origin"));
+            return Err(FieldError::new(
+                "cors.allowed_origins",
+                "list at least one origin",
+            ));
         }
         let mut list = Vec::new();
         for (i, o) in cfg.allowed_origins.iter().enumerate() {
@@ -120,7 +123,8 @@ impl Cors {
                 || o.parse::<http::Uri>().is_ok_and(|u| {
                     u.scheme().is_some()
                         && u.authority().is_some()
-                        && u.path_and_query().is_none_or(|p| p.as_str().is_empty() || p == "/")
+                        && u.path_and_query()
+                            .is_none_or(|p| p.as_str().is_empty() || p == "/")
                         && !o.ends_with('/')
                 });
             if !ok {
@@ -138,7 +142,10 @@ impl Cors {
                 .enumerate()
                 .map(|(i, h)| {
                     HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                        FieldError::new(format!("cors.{field}[{i}]"), format!("invalid header name `{}`", h.0))
+                        FieldError::new(
+                            format!("cors.{field}[{i}]"),
+                            format!("invalid header name `{}`", h.0),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -152,7 +159,11 @@ impl Cors {
             })
         };
         Ok(Cors {
-            origins: if any { Origins::Any } else { Origins::List(list) },
+            origins: if any {
+                Origins::Any
+            } else {
+                Origins::List(list)
+            },
             allow_headers: join(&allowed_headers),
             expose: join(&expose),
             allowed_headers,
@@ -183,14 +194,19 @@ impl Cors {
                 s.split(',')
                     .map(str::trim)
                     .filter(|h| !h.is_empty())
-                    .all(|h| self.allowed_headers.iter().any(|a| a.as_str().eq_ignore_ascii_case(h)))
+                    .all(|h| {
+                        self.allowed_headers
+                            .iter()
+                            .any(|a| a.as_str().eq_ignore_ascii_case(h))
+                    })
             })
         });
         if !(origin_ok && route_allows && headers_ok) {
             return Err(Reason::CorsNotAllowed);
         }
         let mut resp = ResponseHeader::build(204, Some(8)).map_err(|_| Reason::CorsNotAllowed)?;
-        let method = HeaderValue::from_str(pf.method.as_str()).map_err(|_| Reason::CorsNotAllowed)?;
+        let method =
+            HeaderValue::from_str(pf.method.as_str()).map_err(|_| Reason::CorsNotAllowed)?;
         let set = |r: &mut ResponseHeader, k: HeaderName, v: HeaderValue| {
             let _ = r.insert_header(k, v);
         };
@@ -201,7 +217,10 @@ impl Cors {
         set(&mut resp, ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
         set(&mut resp, CONTENT_LENGTH, HeaderValue::from_static("0"));
         self.decorate(pf.origin, &mut resp);
-        let _ = resp.append_header(VARY, "Access-Control-Request-Method, Access-Control-Request-Headers");
+        let _ = resp.append_header(
+            VARY,
+            "Access-Control-Request-Method, Access-Control-Request-Headers",
+        );
         Ok(resp)
     }
 
@@ -281,17 +300,29 @@ mod tests {
         let r = options(&[
             ("origin", "https://app.test"),
             ("access-control-request-method", "POST"),
-            ("access-control-request-headers", "authorization, Content-Type"),
+            (
+                "access-control-request-headers",
+                "authorization, Content-Type",
+            ),
         ]);
         let pf = preflight(&r).unwrap();
         let ok = c.answer(&pf, true).unwrap();
         assert_eq!(ok.status, 204);
-        assert_eq!(ok.headers["access-control-allow-origin"], "https://app.test");
+        assert_eq!(
+            ok.headers["access-control-allow-origin"],
+            "https://app.test"
+        );
         assert_eq!(ok.headers["access-control-allow-credentials"], "true");
         assert_eq!(ok.headers["access-control-allow-methods"], "POST");
         assert_eq!(c.answer(&pf, false).unwrap_err(), Reason::CorsNotAllowed);
-        let evil = options(&[("origin", "https://evil.test"), ("access-control-request-method", "GET")]);
-        assert_eq!(c.answer(&preflight(&evil).unwrap(), true).unwrap_err(), Reason::CorsNotAllowed);
+        let evil = options(&[
+            ("origin", "https://evil.test"),
+            ("access-control-request-method", "GET"),
+        ]);
+        assert_eq!(
+            c.answer(&preflight(&evil).unwrap(), true).unwrap_err(),
+            Reason::CorsNotAllowed
+        );
         let extra = options(&[
             ("origin", "https://app.test"),
             ("access-control-request-method", "GET"),

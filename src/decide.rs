@@ -63,7 +63,11 @@ pub enum Outcome {
 }
 
 fn deny(route: Option<usize>, reason: Reason) -> Outcome {
-    Outcome::Deny { route, reason, allow: None }
+    Outcome::Deny {
+        route,
+        reason,
+        allow: None,
+    }
 }
 
 /// Headers through which frameworks let a client override the method (Express's
@@ -85,7 +89,10 @@ pub async fn decide(rules: &Runtime, req: &RequestHeader, observer: &mut dyn Obs
         if let Some(c) = &rules.cors {
             return match find(&pf.method) {
                 Lookup::Matched(m) => match c.answer(&pf, true) {
-                    Ok(response) => Outcome::Answer { route: m.route, response },
+                    Ok(response) => Outcome::Answer {
+                        route: m.route,
+                        response,
+                    },
                     Err(r) => deny(Some(m.route), r),
                 },
                 Lookup::MethodNotAllowed { route, .. } => deny(Some(route), Reason::CorsNotAllowed),
@@ -94,14 +101,22 @@ pub async fn decide(rules: &Runtime, req: &RequestHeader, observer: &mut dyn Obs
         }
         if rules.cors_preflight == CorsPreflight::Forward && cors::forwardable(req) {
             if let Lookup::Matched(m) = find(&pf.method) {
-                return Outcome::Forward { route: Some(m.route), identity: None, how: Forwarding::Preflight };
+                return Outcome::Forward {
+                    route: Some(m.route),
+                    identity: None,
+                    how: Forwarding::Preflight,
+                };
             }
         }
     }
     let m = match find(&req.method) {
         Lookup::Matched(m) => m,
         Lookup::MethodNotAllowed { route, allow } => {
-            return Outcome::Deny { route: Some(route), reason: Reason::MethodNotAllowed, allow: Some(allow) }
+            return Outcome::Deny {
+                route: Some(route),
+                reason: Reason::MethodNotAllowed,
+                allow: Some(allow),
+            }
         }
         Lookup::NotFound => return unmatched(rules),
     };
@@ -111,19 +126,33 @@ pub async fn decide(rules: &Runtime, req: &RequestHeader, observer: &mut dyn Obs
 fn unmatched(rules: &Runtime) -> Outcome {
     match rules.unmatched {
         Unmatched::Deny => deny(None, Reason::NoRoute),
-        Unmatched::Anonymous => Outcome::Forward { route: None, identity: None, how: Forwarding::Plain },
+        Unmatched::Anonymous => Outcome::Forward {
+            route: None,
+            identity: None,
+            how: Forwarding::Plain,
+        },
     }
 }
 
 /// The matched route's rules: method overrides, Socket.IO transports, then credentials.
-async fn authorize(rules: &Runtime, req: &RequestHeader, m: Match, observer: &mut dyn Observer) -> Outcome {
+async fn authorize(
+    rules: &Runtime,
+    req: &RequestHeader,
+    m: Match,
+    observer: &mut dyn Observer,
+) -> Outcome {
     let route = &rules.routes.routes[m.route];
     for name in &METHOD_OVERRIDES {
         for v in req.headers.get_all(name) {
-            let asked = Method::from_bytes(v.as_bytes().trim_ascii().to_ascii_uppercase().as_slice());
+            let asked =
+                Method::from_bytes(v.as_bytes().trim_ascii().to_ascii_uppercase().as_slice());
             if !asked.is_ok_and(|a| route.allows(&a)) {
                 let allow = rules.routes.allow_of(m.route);
-                return Outcome::Deny { route: Some(m.route), reason: Reason::MethodNotAllowed, allow: Some(allow) };
+                return Outcome::Deny {
+                    route: Some(m.route),
+                    reason: Reason::MethodNotAllowed,
+                    allow: Some(allow),
+                };
             }
         }
     }
@@ -138,9 +167,17 @@ async fn authorize(rules: &Runtime, req: &RequestHeader, m: Match, observer: &mu
         socketio_auth: None,
         max_token_bytes: rules.max_token_bytes,
     };
-    let how = if upgrade { Forwarding::Socketio(Authorized::ByUpgrade) } else { Forwarding::Plain };
+    let how = if upgrade {
+        Forwarding::Socketio(Authorized::ByUpgrade)
+    } else {
+        Forwarding::Plain
+    };
     match policy::authorize(route, &rules.authenticators, rules.mode, &parts, observer).await {
-        Ok(identity) => Outcome::Forward { route: Some(m.route), identity, how },
+        Ok(identity) => Outcome::Forward {
+            route: Some(m.route),
+            identity,
+            how,
+        },
         Err(Reason::MissingCredentials) if upgrade => Outcome::Forward {
             route: Some(m.route),
             identity: None,

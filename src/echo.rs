@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 echo server standing in for the backend (`keygate demo`, integration tests).
 //! It answers every request with JSON describing what arrived: method, target, every header in
-//! order, and the body's length and SHA-256. It counts the requests it receives.
+//! order, and the body's length and SHA-256. It counts the requests it receives and keeps a
+//! record of each (method, target, headers) for tests that check what reached the backend.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +17,19 @@ pub struct Echo {
     pub addr: SocketAddr,
     /// Requests received so far.
     pub hits: Arc<AtomicU64>,
+    /// `{"method", "url", "headers": [[name, value], ...]}` of each request received.
+    pub received: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Echo {
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Takes the records of the requests received since the last call.
+    pub fn take_received(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.received.lock().expect("not poisoned"))
     }
 }
 
@@ -31,9 +39,11 @@ pub fn spawn(addr: &str) -> std::io::Result<Echo> {
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let hits = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
     let echo = Echo {
         addr,
         hits: hits.clone(),
+        received: received.clone(),
     };
     std::thread::Builder::new()
         .name("echo-upstream".into())
@@ -48,9 +58,9 @@ pub fn spawn(addr: &str) -> std::io::Result<Echo> {
                     let Ok((sock, _)) = listener.accept().await else {
                         continue;
                     };
-                    let hits = hits.clone();
+                    let (hits, received) = (hits.clone(), received.clone());
                     tokio::spawn(async move {
-                        let _ = serve_conn(sock, hits).await;
+                        let _ = serve_conn(sock, hits, received).await;
                     });
                 }
             });
@@ -58,7 +68,13 @@ pub fn spawn(addr: &str) -> std::io::Result<Echo> {
     Ok(echo)
 }
 
-async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()> {
+type Records = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+async fn serve_conn(
+    sock: TcpStream,
+    hits: Arc<AtomicU64>,
+    received: Records,
+) -> std::io::Result<()> {
     let mut rd = BufReader::new(sock);
     loop {
         let mut head = Vec::with_capacity(1024);
@@ -99,6 +115,14 @@ async fn serve_conn(sock: TcpStream, hits: Arc<AtomicU64>) -> std::io::Result<()
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.clone())
         };
+        if let Ok(mut r) = received.lock() {
+            r.push(serde_json::json!({
+                "backend": "echo",
+                "method": req.method.unwrap_or(""),
+                "url": req.path.unwrap_or(""),
+                "headers": headers,
+            }));
+        }
         if find("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
             let key = find("sec-websocket-key").unwrap_or_default();
             let described = serde_json::json!({

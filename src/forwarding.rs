@@ -168,17 +168,29 @@ mod tests {
         let t = trusted(&["10.0.0.0/8", "192.168.1.1"]);
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         let r = req(&["6.6.6.6, 198.51.100.7", "192.168.1.1"]);
-        assert_eq!(t.client_ip(peer, &r), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t.client_ip(peer, &r),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
         let mut r2 = req(&["6.6.6.6, 198.51.100.7", "192.168.1.1"]);
         t.apply(&mut r2, Some(peer), true).unwrap();
         assert_eq!(
             r2.headers.get("x-forwarded-for").unwrap(),
             "6.6.6.6, 198.51.100.7, 192.168.1.1, 10.1.2.3"
         );
-        assert!(r2.headers.get("forwarded").is_some(), "kept from a trusted proxy");
+        assert!(
+            r2.headers.get("forwarded").is_some(),
+            "kept from a trusted proxy"
+        );
         // Only trusted hops: the leftmost one is the client; garbage stops the walk.
-        assert_eq!(t.client_ip(peer, &req(&["10.9.9.9"])), "10.9.9.9".parse::<IpAddr>().unwrap());
-        assert_eq!(t.client_ip(peer, &req(&["unknown, 10.9.9.9"])), "10.9.9.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t.client_ip(peer, &req(&["10.9.9.9"])),
+            "10.9.9.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            t.client_ip(peer, &req(&["unknown, 10.9.9.9"])),
+            "10.9.9.9".parse::<IpAddr>().unwrap()
+        );
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert!(t.trusts(mapped));
         assert!(TrustedProxies::compile(&[Str("nope".into())]).is_err());

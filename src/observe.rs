@@ -57,10 +57,14 @@ pub fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<
     };
     // A gate counts each CONNECT it authorizes itself.
     if d.gate.is_none_or(|g| g.connects == 0) {
-        m.requests.with_label_values(&[route, outcome, reason]).inc();
+        m.requests
+            .with_label_values(&[route, outcome, reason])
+            .inc();
     }
     let elapsed = d.started.elapsed().as_secs_f64();
-    m.request_duration.with_label_values(&[route]).observe(elapsed);
+    m.request_duration
+        .with_label_values(&[route])
+        .observe(elapsed);
     if let (Some(e), None) = (error, d.denied) {
         if let Some(kind) = upstream_error_kind(e) {
             m.upstream_errors.with_label_values(&[kind]).inc();
@@ -100,7 +104,10 @@ fn upstream_error_kind(e: &pingora::Error) -> Option<&'static str> {
 
 /// pingora's own `fail_to_proxy`: an error status when the client can still be answered
 /// (502 for upstream failures, 400 for bad requests, 500 otherwise).
-pub async fn default_failure(session: &mut Session, e: &pingora::Error) -> pingora::proxy::FailToProxy {
+pub async fn default_failure(
+    session: &mut Session,
+    e: &pingora::Error,
+) -> pingora::proxy::FailToProxy {
     use pingora::{ErrorSource, ErrorType};
     let code = match e.etype() {
         ErrorType::HTTPStatus(code) => *code,

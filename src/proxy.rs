@@ -92,10 +92,18 @@ impl ProxyHttp for Keygate {
         let rules = ctx.rules().expect("rules are set until an upgrade");
         ctx.started = Instant::now();
         rules.identity.strip(session.req_header_mut());
-        ctx.origin = rules.cors.as_ref().and_then(|c| c.allowed_origin(session.req_header()));
-        let outcome = crate::decide::decide(&rules, session.req_header(), &mut Timings(&rules)).await;
+        ctx.origin = rules
+            .cors
+            .as_ref()
+            .and_then(|c| c.allowed_origin(session.req_header()));
+        let outcome =
+            crate::decide::decide(&rules, session.req_header(), &mut Timings(&rules)).await;
         match outcome {
-            Outcome::Forward { route, identity, how } => {
+            Outcome::Forward {
+                route,
+                identity,
+                how,
+            } => {
                 ctx.route = route.map(|r| (rules.routes.routes[r].name.clone(), r));
                 ctx.identity = identity;
                 ctx.how = how;
@@ -106,9 +114,14 @@ impl ProxyHttp for Keygate {
                 ctx.route = Some((rules.routes.routes[route].name.clone(), route));
                 respond::preflight(session, response).await
             }
-            Outcome::Deny { route, reason, allow } => {
+            Outcome::Deny {
+                route,
+                reason,
+                allow,
+            } => {
                 ctx.route = route.map(|r| (rules.routes.routes[r].name.clone(), r));
-                self.deny(session, ctx, &rules, reason, allow.as_deref()).await
+                self.deny(session, ctx, &rules, reason, allow.as_deref())
+                    .await
             }
         }
     }
@@ -130,7 +143,10 @@ impl ProxyHttp for Keygate {
             return Ok(());
         }
         normalise_content_length(up)?;
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         rules.trusted_proxies.apply(up, peer, tls)?;
         if ctx.gate.is_some() {
@@ -173,7 +189,10 @@ impl ProxyHttp for Keygate {
             // Forwarded without a verified credential: the backend's answer is not the client's.
             (_, Authorized::InStream) => {
                 ctx.refused_upgrade = true;
-                return Error::e_explain(ErrorType::HTTPStatus(401), "upgrade not answered with 101");
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(401),
+                    "upgrade not answered with 101",
+                );
             }
             _ => {}
         }
@@ -214,12 +233,20 @@ impl ProxyHttp for Keygate {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         if ctx.refused_upgrade {
             let rules = ctx.rules().expect("rules are set until an upgrade");
-            let sent = self.deny(session, ctx, &rules, Reason::MissingCredentials, None).await;
-            return FailToProxy { error_code: if sent.is_ok() { 401 } else { 0 }, can_reuse_downstream: false };
+            let sent = self
+                .deny(session, ctx, &rules, Reason::MissingCredentials, None)
+                .await;
+            return FailToProxy {
+                error_code: if sent.is_ok() { 401 } else { 0 },
+                can_reuse_downstream: false,
+            };
         }
         if let Some(gate) = ctx.gate.as_mut().filter(|g| g.expired()) {
             let _ = gate.close(session, "no CONNECT before the deadline").await;
-            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         }
         crate::observe::default_failure(session, e).await
     }
@@ -237,14 +264,18 @@ impl ProxyHttp for Keygate {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
-        crate::observe::request_done(session, error, &crate::observe::Done {
-            route: ctx.route.as_ref().map(|(n, _)| &**n),
-            denied: ctx.denied,
-            identity: ctx.identity.as_ref(),
-            gate: ctx.gate.as_deref(),
-            upstream_status: ctx.upstream_status,
-            started: ctx.started,
-        });
+        crate::observe::request_done(
+            session,
+            error,
+            &crate::observe::Done {
+                route: ctx.route.as_ref().map(|(n, _)| &**n),
+                denied: ctx.denied,
+                identity: ctx.identity.as_ref(),
+                gate: ctx.gate.as_deref(),
+                upstream_status: ctx.upstream_status,
+                started: ctx.started,
+            },
+        );
         if session.is_body_done() {
             crate::conn::next_head(session);
         } else {
@@ -260,7 +291,12 @@ impl Keygate {
             return None;
         };
         let limit = rules.max_token_bytes * 2 + 1024;
-        Some(Box::new(Gate::new(req, authorized, limit, rules.socketio_connect_timeout)))
+        Some(Box::new(Gate::new(
+            req,
+            authorized,
+            limit,
+            rules.socketio_connect_timeout,
+        )))
     }
 
     /// Writes the denial for `reason` (with the route's challenge and the CORS headers).
@@ -273,16 +309,32 @@ impl Keygate {
         allow: Option<&str>,
     ) -> Result<bool> {
         ctx.denied = Some(reason);
-        let bearer = ctx.route.as_ref().is_some_and(|(_, r)| rules.routes.routes[*r].bearer);
+        let bearer = ctx
+            .route
+            .as_ref()
+            .is_some_and(|(_, r)| rules.routes.routes[*r].bearer);
         let cors = rules.cors.as_ref().zip(ctx.origin.clone());
-        respond::deny(session, reason, Denial { bearer, allow, cors }).await
+        respond::deny(
+            session,
+            reason,
+            Denial {
+                bearer,
+                allow,
+                cors,
+            },
+        )
+        .await
     }
 }
 
 /// `Content-Length: 3, 3` (or two equal lines) goes out as one `Content-Length: 3`, so no
 /// backend can read the list another way (RFC 9110 §8.6). pingora refuses unequal values.
 fn normalise_content_length(up: &mut RequestHeader) -> Result<()> {
-    let values: Vec<&HeaderValue> = up.headers.get_all(http::header::CONTENT_LENGTH).iter().collect();
+    let values: Vec<&HeaderValue> = up
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .collect();
     let canonical = match values.as_slice() {
         [] => return Ok(()),
         [one] if one.as_bytes().iter().all(u8::is_ascii_digit) && !one.is_empty() => return Ok(()),

@@ -16,8 +16,8 @@ use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::metrics::metrics;
-use crate::state::State;
 use crate::runtime::Runtime;
+use crate::state::State;
 
 /// Unix time now, seconds.
 pub fn unix_now() -> f64 {

@@ -236,7 +236,10 @@ fn methods_overlap(a: &Option<Vec<Method>>, b: &Option<Vec<Method>>) -> bool {
 }
 
 /// `methods:` upper-cased; `HEAD` joins `GET` (RFC 9110 §9.3.2: HEAD is GET without a body).
-fn compile_methods(cfg: Option<&[crate::config::value::Str]>, p: &str) -> Result<Option<Vec<Method>>, FieldError> {
+fn compile_methods(
+    cfg: Option<&[crate::config::value::Str]>,
+    p: &str,
+) -> Result<Option<Vec<Method>>, FieldError> {
     let Some(ms) = cfg else { return Ok(None) };
     let mut out = Vec::new();
     for m in ms {
@@ -283,7 +286,10 @@ fn compile_bind(
         bind.push((target, param.to_string()));
     }
     if matches!(auth, RouteAuth::Anonymous) && !bind.is_empty() {
-        return Err(FieldError::new(format!("{p}.bind"), "an anonymous route cannot bind"));
+        return Err(FieldError::new(
+            format!("{p}.bind"),
+            "an anonymous route cannot bind",
+        ));
     }
     Ok(bind)
 }
@@ -371,7 +377,9 @@ fn parse_template(path: &str) -> Result<Template, String> {
             shape.push_str(if catch_all { "{*}" } else { "{}" });
             pattern.push_str(seg);
         } else if seg.contains(['{', '}']) {
-            return Err(format!("segment `{seg}`: a parameter must be a whole segment"));
+            return Err(format!(
+                "segment `{seg}`: a parameter must be a whole segment"
+            ));
         } else if seg.is_empty() && segs.len() > 1 {
             return Err("empty segment (`//`)".into());
         } else if crate::path::check(&format!("/{seg}")).is_err() || seg.contains('%') {
@@ -389,7 +397,11 @@ fn parse_template(path: &str) -> Result<Template, String> {
     let mut patterns = vec![pattern.clone()];
     if let Some((prefix, _)) = pattern.rsplit_once("/{*") {
         // `{*rest}` also matches an empty rest: `/p`, `/p/` (trimmed to `/p`), or `/` at the root.
-        patterns.push(if prefix.is_empty() { "/".into() } else { prefix.to_string() });
+        patterns.push(if prefix.is_empty() {
+            "/".into()
+        } else {
+            prefix.to_string()
+        });
     }
     Ok(Template {
         patterns,
@@ -411,7 +423,10 @@ fn compile_auth(
     };
     match spec {
         AuthSpec::Word(w) if w == "anonymous" => Ok(RouteAuth::Anonymous),
-        AuthSpec::Word(w) => Ok(RouteAuth::Alternatives(vec![vec![lookup(w, p.to_string())?]])),
+        AuthSpec::Word(w) => Ok(RouteAuth::Alternatives(vec![vec![lookup(
+            w,
+            p.to_string(),
+        )?]])),
         AuthSpec::Alternatives(items) if items.is_empty() => Err(FieldError::new(
             p,
             "auth needs at least one alternative (or `anonymous`)",
@@ -477,7 +492,11 @@ mod tests {
         let Lookup::Matched(m) = t.find(&path, &Method::GET) else {
             panic!()
         };
-        assert_eq!(m.params, vec![("id".to_string(), "AbC".to_string())], "case kept");
+        assert_eq!(
+            m.params,
+            vec![("id".to_string(), "AbC".to_string())],
+            "case kept"
+        );
     }
 
     #[test]
@@ -489,7 +508,11 @@ mod tests {
         assert_eq!(name(&t, "HEAD", "/A/1"), "get", "HEAD is GET");
         assert_eq!(name(&t, "POST", "/a/1"), "post");
         assert_eq!(name(&t, "DELETE", "/a/1"), "405 GET, HEAD, POST");
-        assert_eq!(name(&t, "get", "/a/1"), "405 GET, HEAD, POST", "methods are case-sensitive");
+        assert_eq!(
+            name(&t, "get", "/a/1"),
+            "405 GET, HEAD, POST",
+            "methods are case-sensitive"
+        );
         assert_eq!(name(&t, "DELETE", "/b"), "any");
     }
 
@@ -497,7 +520,9 @@ mod tests {
     fn overlapping_routes_are_refused() {
         let refused = |yaml: &str| {
             let cfg: Vec<RouteConfig> = serde_yaml::from_str(yaml).unwrap();
-            RouteTable::compile(&cfg, &HashMap::new(), &[]).err().unwrap()
+            RouteTable::compile(&cfg, &HashMap::new(), &[])
+                .err()
+                .unwrap()
         };
         let e = refused(
             "- {name: a, path: '/u/{id}', auth: anonymous}\n- {name: b, path: '/u/{other}', methods: [GET], auth: anonymous}\n",

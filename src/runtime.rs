@@ -160,7 +160,11 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         max_token_bytes: cfg.limits.max_token_bytes,
         shutdown_grace_seconds: cfg.shutdown_grace_seconds,
         source_digest: [0; 32],
-        cors: cfg.cors.as_ref().map(crate::cors::Cors::compile).transpose()?,
+        cors: cfg
+            .cors
+            .as_ref()
+            .map(crate::cors::Cors::compile)
+            .transpose()?,
         cors_preflight: cfg.cors_preflight,
         trusted_proxies: crate::forwarding::TrustedProxies::compile(&cfg.trusted_proxies)?,
         limits: cfg.limits.clone(),
@@ -183,7 +187,11 @@ impl Runtime {
 
     /// Config problems that do not stop loading (printed by `keygate check`, logged on load).
     pub fn warnings(&self) -> Vec<String> {
-        let mut w: Vec<String> = self.authenticators.iter().flat_map(|a| a.warnings()).collect();
+        let mut w: Vec<String> = self
+            .authenticators
+            .iter()
+            .flat_map(|a| a.warnings())
+            .collect();
         if self.mode == Mode::Development {
             w.push("development mode: a public key alone authenticates any claimed user".into());
         }

@@ -15,8 +15,8 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::ExecutionPhase;
 
 use crate::proxy::Keygate;
-use crate::state::State;
 use crate::runtime::Runtime;
+use crate::state::State;
 
 /// Runs keygate with `runtime` (loaded from `config_path`, which is then watched for reloads)
 /// until SIGTERM/SIGINT; never returns.

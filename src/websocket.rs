@@ -2,7 +2,10 @@
 //! frame headers (§5.2), masking (§5.3), and building frames (text, close §5.5.1).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING,
+    UPGRADE,
+};
 use pingora::http::RequestHeader;
 
 /// Whether `req` is a real RFC 6455 §4.1 opening handshake: HTTP/1.1 `GET`, exactly one
@@ -193,9 +196,20 @@ mod tests {
     fn only_real_opening_handshakes_are_upgrades() {
         use http::Version;
         assert!(is_upgrade(&handshake(Version::HTTP_11, &[], "")));
-        assert!(!is_upgrade(&handshake(Version::HTTP_10, &[], "")), "HTTP/1.0");
-        for missing in ["upgrade", "connection", "sec-websocket-version", "sec-websocket-key"] {
-            assert!(!is_upgrade(&handshake(Version::HTTP_11, &[], missing)), "{missing}");
+        assert!(
+            !is_upgrade(&handshake(Version::HTTP_10, &[], "")),
+            "HTTP/1.0"
+        );
+        for missing in [
+            "upgrade",
+            "connection",
+            "sec-websocket-version",
+            "sec-websocket-key",
+        ] {
+            assert!(
+                !is_upgrade(&handshake(Version::HTTP_11, &[], missing)),
+                "{missing}"
+            );
         }
         for extra in [
             ("upgrade", "h2c"),
@@ -203,7 +217,10 @@ mod tests {
             ("content-length", "5"),
             ("transfer-encoding", "chunked"),
         ] {
-            assert!(!is_upgrade(&handshake(Version::HTTP_11, &[extra], "")), "{extra:?}");
+            assert!(
+                !is_upgrade(&handshake(Version::HTTP_11, &[extra], "")),
+                "{extra:?}"
+            );
         }
         let mut h2c = handshake(Version::HTTP_11, &[], "upgrade");
         h2c.append_header("upgrade", "h2c, websocket").unwrap();

@@ -13,7 +13,8 @@ fn repo() -> &'static str {
 
 /// Runs a documented shell command line with `keygate` meaning the built binary.
 fn run_documented(line: &str) -> std::process::Output {
-    let bin_dir = std::path::Path::new(bin()).parent().unwrap();
+    let bin = bin();
+    let bin_dir = std::path::Path::new(&bin).parent().unwrap();
     Command::new("bash")
         .args(["-c", line])
         .current_dir(repo())

@@ -37,7 +37,13 @@ fn path_tricks_are_refused_or_stay_on_their_route() {
     }
     assert_eq!(up.hits(), before, "a refused path reached the upstream");
     // Case and one trailing `/` do not change the route: protected paths stay protected.
-    for p in ["/API/V1/x", "/api/v1", "/api/v1/", "/Api/V1/x/", "/WIDGET/inbox"] {
+    for p in [
+        "/API/V1/x",
+        "/api/v1",
+        "/api/v1/",
+        "/Api/V1/x/",
+        "/WIDGET/inbox",
+    ] {
         let r = request(kg.addr, "GET", p, &[], b"");
         r.assert_denied(401, "missing_credentials");
     }
@@ -96,5 +102,6 @@ fn path_params_are_compared_decoded_and_forwarded_raw() {
     let r = kg.get("/V1/Users/user%201/feeds/f/", &headers);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["target"], "/V1/Users/user%201/feeds/f/");
-    kg.get("/v1/users/USER%201/feeds/f", &headers).assert_denied(403, "identity_mismatch");
+    kg.get("/v1/users/USER%201/feeds/f", &headers)
+        .assert_denied(403, "identity_mismatch");
 }

@@ -309,6 +309,12 @@ fn a_trusted_proxy_chain_is_extended_not_replaced() {
         r.upstream_header("x-forwarded-for").as_deref(),
         Some("198.51.100.7, 127.0.0.1")
     );
-    assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("https"));
-    assert_eq!(r.upstream_header("forwarded").as_deref(), Some("for=198.51.100.7"));
+    assert_eq!(
+        r.upstream_header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        r.upstream_header("forwarded").as_deref(),
+        Some("for=198.51.100.7")
+    );
 }

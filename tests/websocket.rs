@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 const SIO_PATH: &str = "/api/v1/wss/socket.io";
 
 /// The real socket.io server on `SIO_PATH`.
-fn sio_server() -> NodeProcess {
-    NodeProcess::start("socketio_server.js", &[SIO_PATH])
+fn sio_server() -> Program {
+    Program::node("socketio_server.js", &[SIO_PATH])
 }
 
 /// Runs socket.io-client through keygate; returns its events.
 fn client(kg: &Keygate, token: Option<&str>, nsp: &str, rounds: u32) -> Vec<Value> {
-    node::run(
+    programs::run(
         "socketio_client.js",
         &[
             &format!("http://{}", kg.addr),

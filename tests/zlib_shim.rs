@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 
 #[test]
 fn gzip_and_deflate_round_trip_through_the_shim() {
-    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ (i >> 9) as u8).collect();
+    let data: Vec<u8> = (0..200_000u32)
+        .map(|i| (i % 251) as u8 ^ (i >> 9) as u8)
+        .collect();
     for level in [0, 1, 6, 9] {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
         enc.write_all(&data).unwrap();
@@ -25,8 +27,12 @@ fn gzip_and_deflate_round_trip_through_the_shim() {
     let mut c = flate2::Compress::new(flate2::Compression::best(), false);
     c.set_dictionary(dict).unwrap();
     let mut packed = Vec::with_capacity(1024);
-    c.compress_vec(b"keygate keygate!", &mut packed, flate2::FlushCompress::Finish)
-        .unwrap();
+    c.compress_vec(
+        b"keygate keygate!",
+        &mut packed,
+        flate2::FlushCompress::Finish,
+    )
+    .unwrap();
     let mut d = flate2::Decompress::new(false);
     d.set_dictionary(dict).unwrap();
     let mut unpacked = Vec::with_capacity(1024);

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use crate::config::files::resolve;
 use crate::config::{ApiKeyConfig, FieldError, KeyEntry};
 use crate::reason::Reason;
-use crate::config::files::resolve;
 use crate::secret::{find_digest, parse_digest, sha256};
 
 /// Named key digests, shared by `api_key` and `public_key`.

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use crate::config::files::resolve;
 use crate::config::{ClientSecretConfig, FieldError};
 use crate::reason::Reason;
-use crate::config::files::resolve;
 use crate::secret::{find_digest, parse_digest, sha256};
 
 /// A compiled `client_secret` authenticator.

@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use crate::config::files::resolve;
 use crate::config::{FieldError, HmacScheme, HmacTokenConfig};
 use crate::reason::Reason;
-use crate::config::files::resolve;
 use crate::secret::Secret;
 
 /// A compiled `hmac_token` authenticator.

@@ -22,9 +22,9 @@ use serde_json::{Map, Value};
 use super::jwks::{Endpoint, JwksProvider};
 use super::keys::{decode_jwk, decode_pem, decode_secret, Decoded, KeySet, VerifyKey};
 use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use crate::config::files::resolve;
 use crate::config::{FieldError, JwtConfig, JwtKeyConfig};
 use crate::reason::Reason;
-use crate::config::files::resolve;
 use crate::token_cache::TokenCache;
 
 /// Where an authenticator's keys come from.

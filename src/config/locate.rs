@@ -147,4 +147,3 @@ fn split_path(path: &str) -> Vec<Seg<'_>> {
     }
     out
 }
-

@@ -149,7 +149,8 @@ impl Gate {
             if let Some(deadline) = self.deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    self.close(session, "no CONNECT before the deadline").await?;
+                    self.close(session, "no CONNECT before the deadline")
+                        .await?;
                     return Ok(());
                 }
                 session.set_read_timeout(Some(left));
@@ -163,21 +164,23 @@ impl Gate {
                     self.close(session, why).await?;
                     return Ok(());
                 }
-                Item::Connect { namespace, auth } => match self.authorize(&namespace, auth, state).await {
-                    Ok(frame) => {
-                        out.push(frame);
-                        self.phase = Phase::Open;
-                        session.set_read_timeout(None);
+                Item::Connect { namespace, auth } => {
+                    match self.authorize(&namespace, auth, state).await {
+                        Ok(frame) => {
+                            out.push(frame);
+                            self.phase = Phase::Open;
+                            session.set_read_timeout(None);
+                        }
+                        Err(reason) => {
+                            tracing::info!(reason = reason.as_str(), %namespace, "Socket.IO CONNECT refused");
+                            self.phase = Phase::Closed;
+                            self.refused = Some(reason);
+                            let refusal = super::refusal(&namespace, reason.as_str());
+                            session.write_response_body(Some(refusal), false).await?;
+                            return Ok(());
+                        }
                     }
-                    Err(reason) => {
-                        tracing::info!(reason = reason.as_str(), %namespace, "Socket.IO CONNECT refused");
-                        self.phase = Phase::Closed;
-                        self.refused = Some(reason);
-                        let refusal = super::refusal(&namespace, reason.as_str());
-                        session.write_response_body(Some(refusal), false).await?;
-                        return Ok(());
-                    }
-                },
+                }
             }
         }
         *body = Some(match out.len() {
@@ -198,7 +201,11 @@ impl Gate {
         let rules = state.runtime.load_full();
         self.connects += 1;
         let counted = |route: &str, outcome: &str, reason: Reason| {
-            let label = if outcome == "allowed" { "none" } else { reason.as_str() };
+            let label = if outcome == "allowed" {
+                "none"
+            } else {
+                reason.as_str()
+            };
             metrics()
                 .requests
                 .with_label_values(&[route, outcome, label])
@@ -221,15 +228,26 @@ impl Gate {
                     socketio_auth: (self.how == Authorized::InStream).then_some(a),
                     max_token_bytes: rules.max_token_bytes,
                 };
-                policy::authorize(route, &rules.authenticators, rules.mode, &parts, &mut Timings(&rules))
-                    .await
-                    .and_then(|id| id.ok_or(Reason::MissingCredentials))
+                policy::authorize(
+                    route,
+                    &rules.authenticators,
+                    rules.mode,
+                    &parts,
+                    &mut Timings(&rules),
+                )
+                .await
+                .and_then(|id| id.ok_or(Reason::MissingCredentials))
             }
         };
         match verdict {
             Ok(id) => {
                 counted(&route.name, "allowed", Reason::MissingCredentials);
-                let frame = super::connect_frame(namespace, &auth.unwrap_or_default(), &rules.socketio_key, &id);
+                let frame = super::connect_frame(
+                    namespace,
+                    &auth.unwrap_or_default(),
+                    &rules.socketio_key,
+                    &id,
+                );
                 self.accepted += 1;
                 self.identity = Some(id);
                 Ok(frame)

@@ -152,11 +152,13 @@ impl Scanner {
         }
         let mask = h.mask.unwrap_or_default();
         let total = h.header_len as u64 + h.len;
-        let whole = || (buf.len() as u64 >= total).then(|| {
-            let mut p = buf[h.header_len..total as usize].to_vec();
-            apply_mask(&mut p, mask, 0);
-            p
-        });
+        let whole = || {
+            (buf.len() as u64 >= total).then(|| {
+                let mut p = buf[h.header_len..total as usize].to_vec();
+                apply_mask(&mut p, mask, 0);
+                p
+            })
+        };
         match (&mut self.msg, h.opcode) {
             (Msg::Idle, opcode::BINARY) if self.connected => {
                 self.msg = if h.fin { Msg::Idle } else { Msg::Passing };
@@ -210,9 +212,18 @@ impl Scanner {
                     }
                 }
             }
-            (Msg::Held { payload, raw, connect }, opcode::CONTINUATION) => {
+            (
+                Msg::Held {
+                    payload,
+                    raw,
+                    connect,
+                },
+                opcode::CONTINUATION,
+            ) => {
                 let held = payload.len() as u64 + h.len;
-                if held > self.limit as u64 || (!*connect && raw.len() as u64 + total > HOLD_LIMIT as u64) {
+                if held > self.limit as u64
+                    || (!*connect && raw.len() as u64 + total > HOLD_LIMIT as u64)
+                {
                     return Step::Close("CONNECT over the limit");
                 }
                 let Some(more) = whole() else {
@@ -246,7 +257,12 @@ impl Scanner {
     /// Re-examines a held message after a fragment and emits it once decided; `Some(why)` when
     /// the connection must close instead.
     fn finish_held(&mut self, fin: bool, out: &mut Out<'_>) -> Option<&'static str> {
-        let Msg::Held { payload, raw, connect } = &mut self.msg else {
+        let Msg::Held {
+            payload,
+            raw,
+            connect,
+        } = &mut self.msg
+        else {
             return None;
         };
         if !*connect {
@@ -257,7 +273,9 @@ impl Scanner {
                     raw.clear();
                 }
                 // Before the first CONNECT only an unfragmented ping/pong may pass.
-                Class::Other if !self.connected => return Some("data before the Socket.IO CONNECT"),
+                Class::Other if !self.connected => {
+                    return Some("data before the Socket.IO CONNECT")
+                }
                 Class::Other => {
                     out.items.push(Item::Raw(Bytes::from(std::mem::take(raw))));
                     self.msg = if fin { Msg::Idle } else { Msg::Passing };
@@ -314,8 +332,14 @@ impl Out<'_> {
 fn js_space(c: char) -> bool {
     matches!(
         c,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}'
-            | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
     )
 }
 
@@ -324,7 +348,11 @@ fn js_space(c: char) -> bool {
 /// so is refused by [`parse_connect`]): fail closed.
 fn classify(p: &[u8], complete: bool) -> Class {
     let Some(&eio) = p.first() else {
-        return if complete { Class::Other } else { Class::NeedMore };
+        return if complete {
+            Class::Other
+        } else {
+            Class::NeedMore
+        };
     };
     if eio != b'4' {
         return Class::Other;
@@ -332,7 +360,11 @@ fn classify(p: &[u8], complete: bool) -> Class {
     let rest = &p[1..];
     let Some(&c) = rest.first() else {
         // `"4"`: the Socket.IO packet is "", and Number("") is 0.
-        return if complete { Class::Connect } else { Class::NeedMore };
+        return if complete {
+            Class::Connect
+        } else {
+            Class::NeedMore
+        };
     };
     let n = match c {
         0x00..=0x7f => 1,
@@ -344,9 +376,16 @@ fn classify(p: &[u8], complete: bool) -> Class {
         _ => return Class::Connect,
     };
     if rest.len() < n {
-        return if complete { Class::Connect } else { Class::NeedMore };
+        return if complete {
+            Class::Connect
+        } else {
+            Class::NeedMore
+        };
     }
-    match std::str::from_utf8(&rest[..n]).ok().and_then(|s| s.chars().next()) {
+    match std::str::from_utf8(&rest[..n])
+        .ok()
+        .and_then(|s| s.chars().next())
+    {
         Some('0') => Class::Connect,
         Some(ch) if js_space(ch) => Class::Connect,
         Some(_) => Class::Other,

@@ -63,7 +63,11 @@ fn connect_split_across_reads_and_fragments() {
         assert_eq!(c[0].1.as_ref().unwrap()["token"], "Bearer x");
         let mut expected = masked(0x9, true, b"ping");
         expected.extend(masked(opcode::TEXT, true, b"42[\"hello\"]"));
-        assert_eq!(raw(&items), expected, "control and later frames pass untouched");
+        assert_eq!(
+            raw(&items),
+            expected,
+            "control and later frames pass untouched"
+        );
     }
 }
 
@@ -73,7 +77,11 @@ fn a_later_connect_split_after_its_engineio_type_is_still_a_connect() {
     let mut stream = masked(opcode::TEXT, true, b"40{\"token\":\"t\"}");
     stream.extend(masked(opcode::TEXT, false, b"4"));
     stream.extend(masked(opcode::CONTINUATION, false, b""));
-    stream.extend(masked(opcode::CONTINUATION, true, b"0/admin,{\"identity\":{\"user_id\":\"victim\"}}"));
+    stream.extend(masked(
+        opcode::CONTINUATION,
+        true,
+        b"0/admin,{\"identity\":{\"user_id\":\"victim\"}}",
+    ));
     for chunk in [1, 2, 5, 64] {
         let items = feed_all(&mut Scanner::new(1024), &stream, chunk);
         let c = connects(&items);
@@ -119,10 +127,17 @@ fn every_spelling_the_server_reads_as_connect_is_caught() {
 #[test]
 fn namespaces_empty_auth_and_zero_copy_pass_through() {
     let mut s = Scanner::new(1024);
-    let items = s.feed(Bytes::from(masked(opcode::TEXT, true, b"40/tenant,{\"token\":\"t\"}")));
+    let items = s.feed(Bytes::from(masked(
+        opcode::TEXT,
+        true,
+        b"40/tenant,{\"token\":\"t\"}",
+    )));
     assert_eq!(connects(&items)[0].0, "/tenant");
     let items = s.feed(Bytes::from(masked(opcode::TEXT, true, b"40/other,")));
-    assert_eq!(connects(&items), vec![("/other".to_string(), Some(Map::new()))]);
+    assert_eq!(
+        connects(&items),
+        vec![("/other".to_string(), Some(Map::new()))]
+    );
     let frame = Bytes::from(masked(opcode::BINARY, true, &[9; 300]));
     assert_eq!(s.feed(frame.clone()), vec![Item::Raw(frame)]);
     let bad = Scanner::new(64).feed(Bytes::from(masked(opcode::TEXT, true, b"40not json")));
@@ -133,12 +148,28 @@ fn namespaces_empty_auth_and_zero_copy_pass_through() {
 
 #[test]
 fn protocol_violations_close() {
-    let close = |bytes: Vec<u8>, limit: usize| closed(&Scanner::new(limit).feed(Bytes::from(bytes)));
-    assert!(close(masked(opcode::TEXT, true, b"42[\"x\"]"), 64), "event before CONNECT");
-    assert!(close(masked(opcode::BINARY, true, b"x"), 64), "binary before CONNECT");
-    assert!(close(encode(opcode::TEXT, b"40{}", None).to_vec(), 64), "unmasked");
-    assert!(close(masked(opcode::TEXT, true, b"40{\"token\":\"long\"}"), 8), "over limit");
-    assert!(close(masked(opcode::CONTINUATION, true, b"x"), 64), "continuation first");
+    let close =
+        |bytes: Vec<u8>, limit: usize| closed(&Scanner::new(limit).feed(Bytes::from(bytes)));
+    assert!(
+        close(masked(opcode::TEXT, true, b"42[\"x\"]"), 64),
+        "event before CONNECT"
+    );
+    assert!(
+        close(masked(opcode::BINARY, true, b"x"), 64),
+        "binary before CONNECT"
+    );
+    assert!(
+        close(encode(opcode::TEXT, b"40{}", None).to_vec(), 64),
+        "unmasked"
+    );
+    assert!(
+        close(masked(opcode::TEXT, true, b"40{\"token\":\"long\"}"), 8),
+        "over limit"
+    );
+    assert!(
+        close(masked(opcode::CONTINUATION, true, b"x"), 64),
+        "continuation first"
+    );
     assert!(close(masked(0x9, false, b"x"), 64), "fragmented ping");
     let mut two = masked(opcode::TEXT, false, b"40");
     two.extend(masked(opcode::TEXT, true, b"{}"));
@@ -153,7 +184,10 @@ fn protocol_violations_close() {
     }
     assert!(close(empties, 1024), "unbounded hold");
     let pong = Scanner::new(64).feed(Bytes::from(masked(opcode::TEXT, true, b"3")));
-    assert_eq!(pong, vec![Item::Raw(Bytes::from(masked(opcode::TEXT, true, b"3")))]);
+    assert_eq!(
+        pong,
+        vec![Item::Raw(Bytes::from(masked(opcode::TEXT, true, b"3")))]
+    );
 }
 
 /// socket.io-parser 4.2's view of one reassembled text message: is it a CONNECT?
@@ -221,11 +255,12 @@ fn message() -> impl Strategy<Value = (bool, Vec<u8>)> {
 fn frames(binary: bool, payload: &[u8], cuts: &[usize], pings: &[bool]) -> Vec<u8> {
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (payload.len() + 1)).collect();
     points.sort_unstable();
+    points.push(payload.len());
     let mut out = Vec::new();
     let mut from = 0;
-    let n = points.len() + 1;
-    for k in 0..n {
-        let to = if k == n - 1 { payload.len() } else { points[k].max(from) };
+    let n = points.len();
+    for (k, &point) in points.iter().enumerate() {
+        let to = point.max(from);
         let op = match (k, binary) {
             (0, true) => opcode::BINARY,
             (0, false) => opcode::TEXT,

@@ -1,5 +1,6 @@
-//! Real Node programs from `tests/node` (npm: socket.io, socket.io-client, express): started as
-//! child processes that print one JSON line per event on stdout.
+//! Real backends and clients as child processes that print one JSON line per event on stdout:
+//! Node programs from `tests/node` (npm: socket.io, socket.io-client, express) and the naive
+//! Python app in `tests/backends`.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -28,36 +29,50 @@ pub fn ensure_node_modules() {
     });
 }
 
-/// A running Node program; killed on drop.
-pub struct NodeProcess {
+/// A running program; killed on drop.
+pub struct Program {
     child: Child,
     lines: Receiver<String>,
     /// The port it listens on (from its first line, `{"event":"listening","port":N}`).
     pub port: u16,
 }
 
-impl Drop for NodeProcess {
+impl Drop for Program {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl NodeProcess {
+impl Program {
     /// Starts `tests/node/<script> <args>` and waits for its `listening` line.
-    pub fn start(script: &str, args: &[&str]) -> NodeProcess {
+    pub fn node(script: &str, args: &[&str]) -> Program {
         ensure_node_modules();
-        let mut child = Command::new("node")
-            .arg(format!("{}/{script}", node_dir()))
-            .args(args)
+        let mut cmd = Command::new("node");
+        cmd.arg(format!("{}/{script}", node_dir())).args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Starts `tests/backends/<script>` with python3 and waits for its `listening` line.
+    pub fn python(script: &str) -> Program {
+        let mut cmd = Command::new("python3");
+        cmd.arg(format!(
+            "{}/tests/backends/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Program {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
-            .expect("node is installed (.ci/run installs it)");
+            .expect("the program's interpreter is installed (.ci/run installs node)");
         let lines = super::spawn_line_reader(child.stdout.take().unwrap());
         let first: Value =
             serde_json::from_str(&lines.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
         let port = first["port"].as_u64().unwrap() as u16;
-        NodeProcess { child, lines, port }
+        Program { child, lines, port }
     }
 
     /// Its address.
