@@ -50,6 +50,9 @@ upstream: {{ url: "http://{upstream}" }}
 shutdown_grace_seconds: 2
 identity:
   claims: {{ workspace_id: x-auth-workspace-id }}
+cors:
+  allowed_origins: ["http://localhost:3000"]
+  allowed_headers: [authorization, content-type, x-knock-user-token, x-user-id, x-user-token]
 authenticators:
   knock_public:
     type: public_key
@@ -79,7 +82,7 @@ authenticators:
     keys: [{{ name: ingest, value: "{EVENTS_KEY}" }}]
   doka_customer:
     type: jwt
-    from: {{ header: authorization, scheme: Bearer }}
+    from: [{{ header: authorization, scheme: Bearer }}, {{ socketio_auth: token, scheme: Bearer }}]
     algorithms: [RS256]
     keys:
       - kid: "{DOKA_KID}"
@@ -100,6 +103,7 @@ routes:
     auth: [[knock_public, knock_user]]
   - {{ name: widget, path: "/widget/{{*rest}}", auth: [notifizz_widget] }}
   - {{ name: events, path: "/v1/events/{{*rest}}", methods: [POST], auth: [doka_server, events_key] }}
+  - {{ name: socketio, path: "/api/v1/wss/socket.io/{{*rest}}", socketio: true, auth: [doka_customer] }}
   - {{ name: customer_api, path: "/api/v1/{{*rest}}", auth: [doka_customer] }}
 unmatched: deny
 "#
@@ -178,6 +182,12 @@ pub fn examples(base: &str, private_pem: &str) -> Vec<Example> {
             format!("curl -s {base}/api/v1/notifications -H 'Authorization: Bearer {}'", cust("ONAVZK8J"))),
         ex("401 claim_mismatch", "customer JWT for a workspace that is not allowed",
             format!("curl -s {base}/api/v1/notifications -H 'Authorization: Bearer {}'", cust("OTHERWS1"))),
+        ex("405 method_not_allowed", "DELETE on the GET-only feed route (never another route)",
+            format!("curl -s -X DELETE {base}/v1/users/user-1/feeds/feed-1")),
+        ex("204 -", "a browser's CORS preflight from the allowed origin: answered by keygate, never forwarded",
+            format!("curl -s -X OPTIONS {base}/v1/users/user-1/feeds/feed-1 -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET' -H 'Access-Control-Request-Headers: authorization, x-knock-user-token'")),
+        ex("400 websocket_required", "Engine.IO long-polling on the Socket.IO route (clients use transports: [\"websocket\"])",
+            format!("curl -s '{base}/api/v1/wss/socket.io/?EIO=4&transport=polling'")),
         ex("403 no_route", "a path no route matches (deny by default)",
             format!("curl -s {base}/internal/admin")),
         ex("400 malformed_path", "a dot-segment path trick",
