@@ -59,8 +59,10 @@ pub fn check(raw: &str) -> Result<CheckedPath<'_>, Reason> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
+            // Two hex digits exactly (`from_str_radix` alone would take a sign: `%+8`).
             let byte = b
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok());
             match byte {
@@ -116,6 +118,9 @@ mod tests {
             "/%ff",
             "/a%zz",
             "/a%2",
+            "/%+8",
+            "/%-1",
+            "/% 1",
             "//a",
             "/a//b",
             "/a//",

@@ -144,6 +144,11 @@ impl Scanner {
         if h.mask.is_none() || h.rsv != 0 {
             return Step::Close("unmasked frame or unnegotiated extension");
         }
+        // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0. Refusing it also
+        // keeps every length sum below in range.
+        if h.len > i64::MAX as u64 {
+            return Step::Close("invalid frame length");
+        }
         if h.is_control() {
             if !h.fin || h.len > 125 {
                 return Step::Close("invalid control frame");

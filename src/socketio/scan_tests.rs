@@ -183,6 +183,17 @@ fn protocol_violations_close() {
         empties.extend(masked(opcode::CONTINUATION, false, b""));
     }
     assert!(close(empties, 1024), "unbounded hold");
+    // Found by fuzzing: a 64-bit length with its top bit set (RFC 6455 §5.2 forbids it) once
+    // overflowed the length arithmetic.
+    let mut huge = vec![0x80 | opcode::CONTINUATION, 0x80 | 127];
+    huge.extend_from_slice(&u64::MAX.to_be_bytes());
+    huge.extend_from_slice(&[1, 2, 3, 4]);
+    let mut held = masked(opcode::TEXT, false, b"4");
+    held.extend(&huge);
+    assert!(close(held, 1024), "huge continuation");
+    let mut pass = masked(opcode::TEXT, true, b"40{}");
+    pass.extend(&huge);
+    assert!(close(pass, 1024), "huge frame");
     let pong = Scanner::new(64).feed(Bytes::from(masked(opcode::TEXT, true, b"3")));
     assert_eq!(
         pong,
