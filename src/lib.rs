@@ -16,6 +16,7 @@ pub mod demo;
 pub mod echo;
 pub mod forwarding;
 pub mod identity;
+pub mod logs;
 pub mod metrics;
 pub mod observe;
 pub mod path;

@@ -73,42 +73,6 @@ enum TokenCommand {
     },
 }
 
-/// Dependencies whose debug/trace logs print request or response headers.
-const LEAKY_LOG_TARGETS: [&str; 10] = [
-    "pingora",
-    "pingora_core",
-    "pingora_proxy",
-    "pingora_http",
-    "pingora_pool",
-    "h2",
-    "hyper",
-    "hyper_util",
-    "reqwest",
-    "rustls",
-];
-
-fn init_logs(format: Option<&str>) {
-    use std::io::IsTerminal;
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // These crates' debug logs dump whole request headers (tokens included): whatever
-    // KEYGATE_LOG asks for, they log at info at most.
-    for noisy in LEAKY_LOG_TARGETS {
-        if let Ok(d) = format!("{noisy}=info").parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let json = format.map_or(!std::io::stdout().is_terminal(), |f| f == "json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("keygate: {msg}");
     ExitCode::from(1)
@@ -123,7 +87,7 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            init_logs(cli.log_format.as_deref());
+            keygate::logs::init(cli.log_format.as_deref());
             let path = match config() {
                 Ok(p) => p,
                 Err(e) => return fail(e),
@@ -160,7 +124,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => {
-            init_logs(Some(cli.log_format.as_deref().unwrap_or("text")));
+            keygate::logs::init(Some(cli.log_format.as_deref().unwrap_or("text")));
             let (rt, echo, examples) = match keygate::demo::prepare(&listen, &admin_listen) {
                 Ok(x) => x,
                 Err(e) => return fail(e),

@@ -58,6 +58,9 @@ pub struct Metrics {
     /// `keygate_connections_refused_total`: client connections closed at once because
     /// `limits.max_connections` were open.
     pub connections_refused: IntCounter,
+    /// `keygate_upstream_pool_races_total`: pooled upstream connections pingora discarded in a
+    /// harmless race between its per-thread runtimes (each cost one extra upstream connect).
+    pub upstream_pool_races: IntCounter,
 }
 
 impl Metrics {
@@ -169,8 +172,14 @@ impl Metrics {
             "Client connections refused because limits.max_connections were open.",
         )
         .expect("valid metric");
+        let upstream_pool_races = IntCounter::new(
+            "keygate_upstream_pool_races_total",
+            "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(connections_refused.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upstream_pool_races.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(auth_duration.clone()),
@@ -204,6 +213,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             connections_refused,
+            upstream_pool_races,
         }
     }
 

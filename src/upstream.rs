@@ -17,6 +17,9 @@ use crate::config::{FieldError, UpstreamConfig};
 /// How long a resolved address is used before it is looked up again.
 const RERESOLVE: Duration = Duration::from_secs(30);
 
+/// How long an idle upstream connection stays in the pool.
+const POOL_IDLE: Duration = Duration::from_secs(4);
+
 struct Resolved {
     at: Instant,
     peer: HttpPeer,
@@ -96,7 +99,10 @@ impl Upstream {
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.total_connection_timeout = Some(self.connect_timeout);
         peer.options.read_timeout = Some(self.read_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        // Pooled connections are dropped before common backends close them (Node.js closes
+        // idle keep-alive connections after 5 s): a request sent on a connection the backend is
+        // closing fails, and pingora retries only idempotent ones.
+        peer.options.idle_timeout = Some(POOL_IDLE);
         self.resolved.store(Some(Arc::new(Resolved {
             at: Instant::now(),
             peer: peer.clone(),

@@ -6,11 +6,13 @@ const { Server } = require("socket.io");
 
 const path = process.argv[2] || "/api/v1/wss/socket.io";
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
-const srv = http.createServer();
-// Every HTTP request and upgrade the server receives, before socket.io handles it.
+// Paths other than socket.io's get a plain 200 (engine.io passes them to this handler).
+const srv = http.createServer((req, res) => res.end("ok"));
+const io = new Server(srv, { path });
+// Every HTTP request and upgrade the server receives, before engine.io sees it (added after
+// socket.io attached, so engine.io does not wrap these listeners).
 srv.prependListener("request", (req) => out({ event: "http", method: req.method, url: req.url, headers: req.headers }));
 srv.prependListener("upgrade", (req) => out({ event: "upgrade", method: req.method, url: req.url, headers: req.headers }));
-const io = new Server(srv, { path });
 for (const nsp of ["/", "/tenant", "/admin"]) {
   io.of(nsp).on("connection", (socket) => {
     out({ event: "connection", nsp, auth: socket.handshake.auth, user: socket.handshake.headers["x-auth-user-id"] || null });
