@@ -185,6 +185,22 @@ fn broken_configs_fail_with_file_line_and_field() {
 }
 
 #[test]
+fn check_warns_about_a_jwk_set_without_audiences() {
+    let head = "version: 1\nupstream:\n  url: \"http://127.0.0.1:3000\"\n";
+    let jwt = |extra: &str| {
+        format!("{head}authenticators:\n  g:\n    type: jwt\n    from: {{header: authorization, scheme: Bearer}}\n    jwks_url: \"https://idp.test/certs\"\n    issuers: [\"https://idp.test\"]\n    algorithms: [RS256]\n{extra}")
+    };
+    let (ok, e) = check(&jwt(""), &[]);
+    assert!(ok, "a warning does not fail the check: {e}");
+    assert!(
+        e.contains("warning: authenticators.g: a JWK-set authenticator without `audiences`"),
+        "{e}"
+    );
+    let (ok, e) = check(&jwt("    audiences: [client-1]\n"), &[]);
+    assert!(ok && !e.contains("warning"), "{e}");
+}
+
+#[test]
 fn token_commands_mint_credentials_keygate_accepts() {
     let (_up, kg) = full("production");
     let out = Command::new(bin())

@@ -574,3 +574,26 @@ fn reloads_do_not_multiply_fetch_loops() {
     );
     assert!(fetched >= 2, "the live provider stopped refreshing");
 }
+
+#[test]
+fn an_over_long_kid_is_unknown_without_a_fetch() {
+    let srv = JwksServer::start(vec![rsa_jwk("k1")]);
+    let (_up, kg) = start(
+        &format!("jwks_url: \"{}\"", srv.url()),
+        "{ min_refresh_interval_seconds: 1 }",
+    );
+    kg.wait_readyz(200, 10);
+    std::thread::sleep(Duration::from_millis(1100)); // a fetch is allowed again
+    let before = srv.fetches();
+    let long = "k".repeat(1000);
+    let tok = sign("rsa.key", "RS256", Some(&long), claims("u"));
+    kg.get("/idp/x", &[("Authorization", &bearer(&tok))])
+        .assert_denied(401, "unknown_key");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(srv.fetches(), before, "a 1000-byte kid made keygate fetch");
+    // A kid of ordinary length still triggers the one allowed fetch.
+    let tok = sign("rsa.key", "RS256", Some("k2"), claims("u"));
+    kg.get("/idp/x", &[("Authorization", &bearer(&tok))])
+        .assert_denied(401, "unknown_key");
+    assert_eq!(srv.fetches(), before + 1);
+}

@@ -247,3 +247,22 @@ fn attack_tokens_are_refused_with_their_reason() {
         "a token signature appears in the logs"
     );
 }
+
+#[test]
+fn a_token_without_exp_needs_an_explicit_require() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let body = |require: &str| {
+        format!(
+            "authenticators:\n  j:\n    type: jwt\n    from: {{ header: authorization, scheme: Bearer }}\n    algorithms: [RS256]\n    keys: [{{ pem_file: \"{}\" }}]\n{require}routes: [{{ name: r, path: \"/{{*rest}}\", auth: [j] }}]\n",
+            fixture("rsa.pub")
+        )
+    };
+    let no_exp = sign("rsa.key", "RS256", None, json!({"sub": "u1"}));
+    let bearer = format!("Bearer {no_exp}");
+    let strict = Keygate::start(&body(""), up.addr);
+    strict
+        .get("/x", &[("Authorization", &bearer)])
+        .assert_denied(401, "missing_claim");
+    let lax = Keygate::start(&body("    require: [sub]\n"), up.addr);
+    assert_eq!(lax.get("/x", &[("Authorization", &bearer)]).status, 200);
+}

@@ -291,6 +291,16 @@ fn forwards_to_an_https_upstream() {
 }
 
 #[test]
+fn a_content_length_list_is_forwarded_as_one_value() {
+    let (_up, kg) = full("production");
+    let r = Conn::open(kg.addr)
+        .raw(b"POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.upstream_header("content-length").as_deref(), Some("3"));
+    assert_eq!(r.json()["body_len"], 3);
+}
+
+#[test]
 fn a_trusted_proxy_chain_is_extended_not_replaced() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
     let kg = Keygate::start(
