@@ -34,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -411,8 +411,13 @@ def distinct_tokens(work: Path, n: int) -> Path:
     now = int(time.time())
     chunk = 2000
     jobs = [(pem, s, min(chunk, n - s), now) for s in range(0, n, chunk)]
-    with ProcessPoolExecutor(max_workers=2) as ex:
-        tokens = [t for part in ex.map(_sign_chunk, jobs) for t in part]
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))  # the workers may use every core
+    try:
+        with ProcessPoolExecutor(max_workers=2) as ex:
+            tokens = [t for part in ex.map(_sign_chunk, jobs) for t in part]
+    finally:
+        os.sched_setaffinity(0, pinned)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(tokens) + "\n")
     tmp.rename(path)
@@ -475,10 +480,12 @@ def row_headers(row: Row, c: Creds) -> dict:
 
 def expected_body(row: Row, uid="u1") -> str:
     """What the upstream answers for a valid request of this row."""
-    if row.server == "haproxy-jwt" or row.auth in ("jwt", "hmac"):
-        return f"uid={uid} cred=\n" if row.server == "haproxy-jwt" else f"uid={uid} cred={{cred}}\n"
+    if row.server == "haproxy-jwt":
+        return f"uid={uid} cred=\n"  # HAProxy forwards the sub only
+    if row.auth in ("jwt", "hmac"):
+        return f"uid={uid} cred={{cred}}\n"  # {cred}: filled in by check_row
     if row.auth in ("client_secret", "api_key"):
-        return "uid= cred={cred}\n"
+        return "uid= cred={cred}\n"  # an application identity: no user id
     return "uid= cred=\n"
 
 
@@ -523,7 +530,7 @@ def nginx_conf(work: Path, name: str, server_block: str, extra_http: str = "") -
 daemon off;
 master_process on;
 worker_processes 1;
-worker_rlimit_nofile 40000;
+worker_rlimit_nofile {resource.getrlimit(resource.RLIMIT_NOFILE)[0]};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 30000; }}
@@ -556,8 +563,14 @@ def start_upstream(work: Path, cpu: int) -> Proc:
     return p
 
 
+def haproxy_maxconn(nofile):
+    """HAProxy reserves 2 fds per connection (client + server side) and refuses to start when
+    maxconn does not fit the fd limit."""
+    return min(30000, (nofile - 200) // 2)
+
+
 def haproxy_conf(work: Path, jwt: bool, idle_timeout="60s", nofile=65536) -> Path:
-    maxconn = min(30000, (nofile - 200) // 2)
+    maxconn = haproxy_maxconn(nofile)
     d = work / ("haproxy-jwt" if jwt else "haproxy")
     d.mkdir(parents=True, exist_ok=True)
     rules = ""
@@ -580,6 +593,7 @@ global
     maxconn {maxconn}
 defaults
     mode http
+    maxconn {maxconn}
     option http-keep-alive
     http-reuse always
     timeout connect 1s
@@ -709,7 +723,7 @@ class Session:
             "nginx": cmd_out(["nginx", "-v"]).replace("nginx version: nginx/", ""),
             "haproxy": cmd_out(["haproxy", "-v"]).splitlines()[0].replace("HAProxy version ", "").split(" ")[0],
             "wrk": cmd_out(["wrk", "-v"]).splitlines()[0].split(" [")[0].replace("wrk ", "").replace("debian/", ""),
-            "oha": self._oha_version(),
+            "oha": self._oha_version().replace("oha ", ""),
             "rustc": cmd_out(["rustc", "-V"]),
             "keygate_commit": commit + (" (+ uncommitted changes)" if dirty else ""),
             "keygate_version": cmd_out([str(KEYGATE), "--version"]),
@@ -1093,7 +1107,8 @@ class Session:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         day = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-        suffix = ("" if kind == "throughput" else f"-{kind}") + ("-smoke" if a.quick else "")
+        suffix = (("" if kind == "throughput" else f"-{kind}") + ("-partial" if a.only else "")
+                  + ("-smoke" if a.quick else ""))
         base = out / f"{day}-{self.machine_slug(m)}{suffix}"
         banner = ""
         if a.quick:
@@ -1162,11 +1177,14 @@ class Session:
             if "keygate" not in peaks:
                 raise BenchError("--latency needs the `keygate` row (or --rate N)")
             base_rate = round(peaks["keygate"] / 2, -2)
+        # The same offered rate for every row that it keeps below 80% busy; a slower row runs at
+        # half its own peak (else its p99 would measure an overload, not the proxy's latency).
         rates = {}
         for row in rows:
-            rates[row.id] = min(base_rate, round(peaks[row.id] / 2, -2))
+            rates[row.id] = base_rate if peaks[row.id] >= 1.25 * base_rate else round(peaks[row.id] / 2, -2)
         needed_direct = sorted(set(rates.values()))
-        log(f"rate: {base_rate:,.0f} rps (half of keygate's peak); rows slower than 2x that run at half their own peak")
+        log(f"rate: {base_rate:,.0f} rps (half of keygate's peak); rows whose peak is below 1.25x that run at half "
+            "their own peak")
         res = {r.id: [] for r in rows}
         direct = {rate: [] for rate in needed_direct}
         for rep in range(1, a.reps + 1):
@@ -1247,8 +1265,8 @@ class Session:
         d = {rate: statistics.median(r["p99_ms"] for r in runs) for rate, runs in direct.items()}
         lines = [f"Offered load: {base_rate:,.0f} rps = half of keygate passthrough's peak "
                  f"({peaks.get('keygate', 0):,.0f} rps, wrk, this run), open loop (oha -q, "
-                 f"--latency-correction, {self.args.connections} connections); rows whose own peak is "
-                 "below twice that run at half their own peak (see *rate*).", "",
+                 f"--latency-correction, {self.args.connections} connections). A row whose own peak is "
+                 "below 1.25 × that rate (it would be > 80% busy) runs at half its own peak (see *rate*).", "",
                  "| Scenario | rate rps | p50 ms | p99 ms | p99 added over direct, ms | direct p99 at that rate, ms | notes |",
                  "|---|---:|---:|---:|---:|---:|---|"]
         data = {}
@@ -1309,13 +1327,20 @@ class Session:
         out["idle"] = {}
         for rid in ("keygate", "pingora", "nginx", "haproxy"):
             row = ROW_BY_ID[rid]
+            n, note = n_conns, ""
+            if rid == "haproxy" and haproxy_maxconn(self.nofile) - 100 < n:
+                n = haproxy_maxconn(self.nofile) - 100
+                note = (f"capped at {n:,}: HAProxy needs 2 fds per connection and the fd hard limit here is "
+                        f"{self.nofile:,} (root without CAP_SYS_RESOURCE cannot raise it)")
+                log(f"haproxy: {note}")
             p = self.start_row(row, idle_timeout="600s")
             try:
                 self.check_row(row, p)
                 rss0 = proc_tree_rss(p.pid)
-                res = asyncio.run(idle_connections(PROXY_PORT, n_conns, hold=3.0,
+                res = asyncio.run(idle_connections(PROXY_PORT, n, hold=3.0,
                                                    measure=lambda: proc_tree_rss(p.pid)))
-                out["idle"][rid] = {"n": n_conns, "rss0_kib": rss0, "rss1_kib": res["rss"], "open": res["open"]}
+                out["idle"][rid] = {"n": n, "rss0_kib": rss0, "rss1_kib": res["rss"], "open": res["open"],
+                                    "note": note}
                 log(f"{rid}: RSS {rss0 / 1024:.1f} MiB -> {res['rss'] / 1024:.1f} MiB with {res['open']} idle "
                     f"keep-alive connections ({(res['rss'] - rss0) * 1024 / max(1, res['open']):.0f} B/conn)")
             finally:
@@ -1325,18 +1350,19 @@ class Session:
     def memory_report(self, out):
         t = out["tokens"]
         lines = [
-            "| Measurement | RSS before | RSS after | added | per item |",
-            "|---|---:|---:|---:|---:|",
+            "| Measurement | RSS before | RSS after | added | per item | notes |",
+            "|---|---:|---:|---:|---:|---|",
             f"| keygate, {t['n']:,} distinct RS256 tokens cached (each sent once; {t['rehit']} re-sent were hits) | "
             f"{t['rss0_kib'] / 1024:.1f} MiB | {t['rss1_kib'] / 1024:.1f} MiB | "
-            f"{(t['rss1_kib'] - t['rss0_kib']) / 1024:.1f} MiB | {(t['rss1_kib'] - t['rss0_kib']) * 1024 / t['n']:,.0f} B/token |",
+            f"{(t['rss1_kib'] - t['rss0_kib']) / 1024:.1f} MiB | {(t['rss1_kib'] - t['rss0_kib']) * 1024 / t['n']:,.0f} B/token | |",
         ]
         for rid, x in out["idle"].items():
             lines.append(
                 f"| {ROW_BY_ID[rid].label}, {x['open']:,} idle keep-alive connections (each served one request) | "
                 f"{x['rss0_kib'] / 1024:.1f} MiB | {x['rss1_kib'] / 1024:.1f} MiB | "
                 f"{(x['rss1_kib'] - x['rss0_kib']) / 1024:.1f} MiB | "
-                f"{(x['rss1_kib'] - x['rss0_kib']) * 1024 / max(1, x['open']):,.0f} B/conn |")
+                f"{(x['rss1_kib'] - x['rss0_kib']) * 1024 / max(1, x['open']):,.0f} B/conn |"
+                + (f" {x['note']}" if x.get("note") else ""))
         lines.append("")
         lines.append("RSS = VmRSS of the proxy's process tree (nginx: master + worker), after one request (before) and "
                      "after the load (after).")
@@ -1356,7 +1382,14 @@ def proc_tree_rss(root):
     return sum(rss_kib(pid) for pid in harness_pids(procs, root) if pid in procs)
 
 
-async def _read_response(reader):
+async def _read_response(reader, timeout=10.0):
+    try:
+        return await asyncio.wait_for(_read_response_inner(reader), timeout)
+    except asyncio.TimeoutError:
+        raise BenchError(f"no response within {timeout:g} s") from None
+
+
+async def _read_response_inner(reader):
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
@@ -1396,7 +1429,10 @@ async def idle_connections(port, n, hold, measure):
 
     async def one():
         async with sem:
-            reader, writer = await asyncio.open_connection(HOST, port)
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 10)
+            except (asyncio.TimeoutError, OSError) as e:
+                raise BenchError(f"idle connection #{len(conns) + 1}: cannot connect ({e!r})") from None
             writer.write(b"GET /bench HTTP/1.1\r\nHost: bench\r\n\r\n")
             status, _ = await _read_response(reader)
             if status != 200:
