@@ -885,13 +885,15 @@ class Session:
         return out
 
     # -- wrk -----------------------------------------------------------------------------------
-    def wrk(self, row: Row, seconds: float, window: bool):
-        """One wrk run; with window=True also samples /proc during its steady state."""
+    def wrk(self, row: Row, seconds: float, window: bool, offset=0):
+        """One wrk run; with window=True also samples /proc during its steady state. `offset`:
+        the first token of the 10k-token file to send."""
         env = dict(os.environ)
         argv = ["taskset", "-c", str(self.load_cpu), "wrk", "-t1", f"-c{self.args.connections}",
                 f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(WRK_LUA)]
         if row.distinct:
             env["BENCH_TOKENS"] = str(self.creds.distinct_file)
+            env["BENCH_TOKEN_OFFSET"] = str(offset)
         else:
             for k, v in row_headers(row, self.creds).items():
                 argv += ["-H", f"{k}: {v}"]
@@ -968,13 +970,15 @@ class Session:
     def warm_up(self, row: Row):
         """wrk for --warmup seconds; on the cached 10k-token row, longer if needed, until every
         token has been verified once (so the measured run sees the cache it is meant to)."""
-        self.wrk(row, self.args.warmup, window=False)
+        r, _ = self.wrk(row, self.args.warmup, window=False)
         if row.server == "keygate" and row.distinct and row.cache > 0:
-            for _ in range(20):
-                if self.metrics().get("keygate_token_cache_misses_total", 0) >= DISTINCT:
-                    return
-                self.wrk(row, 1, window=False)
-            raise BenchError(f"{row.id}: fewer than {DISTINCT} cache misses after the warm-up")
+            sent, deadline = r["requests"], time.time() + 120
+            while (misses := self.metrics().get("keygate_token_cache_misses_total", 0)) < DISTINCT:
+                log(f"  warm-up: {misses:.0f} of {DISTINCT} tokens verified; continuing from token {sent % DISTINCT}")
+                if time.time() > deadline:
+                    raise BenchError(f"{row.id}: fewer than {DISTINCT} cache misses after 2 min of warm-up")
+                r, _ = self.wrk(row, 1, window=False, offset=sent)  # continue where the last run stopped
+                sent += r["requests"]
 
     def cache_check(self, row: Row, m0, m1):
         if row.auth != "jwt":

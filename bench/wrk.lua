@@ -6,7 +6,7 @@
 --   of the file, cycling: header BENCH_TOKEN_HEADER (default Authorization) with the value
 --   BENCH_TOKEN_PREFIX (default "Bearer ") .. line. The requests are pre-built in init(), so the
 --   per-request Lua cost is one table lookup. Used by the "distinct tokens" rows of HAProxy and
---   keygate alike.
+--   keygate alike. BENCH_TOKEN_OFFSET=K starts at the K-th token.
 -- * Without BENCH_TOKENS no request() is defined and wrk keeps its static (-H) request path.
 
 local tokens_file = os.getenv("BENCH_TOKENS")
@@ -32,6 +32,8 @@ function init(args)
   if n == 0 then
     error("BENCH_TOKENS: no tokens in " .. tokens_file)
   end
+  -- BENCH_TOKEN_OFFSET: start after the tokens earlier runs sent (the warm-up's extensions)
+  i = (tonumber(os.getenv("BENCH_TOKEN_OFFSET") or "0") or 0) % n
 end
 
 if tokens_file then
