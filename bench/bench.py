@@ -929,10 +929,12 @@ class Session:
                 return f
             log(f"  busy machine: {f['foreign_cores']:.2f} cores foreign {f['foreign_top']}; waiting")
 
-    def measure(self, row: Row):
+    def measure(self, row: Row, warmup=None, duration=None):
         """One repetition of one row: start, check, warm up, measure (retried while foreign
         processes use the CPU), stop."""
         a = self.args
+        warmup = a.warmup if warmup is None else warmup
+        duration = a.duration if duration is None else duration
         best = None
         for attempt in range(1, a.retries + 2):
             self.wait_quiet(a.max_foreign)
@@ -940,9 +942,9 @@ class Session:
             ok = False
             try:
                 self.check_row(row, p)
-                self.warm_up(row)
+                self.warm_up(row, warmup)
                 m0 = self.metrics() if row.server == "keygate" else {}
-                r, cpu = self.wrk(row, a.duration, window=True)
+                r, cpu = self.wrk(row, duration, window=True)
                 m1 = self.metrics() if row.server == "keygate" else {}
                 if r["errors"]:
                     raise BenchError(f"{row.id}: wrk saw errors during the measured run: "
@@ -967,10 +969,10 @@ class Session:
                 break
         return best
 
-    def warm_up(self, row: Row):
+    def warm_up(self, row: Row, seconds=None):
         """wrk for --warmup seconds; on the cached 10k-token row, longer if needed, until every
         token has been verified once (so the measured run sees the cache it is meant to)."""
-        r, _ = self.wrk(row, self.args.warmup, window=False)
+        r, _ = self.wrk(row, self.args.warmup if seconds is None else seconds, window=False)
         if row.server == "keygate" and row.distinct and row.cache > 0:
             sent, deadline = r["requests"], time.time() + 120
             while (misses := self.metrics().get("keygate_token_cache_misses_total", 0)) < DISTINCT:
@@ -1161,20 +1163,13 @@ class Session:
         oha = self.oha_path()
         if not oha:
             raise BenchError("oha not found (bench/run --latency installs it with cargo install oha --locked)")
-        log("correctness and peak rate of every row (wrk, short) ...")
+        log("peak rate of every row (wrk: checks, 2 s warm-up, 5 s run, retried while the machine is busy) ...")
         peaks = {}
         for row in rows:
-            p = self.start_row(row)
-            try:
-                self.check_row(row, p)
-                self.wrk(row, min(a.warmup, 2), window=False)
-                r, _ = self.wrk(row, max(2, min(a.duration, 5)), window=False)
-                if r["errors"]:
-                    raise BenchError(f"{row.id}: errors during the peak run")
-                peaks[row.id] = r["rps"]
-            finally:
-                self.stop_row(p)
-            log(f"  {row.id:24s} peak {peaks[row.id]:,.0f} rps")
+            r = self.measure(row, warmup=min(a.warmup, 2), duration=max(1, min(a.duration, 5)))
+            peaks[row.id] = r["rps"]
+            if r["noisy"]:
+                log(f"  {row.id}: the peak was measured on a busy machine; the rates derived from it are approximate")
         if a.rate:
             base_rate = a.rate
         else:
@@ -1365,8 +1360,7 @@ class Session:
                 f"| {ROW_BY_ID[rid].label}, {x['open']:,} idle keep-alive connections (each served one request) | "
                 f"{x['rss0_kib'] / 1024:.1f} MiB | {x['rss1_kib'] / 1024:.1f} MiB | "
                 f"{(x['rss1_kib'] - x['rss0_kib']) / 1024:.1f} MiB | "
-                f"{(x['rss1_kib'] - x['rss0_kib']) * 1024 / max(1, x['open']):,.0f} B/conn |"
-                + (f" {x['note']}" if x.get("note") else ""))
+                f"{(x['rss1_kib'] - x['rss0_kib']) * 1024 / max(1, x['open']):,.0f} B/conn | {x.get('note', '')} |")
         lines.append("")
         lines.append("RSS = VmRSS of the proxy's process tree (nginx: master + worker), after one request (before) and "
                      "after the load (after).")
