@@ -32,7 +32,7 @@ routes: []
 
 fn run(label: &str, cache_entries: u64, headers: &HeaderMap, iterations: u32) -> f64 {
     let rt = keygate::runtime::load_str(&config(cache_entries), "bench").expect("bench config");
-    let auth = rt.authenticators[0].clone();
+    let auth = &rt.authenticators[0];
     let tokio = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

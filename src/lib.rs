@@ -32,6 +32,5 @@ pub mod server;
 pub mod socketio;
 pub mod state;
 pub mod token;
-pub mod token_cache;
 pub mod upstream;
 pub mod websocket;

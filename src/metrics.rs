@@ -14,6 +14,13 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
+/// Unix time now, seconds (for `_timestamp_seconds` gauges).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Route label for requests that matched no route (or were refused before matching).
 pub const NO_ROUTE: &str = "(none)";
 

@@ -2,9 +2,7 @@
 //! members whose user ids must agree, development mode's public-key shortcut, and `bind`.
 //! Pure decisions over a matched route; matching lives in `crate::routes`.
 
-use std::sync::Arc;
-
-use crate::auth::{Authenticator, Identity, RequestParts, Verdict};
+use crate::auth::{Authenticator, Identity, Kind, RequestParts, Verdict};
 use crate::config::Mode;
 use crate::reason::Reason;
 use crate::routes::{BindTarget, Route, RouteAuth};
@@ -38,7 +36,7 @@ impl Observer for () {
 /// (`Reason::rank`), so a 503 is never hidden behind a 401.
 pub async fn authorize(
     route: &Route,
-    auths: &[Arc<dyn Authenticator>],
+    auths: &[Authenticator],
     mode: Mode,
     req: &RequestParts<'_>,
     observer: &mut dyn Observer,
@@ -69,7 +67,7 @@ pub async fn authorize(
 async fn all_of(
     n: usize,
     alt: &[usize],
-    auths: &[Arc<dyn Authenticator>],
+    auths: &[Authenticator],
     mode: Mode,
     req: &RequestParts<'_>,
     observer: &mut dyn Observer,
@@ -95,7 +93,7 @@ async fn all_of(
             Verdict::Fail(r) => return Err(r),
             Verdict::Absent => absent = true,
             Verdict::Pass(id) => {
-                public_key_passed |= auths[i].kind() == "public_key";
+                public_key_passed |= auths[i].kind() == Kind::PublicKey;
                 passed.push(id);
             }
         }

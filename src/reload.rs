@@ -19,13 +19,6 @@ use crate::metrics::metrics;
 use crate::runtime::Runtime;
 use crate::state::State;
 
-/// Unix time now, seconds.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Starts the fetch loops of `rt`'s JWK-set providers on the current runtime, giving each the
 /// keys of its predecessor in `old` (same name and endpoint) so a reload never drops keys.
 pub fn start_providers(rt: &Runtime, old: Option<&Runtime>) {
@@ -34,7 +27,7 @@ pub fn start_providers(rt: &Runtime, old: Option<&Runtime>) {
         if let Some(prev) = previous.iter().find(|o| o.name() == p.name()) {
             p.adopt(prev);
         }
-        tokio::spawn(crate::auth::jwks::JwksProvider::run(Arc::downgrade(&p)));
+        tokio::spawn(crate::auth::jwks::refresh::run(Arc::downgrade(&p)));
     }
 }
 
@@ -122,7 +115,7 @@ pub fn reload(state: &State, path: &Path) {
             start_providers(&new, Some(&old));
             state.runtime.store(Arc::new(new));
             m.config_reloads.with_label_values(&["ok"]).inc();
-            m.config_last_reload_success.set(unix_now());
+            m.config_last_reload_success.set(crate::metrics::unix_now());
             tracing::info!(file = %path.display(), "config reloaded");
         }
         Err(e) => {

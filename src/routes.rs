@@ -101,7 +101,7 @@ impl RouteTable {
     pub fn compile(
         cfg: &[RouteConfig],
         index: &HashMap<&str, usize>,
-        auths: &[Arc<dyn Authenticator>],
+        auths: &[Authenticator],
     ) -> Result<RouteTable, FieldError> {
         let mut table = RouteTable {
             router: matchit::Router::new(),
@@ -299,7 +299,7 @@ fn compile_bind(
 /// whether some alternative reads a Bearer header.
 fn check_sources(
     auth: &RouteAuth,
-    auths: &[Arc<dyn Authenticator>],
+    auths: &[Authenticator],
     template: &Template,
     rc: &RouteConfig,
     p: &str,
@@ -315,9 +315,10 @@ fn check_sources(
     };
     let mut bearer = false;
     for &a in alts.iter().flatten() {
-        bearer |= auths[a].uses_bearer();
-        for pp in auths[a].path_params() {
-            if !template.params.contains(&pp) {
+        let sources = auths[a].sources();
+        bearer |= sources.iter().any(|s| s.has_bearer());
+        for pp in sources.iter().flat_map(|s| s.path_params()) {
+            if !template.params.iter().any(|t| t == pp) {
                 return Err(FieldError::new(
                     format!("{p}.auth"),
                     format!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{self, Authenticator};
-use crate::config::{self, AuthenticatorConfig, Config, ConfigError, FieldError, Mode, Unmatched};
+use crate::config::{self, Config, ConfigError, FieldError, Mode, Unmatched};
 use crate::identity::IdentityHeaders;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
@@ -29,7 +29,7 @@ pub struct Runtime {
     /// What is stripped and set on every request.
     pub identity: IdentityHeaders,
     /// Every authenticator, in config order (routes refer to them by index).
-    pub authenticators: Vec<Arc<dyn Authenticator>>,
+    pub authenticators: Vec<Authenticator>,
     /// The compiled routes.
     pub routes: RouteTable,
     /// What happens to requests no route matches.
@@ -97,44 +97,27 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
             }
         }
     }
-    let forward: Arc<[Arc<str>]> = forward.into();
     let cache =
         (cfg.token_cache.max_entries > 0 && cfg.token_cache.max_ttl_seconds > 0).then(|| {
-            Arc::new(crate::token_cache::TokenCache::new(
+            Arc::new(auth::jwt::cache::TokenCache::new(
                 cfg.token_cache.max_entries,
                 cfg.token_cache.max_ttl_seconds,
             ))
         });
-    let mut authenticators: Vec<Arc<dyn Authenticator>> = Vec::new();
+    let shared = auth::Shared {
+        mode: cfg.mode,
+        forward: forward.into(),
+        cache,
+    };
+    let mut authenticators = Vec::with_capacity(cfg.authenticators.len());
     let mut index = HashMap::new();
     for (name, a) in &cfg.authenticators {
         let p = format!("authenticators.{name}");
         if name == "anonymous" {
             return Err(FieldError::new(p, "`anonymous` is reserved"));
         }
-        let compiled: Arc<dyn Authenticator> = match a {
-            AuthenticatorConfig::PublicKey(c) => {
-                Arc::new(auth::public_key::PublicKey::compile(name, c, cfg.mode, &p)?)
-            }
-            AuthenticatorConfig::ApiKey(c) => {
-                Arc::new(auth::api_key::ApiKey::compile(name, c, &p)?)
-            }
-            AuthenticatorConfig::ClientSecret(c) => {
-                Arc::new(auth::client_secret::ClientSecret::compile(name, c, &p)?)
-            }
-            AuthenticatorConfig::HmacToken(c) => {
-                Arc::new(auth::hmac_token::HmacToken::compile(name, c, &p)?)
-            }
-            AuthenticatorConfig::Jwt(c) => Arc::new(auth::jwt::Jwt::compile(
-                name,
-                c,
-                forward.clone(),
-                cache.clone(),
-                &p,
-            )?),
-        };
         index.insert(name.as_str(), authenticators.len());
-        authenticators.push(compiled);
+        authenticators.push(Authenticator::compile(name, a, &shared, &p)?);
     }
     let routes = RouteTable::compile(&cfg.routes, &index, &authenticators)?;
     let tls = cfg
@@ -202,7 +185,7 @@ impl Runtime {
     pub fn providers(&self) -> Vec<Arc<auth::jwks::JwksProvider>> {
         self.authenticators
             .iter()
-            .filter_map(|a| a.provider())
+            .filter_map(|a| a.provider().cloned())
             .collect()
     }
 }

@@ -51,7 +51,7 @@ pub fn run(runtime: Runtime, config_path: Option<PathBuf>) -> ! {
         }
     };
     let m = crate::metrics::metrics(); // register every family before the first scrape
-    m.config_last_reload_success.set(crate::reload::unix_now());
+    m.config_last_reload_success.set(crate::metrics::unix_now());
     let state = Arc::new(State::new(runtime, config_path));
 
     let app = pingora::proxy::http_proxy(

@@ -33,30 +33,63 @@ pub fn hash_hex(data: &[u8]) -> String {
     hex::encode(crate::secret::sha256(data))
 }
 
-/// Loads a private key PEM and picks the default algorithm for its type
-/// (RSA -> RS256, P-256 -> ES256, P-384 -> ES384, Ed25519 -> EdDSA).
+/// Loads a private key PEM (PKCS#1 `RSA PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, PKCS#8
+/// `PRIVATE KEY`, parsed with the `sec1` and `pkcs8` crates) and picks the default algorithm for
+/// its type (RSA -> RS256, P-256 -> ES256, P-384 -> ES384, Ed25519 -> EdDSA).
 pub fn signing_key(pem_text: &str) -> Result<(EncodingKey, Algorithm), String> {
+    use crate::auth::jwt::keys::{key_type, KeyType, P256, P384};
     let block = pem::parse(pem_text.trim()).map_err(|e| format!("bad PEM: {e}"))?;
     let der = block.contents();
-    let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+    let ty = match block.tag() {
+        "RSA PRIVATE KEY" => KeyType::Rsa,
+        "EC PRIVATE KEY" => {
+            let key = sec1::EcPrivateKey::try_from(der).map_err(|e| format!("bad EC key: {e}"))?;
+            match key.parameters.and_then(|p| p.named_curve()) {
+                Some(P256) => KeyType::EcP256,
+                Some(P384) => KeyType::EcP384,
+                _ => return Err("unsupported EC curve (P-256 and P-384 are)".into()),
+            }
+        }
+        "PRIVATE KEY" => {
+            let info =
+                pkcs8::PrivateKeyInfo::try_from(der).map_err(|e| format!("bad PKCS#8 key: {e}"))?;
+            key_type(&info.algorithm)?
+        }
+        other => return Err(format!("expected a private key PEM, found {other}")),
+    };
     let b = pem_text.trim().as_bytes();
     let err = |e: jsonwebtoken::errors::Error| format!("bad private key: {e}");
-    match block.tag() {
-        "RSA PRIVATE KEY" => Ok((EncodingKey::from_rsa_pem(b).map_err(err)?, Algorithm::RS256)),
-        "EC PRIVATE KEY" | "PRIVATE KEY" if has(&[0x2b, 0x81, 0x04, 0x00, 0x22]) => {
-            Ok((EncodingKey::from_ec_pem(b).map_err(err)?, Algorithm::ES384))
+    let ec = |alg| -> Result<(EncodingKey, Algorithm), String> {
+        if block.tag() == "EC PRIVATE KEY" {
+            // jsonwebtoken takes EC keys as PKCS#8 only: wrap the SEC1 key (RFC 5915 in 5958).
+            Ok((EncodingKey::from_ec_der(&sec1_to_pkcs8(der, ty)?), alg))
+        } else {
+            Ok((EncodingKey::from_ec_pem(b).map_err(err)?, alg))
         }
-        "EC PRIVATE KEY" | "PRIVATE KEY"
-            if has(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]) =>
-        {
-            Ok((EncodingKey::from_ec_pem(b).map_err(err)?, Algorithm::ES256))
-        }
-        "PRIVATE KEY" if has(&[0x06, 0x03, 0x2b, 0x65, 0x70]) => {
-            Ok((EncodingKey::from_ed_pem(b).map_err(err)?, Algorithm::EdDSA))
-        }
-        "PRIVATE KEY" => Ok((EncodingKey::from_rsa_pem(b).map_err(err)?, Algorithm::RS256)),
-        other => Err(format!("expected a private key PEM, found {other}")),
-    }
+    };
+    Ok(match ty {
+        KeyType::Rsa => (EncodingKey::from_rsa_pem(b).map_err(err)?, Algorithm::RS256),
+        KeyType::EcP256 => ec(Algorithm::ES256)?,
+        KeyType::EcP384 => ec(Algorithm::ES384)?,
+        KeyType::Ed25519 => (EncodingKey::from_ed_pem(b).map_err(err)?, Algorithm::EdDSA),
+        KeyType::Hmac => return Err("not an asymmetric private key".into()),
+    })
+}
+
+/// A SEC1 `ECPrivateKey` (RFC 5915) as the PKCS#8 `PrivateKeyInfo` (RFC 5958) that carries it.
+fn sec1_to_pkcs8(der: &[u8], ty: crate::auth::jwt::keys::KeyType) -> Result<Vec<u8>, String> {
+    use crate::auth::jwt::keys::{KeyType, EC_PUBLIC_KEY, P256, P384};
+    use pkcs8::der::Encode;
+    let curve = if ty == KeyType::EcP384 { P384 } else { P256 };
+    let info = pkcs8::PrivateKeyInfo {
+        algorithm: spki::AlgorithmIdentifierRef {
+            oid: EC_PUBLIC_KEY,
+            parameters: Some((&curve).into()),
+        },
+        private_key: der,
+        public_key: None,
+    };
+    info.to_der().map_err(|e| format!("bad EC key: {e}"))
 }
 
 /// Signs `claims` with `key` as a compact JWS, with `kid` in the header when given.

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
-use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::files::resolve;
 use crate::config::{ApiKeyConfig, FieldError, KeyEntry};
 use crate::reason::Reason;
@@ -79,7 +77,7 @@ impl KeyRing {
 
 /// A compiled `api_key` authenticator.
 pub struct ApiKey {
-    name: String,
+    pub(super) name: String,
     from: Sources,
     keys: KeyRing,
     method: Arc<str>,
@@ -95,20 +93,14 @@ impl ApiKey {
             method: "api_key".into(),
         })
     }
-}
 
-#[async_trait]
-impl Authenticator for ApiKey {
-    fn name(&self) -> &str {
-        &self.name
+    /// Where its credential is read.
+    pub(super) fn sources(&self) -> Vec<&Sources> {
+        vec![&self.from]
     }
-    fn kind(&self) -> &'static str {
-        "api_key"
-    }
-    fn uses_bearer(&self) -> bool {
-        self.from.has_bearer()
-    }
-    async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+
+    /// Verifies the request's key.
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
         match self.from.extract(req) {
             Extracted::Absent => Verdict::Absent,
             Extracted::Malformed => Verdict::Fail(Reason::MalformedCredentials),

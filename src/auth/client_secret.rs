@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 
-use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::files::resolve;
 use crate::config::{ClientSecretConfig, FieldError};
 use crate::reason::Reason;
@@ -15,7 +14,7 @@ use crate::secret::{find_digest, parse_digest, sha256};
 
 /// A compiled `client_secret` authenticator.
 pub struct ClientSecret {
-    name: String,
+    pub(super) name: String,
     key_from: Sources,
     secret_from: Sources,
     key_digests: Vec<[u8; 32]>,
@@ -75,20 +74,14 @@ impl ClientSecret {
         }
         Ok(a)
     }
-}
 
-#[async_trait]
-impl Authenticator for ClientSecret {
-    fn name(&self) -> &str {
-        &self.name
+    /// Where the key and the secret are read.
+    pub(super) fn sources(&self) -> Vec<&Sources> {
+        vec![&self.key_from, &self.secret_from]
     }
-    fn kind(&self) -> &'static str {
-        "client_secret"
-    }
-    fn uses_bearer(&self) -> bool {
-        self.key_from.has_bearer() || self.secret_from.has_bearer()
-    }
-    async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+
+    /// Verifies the request's key + secret pair.
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
         let (key, secret) = match (self.key_from.extract(req), self.secret_from.extract(req)) {
             (Extracted::Absent, Extracted::Absent) => return Verdict::Absent,
             (Extracted::Present(k), Extracted::Present(s)) => (k, s),

@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use hmac::{Mac, SimpleHmac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::files::resolve;
 use crate::config::{FieldError, HmacScheme, HmacTokenConfig};
 use crate::reason::Reason;
@@ -21,7 +20,7 @@ use crate::secret::Secret;
 
 /// A compiled `hmac_token` authenticator.
 pub struct HmacToken {
-    name: String,
+    pub(super) name: String,
     secret: Secret,
     scheme: HmacScheme,
     token_from: Sources,
@@ -74,26 +73,14 @@ impl HmacToken {
             credential: name.into(),
         })
     }
-}
 
-#[async_trait]
-impl Authenticator for HmacToken {
-    fn name(&self) -> &str {
-        &self.name
+    /// Where the token and the user id are read.
+    pub(super) fn sources(&self) -> Vec<&Sources> {
+        vec![&self.token_from, &self.user_id_from]
     }
-    fn kind(&self) -> &'static str {
-        "hmac_token"
-    }
-    fn uses_bearer(&self) -> bool {
-        self.token_from.has_bearer()
-    }
-    fn path_params(&self) -> Vec<String> {
-        let a = self.token_from.path_params();
-        a.chain(self.user_id_from.path_params())
-            .map(str::to_string)
-            .collect()
-    }
-    async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+
+    /// Verifies the request's user token against its user id.
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
         let token = match self.token_from.extract(req) {
             Extracted::Absent => return Verdict::Absent,
             Extracted::Malformed => return Verdict::Fail(Reason::MalformedCredentials),

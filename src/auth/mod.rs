@@ -1,21 +1,20 @@
-//! Authenticators: one module per kind behind the [`Authenticator`] trait
-//! (extract credential -> verify -> identity or reason).
+//! Authenticators: one module per kind, closed under [`Authenticator`] (the set is fixed by the
+//! config schema): extract the credential from its [`Sources`] -> verify -> an [`Identity`] or a
+//! [`Reason`].
 
 pub mod api_key;
 pub mod client_secret;
 pub mod hmac_token;
 pub mod jwks;
 pub mod jwt;
-pub mod keys;
 pub mod public_key;
 pub mod source;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 pub use source::{Extracted, RequestParts, Source, Sources};
 
+use crate::config::{AuthenticatorConfig, FieldError, Mode};
 use crate::reason::Reason;
 
 /// Who a request was authenticated as. Forwarded upstream as identity headers.
@@ -95,38 +94,155 @@ pub enum Verdict {
     Fail(Reason),
 }
 
-/// A configured authenticator. Implementations are immutable after load; `verify` holds no
-/// lock across an await and does no I/O for static keys.
-#[async_trait]
-pub trait Authenticator: Send + Sync {
+/// An authenticator's `type`, forwarded in the method header (`public_key+jwt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `public_key`.
+    PublicKey,
+    /// `api_key`.
+    ApiKey,
+    /// `client_secret`.
+    ClientSecret,
+    /// `hmac_token`.
+    HmacToken,
+    /// `jwt`.
+    Jwt,
+}
+
+impl Kind {
+    /// The `type` spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::PublicKey => "public_key",
+            Kind::ApiKey => "api_key",
+            Kind::ClientSecret => "client_secret",
+            Kind::HmacToken => "hmac_token",
+            Kind::Jwt => "jwt",
+        }
+    }
+}
+
+/// A compiled authenticator. Immutable after load; only a `jwt` one awaits (when a JWK-set
+/// provider must be asked about an unknown `kid`), and none holds a lock across an await.
+pub enum Authenticator {
+    /// `type: public_key`.
+    PublicKey(public_key::PublicKey),
+    /// `type: api_key`.
+    ApiKey(api_key::ApiKey),
+    /// `type: client_secret`.
+    ClientSecret(client_secret::ClientSecret),
+    /// `type: hmac_token`.
+    HmacToken(hmac_token::HmacToken),
+    /// `type: jwt`.
+    Jwt(Box<jwt::Jwt>),
+}
+
+/// What compiling an authenticator needs beside its own config.
+pub struct Shared {
+    /// `production` or `development`.
+    pub mode: Mode,
+    /// Claim names to capture (mapped identity headers and `bind`s).
+    pub forward: Arc<[Arc<str>]>,
+    /// The config's verified-token cache, if enabled.
+    pub cache: Option<Arc<jwt::cache::TokenCache>>,
+}
+
+impl Authenticator {
+    /// Compiles `authenticators.<name>` (`path` names it in errors).
+    pub fn compile(
+        name: &str,
+        cfg: &AuthenticatorConfig,
+        shared: &Shared,
+        path: &str,
+    ) -> Result<Authenticator, FieldError> {
+        Ok(match cfg {
+            AuthenticatorConfig::PublicKey(c) => Authenticator::PublicKey(
+                public_key::PublicKey::compile(name, c, shared.mode, path)?,
+            ),
+            AuthenticatorConfig::ApiKey(c) => {
+                Authenticator::ApiKey(api_key::ApiKey::compile(name, c, path)?)
+            }
+            AuthenticatorConfig::ClientSecret(c) => {
+                Authenticator::ClientSecret(client_secret::ClientSecret::compile(name, c, path)?)
+            }
+            AuthenticatorConfig::HmacToken(c) => {
+                Authenticator::HmacToken(hmac_token::HmacToken::compile(name, c, path)?)
+            }
+            AuthenticatorConfig::Jwt(c) => Authenticator::Jwt(Box::new(jwt::Jwt::compile(
+                name,
+                c,
+                shared.forward.clone(),
+                shared.cache.clone(),
+                path,
+            )?)),
+        })
+    }
+
     /// The name given in `authenticators:`.
-    fn name(&self) -> &str;
-    /// The `type` (`jwt`, `public_key`, ...), forwarded in the method header.
-    fn kind(&self) -> &'static str;
-    /// Whether one of its sources is `Authorization: Bearer` (for `WWW-Authenticate`).
-    fn uses_bearer(&self) -> bool;
-    /// Whether one of its sources reads a Socket.IO CONNECT packet.
-    fn uses_socketio(&self) -> bool {
-        false
+    pub fn name(&self) -> &str {
+        match self {
+            Authenticator::PublicKey(a) => &a.name,
+            Authenticator::ApiKey(a) => &a.name,
+            Authenticator::ClientSecret(a) => &a.name,
+            Authenticator::HmacToken(a) => &a.name,
+            Authenticator::Jwt(a) => &a.name,
+        }
     }
-    /// Path parameters its sources read (validated against each route that uses it).
-    fn path_params(&self) -> Vec<String> {
-        Vec::new()
+
+    /// Its `type`.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Authenticator::PublicKey(_) => Kind::PublicKey,
+            Authenticator::ApiKey(_) => Kind::ApiKey,
+            Authenticator::ClientSecret(_) => Kind::ClientSecret,
+            Authenticator::HmacToken(_) => Kind::HmacToken,
+            Authenticator::Jwt(_) => Kind::Jwt,
+        }
     }
-    /// Whether its keys are available (JWK sets), for `/readyz`.
-    fn ready(&self) -> bool {
-        true
+
+    /// The sources a request must offer for it (its credential and, for `hmac_token`, the user
+    /// id); routes derive their Bearer challenge and path-parameter checks from them.
+    pub fn sources(&self) -> Vec<&Sources> {
+        match self {
+            Authenticator::PublicKey(a) => a.sources(),
+            Authenticator::ApiKey(a) => a.sources(),
+            Authenticator::ClientSecret(a) => a.sources(),
+            Authenticator::HmacToken(a) => a.sources(),
+            Authenticator::Jwt(a) => a.sources(),
+        }
     }
-    /// Its JWK-set provider, whose fetch loop the server runs.
-    fn provider(&self) -> Option<Arc<jwks::JwksProvider>> {
-        None
-    }
-    /// Config problems that do not stop loading (`keygate check` prints them; load logs them).
-    fn warnings(&self) -> Vec<String> {
-        Vec::new()
-    }
+
     /// Verifies the request's credential.
-    async fn verify(&self, req: &RequestParts<'_>) -> Verdict;
+    pub async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+        match self {
+            Authenticator::PublicKey(a) => a.verify(req),
+            Authenticator::ApiKey(a) => a.verify(req),
+            Authenticator::ClientSecret(a) => a.verify(req),
+            Authenticator::HmacToken(a) => a.verify(req),
+            Authenticator::Jwt(a) => a.verify(req).await,
+        }
+    }
+
+    /// Its JWK-set provider, whose fetch loop the server runs.
+    pub fn provider(&self) -> Option<&Arc<jwks::JwksProvider>> {
+        match self {
+            Authenticator::Jwt(a) => a.provider(),
+            _ => None,
+        }
+    }
+
+    /// Whether its keys are available (JWK sets), for `/readyz`.
+    pub fn ready(&self) -> bool {
+        self.provider().is_none_or(|p| p.ready())
+    }
+
+    /// Config problems that do not stop loading (`keygate check` prints them; load logs them).
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            Authenticator::Jwt(a) => a.warnings(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]

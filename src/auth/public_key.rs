@@ -4,16 +4,14 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::api_key::KeyRing;
-use super::{Authenticator, Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::{FieldError, Mode, PublicKeyConfig};
 use crate::reason::Reason;
 
 /// A compiled `public_key` authenticator.
 pub struct PublicKey {
-    name: String,
+    pub(super) name: String,
     from: Sources,
     keys: KeyRing,
     /// Set only in development mode.
@@ -41,25 +39,15 @@ impl PublicKey {
             method: "public_key".into(),
         })
     }
-}
 
-#[async_trait]
-impl Authenticator for PublicKey {
-    fn name(&self) -> &str {
-        &self.name
+    /// Where the key is read. Not `user_id_from`, which is optional: a route without that
+    /// parameter yields no user id (the spec's `knock_socket` route).
+    pub(super) fn sources(&self) -> Vec<&Sources> {
+        vec![&self.from]
     }
-    fn kind(&self) -> &'static str {
-        "public_key"
-    }
-    fn uses_bearer(&self) -> bool {
-        self.from.has_bearer()
-    }
-    /// Only the key's own sources: `user_id_from` is optional (a route without that parameter
-    /// yields no user id), as in the spec's `knock_socket` route.
-    fn path_params(&self) -> Vec<String> {
-        self.from.path_params().map(str::to_string).collect()
-    }
-    async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+
+    /// Verifies the request's public key (and reads the claimed user in development mode).
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
         let cred = match self.from.extract(req) {
             Extracted::Absent => return Verdict::Absent,
             Extracted::Malformed => return Verdict::Fail(Reason::MalformedCredentials),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use spki::ObjectIdentifier;
 
 /// The kind of a verification key, which fixes the algorithms it may verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,30 +143,46 @@ impl Decoded {
     }
 }
 
-const OID_RSA: &[u8] = &[
-    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-];
-const OID_EC: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+/// rsaEncryption (RFC 8017 Appendix C).
+pub(crate) const RSA_ENCRYPTION: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// id-ecPublicKey (RFC 5480 §2.1.1).
+pub(crate) const EC_PUBLIC_KEY: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// secp256r1 / P-256 (RFC 5480 §2.1.1.1).
+pub(crate) const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// secp384r1 / P-384 (RFC 5480 §2.1.1.1).
+pub(crate) const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// id-Ed25519 (RFC 8410 §3).
+pub(crate) const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// The key type named by an algorithm identifier (and, for EC, its curve parameter).
+pub(crate) fn key_type(alg: &spki::AlgorithmIdentifierRef<'_>) -> Result<KeyType, String> {
+    match alg.oid {
+        RSA_ENCRYPTION => Ok(KeyType::Rsa),
+        EC_PUBLIC_KEY => match alg.parameters_oid() {
+            Ok(P256) => Ok(KeyType::EcP256),
+            Ok(P384) => Ok(KeyType::EcP384),
+            _ => Err("unsupported EC curve (P-256 and P-384 are)".into()),
+        },
+        ED25519 => Ok(KeyType::Ed25519),
+        oid => Err(format!("unsupported public key algorithm {oid}")),
+    }
 }
 
-/// Decodes a public key PEM (`PUBLIC KEY` SPKI or `RSA PUBLIC KEY` PKCS#1) and tells its type
-/// from the SPKI algorithm OID (RFC 5480, RFC 8410). Errors start with `bad PEM`.
+/// Decodes a public key PEM (`PUBLIC KEY` SPKI, RFC 5280 §4.1.2.7, or `RSA PUBLIC KEY` PKCS#1)
+/// and tells its type from the SPKI algorithm identifier (RFC 5480, RFC 8410), parsed with
+/// the `spki` crate. Errors start with `bad PEM`.
 pub fn decode_pem(text: &str, kid: Option<String>) -> Result<Decoded, String> {
     let block = pem::parse(text.trim()).map_err(|e| format!("bad PEM: {e}"))?;
     let der = block.contents();
     let ty = match block.tag() {
         "RSA PUBLIC KEY" => KeyType::Rsa,
-        "PUBLIC KEY" if contains(der, OID_RSA) => KeyType::Rsa,
-        "PUBLIC KEY" if contains(der, OID_EC) && contains(der, OID_P256) => KeyType::EcP256,
-        "PUBLIC KEY" if contains(der, OID_EC) && contains(der, OID_P384) => KeyType::EcP384,
-        "PUBLIC KEY" if contains(der, OID_ED25519) => KeyType::Ed25519,
-        "PUBLIC KEY" => return Err("bad PEM: unsupported public key type".into()),
+        "PUBLIC KEY" => {
+            let info = spki::SubjectPublicKeyInfoRef::try_from(der)
+                .map_err(|e| format!("bad PEM: not a SubjectPublicKeyInfo ({e})"))?;
+            key_type(&info.algorithm).map_err(|e| format!("bad PEM: {e}"))?
+        }
         other => {
             return Err(format!(
                 "bad PEM: expected a PUBLIC KEY block, found {other}"
@@ -239,4 +256,64 @@ pub fn decode_jwk(jwk: &Jwk) -> Result<Decoded, String> {
         alg,
         fingerprint: crate::secret::sha256(&params),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn public_key_types_come_from_the_spki_algorithm() {
+        for (file, ty) in [
+            ("rsa.pub", KeyType::Rsa),
+            ("ec256.pub", KeyType::EcP256),
+            ("ec384.pub", KeyType::EcP384),
+            ("ed25519.pub", KeyType::Ed25519),
+        ] {
+            assert_eq!(decode_pem(&fixture(file), None).unwrap().ty, ty, "{file}");
+        }
+        // secp256k1 is an EC key keygate cannot verify with.
+        let k1 = "-----BEGIN PUBLIC KEY-----\nMFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEqz23eWKucj5GU38UvAAeJuCu5Yie+WWX\nooNRbdERQSjpUSetR5AQ5RSGCw0uLo7j+xgMLy8ZxtTQOMB3TJr7PA==\n-----END PUBLIC KEY-----\n";
+        let e = decode_pem(k1, None).err().unwrap();
+        assert!(e.contains("unsupported EC curve"), "{e}");
+        let e = decode_pem(&fixture("rsa.key"), None).err().unwrap();
+        assert!(e.contains("found PRIVATE KEY"), "{e}");
+        let garbage = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        assert!(decode_pem(garbage, None)
+            .err()
+            .unwrap()
+            .starts_with("bad PEM"));
+    }
+
+    #[test]
+    fn private_keys_choose_their_algorithm() {
+        use jsonwebtoken::Algorithm::*;
+        for (file, alg) in [
+            ("rsa.key", RS256),
+            ("ec256.key", ES256),
+            ("ec384.key", ES384),
+            ("ed25519.key", EdDSA),
+        ] {
+            assert_eq!(
+                crate::token::signing_key(&fixture(file)).unwrap().1,
+                alg,
+                "{file}"
+            );
+        }
+        let sec1 = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEILI3kdD+fCG+k2CD7zSinsYBA+cW3uji0xfJlD+AgREJoAoGCCqGSM49\nAwEHoUQDQgAELOqLGTdJYFSvd3M0xKLjZvdAkgivmaQpzKS9rBGwNWE72k3A+JuG\n+EHxwKe3pcxRSfWpRavYAghfhIZ0eVFBIw==\n-----END EC PRIVATE KEY-----\n";
+        let (k, alg) = crate::token::signing_key(sec1).unwrap();
+        assert_eq!(alg, ES256);
+        let claims =
+            serde_json::Map::from_iter([("sub".to_string(), serde_json::Value::from("u"))]);
+        let t = crate::token::sign(&k, alg, None, &claims).unwrap();
+        assert_eq!(t.split('.').count(), 3, "a SEC1 key signs");
+    }
 }
