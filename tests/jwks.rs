@@ -597,3 +597,31 @@ fn an_over_long_kid_is_unknown_without_a_fetch() {
         .assert_denied(401, "unknown_key");
     assert_eq!(srv.fetches(), before + 1);
 }
+
+#[test]
+fn a_kid_published_right_after_a_fetch_verifies_within_the_interval() {
+    let srv = JwksServer::start(vec![rsa_jwk("k1")]);
+    let (_up, kg) = start(
+        &format!("jwks_url: \"{}\"", srv.url()),
+        "{ min_refresh_interval_seconds: 2 }",
+    );
+    kg.wait_readyz(200, 10);
+    let fetched_at = Instant::now();
+    assert_eq!(srv.fetches(), 1);
+    // The provider rotates in a new key just after keygate fetched.
+    srv.set(|b| b.keys.push(other_jwk("k2")));
+    let t2 = sign("rsa_other.key", "RS256", Some("k2"), claims("u2"));
+    let auth = [("Authorization", bearer(&t2))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Inside the interval: refused, and one fetch is scheduled for its end.
+    kg.get("/idp/x", &auth).assert_denied(401, "unknown_key");
+    assert!(fetched_at.elapsed() < Duration::from_secs(2));
+    // No other request arrives; the scheduled fetch alone picks the key up.
+    let deadline = fetched_at + Duration::from_secs(2) + Duration::from_millis(1500);
+    while srv.fetches() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(srv.fetches(), 2, "no fetch at the end of the interval");
+    assert_eq!(kg.get("/idp/x", &auth).status, 200);
+    assert_eq!(srv.fetches(), 2, "at most one fetch per interval");
+}
