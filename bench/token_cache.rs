@@ -31,7 +31,7 @@ routes: []
 }
 
 fn run(label: &str, cache_entries: u64, headers: &HeaderMap, iterations: u32) -> f64 {
-    let rt = keygate::runtime::load_str(&config(cache_entries), "bench").expect("bench config");
+    let rt = keygate::ruleset::load_str(&config(cache_entries), "bench").expect("bench config").rules;
     let auth = &rt.authenticators[0];
     let tokio = tokio::runtime::Builder::new_current_thread()
         .build()

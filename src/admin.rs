@@ -41,7 +41,7 @@ pub fn respond(state: &State, path: &str) -> Reply {
             if state.draining.load(Ordering::Acquire) {
                 return json(503, serde_json::json!({"ready": false, "draining": true}));
             }
-            let rt = state.runtime.load();
+            let rt = state.rules.load();
             let missing = rt.not_ready();
             // Why each JWK-set provider is not ready: its last fetch error.
             let errors: serde_json::Map<String, serde_json::Value> = rt

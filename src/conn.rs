@@ -50,7 +50,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let limits = self.state.runtime.load().limits.clone();
+        let limits = self.state.rules.load().limits.clone();
         let open = Counted::new(&self.state.connections);
         if self.state.connections.load(Ordering::Acquire) > limits.max_connections {
             metrics().connections_refused.inc();

@@ -18,7 +18,7 @@ use crate::cors;
 use crate::policy::{self, Observer};
 use crate::reason::Reason;
 use crate::routes::{Lookup, Match};
-use crate::runtime::Runtime;
+use crate::ruleset::Ruleset;
 use crate::socketio::gate::Authorized;
 
 /// How an allowed request is forwarded.
@@ -79,7 +79,7 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
 ];
 
 /// Decides `req` under `rules`; `observer` sees each authenticator run.
-pub async fn decide(rules: &Runtime, req: &RequestHeader, observer: &mut dyn Observer) -> Outcome {
+pub async fn decide(rules: &Ruleset, req: &RequestHeader, observer: &mut dyn Observer) -> Outcome {
     let path = match crate::path::check(req.uri.path()) {
         Ok(p) => p,
         Err(r) => return deny(None, r),
@@ -123,7 +123,7 @@ pub async fn decide(rules: &Runtime, req: &RequestHeader, observer: &mut dyn Obs
     authorize(rules, req, m, observer).await
 }
 
-fn unmatched(rules: &Runtime) -> Outcome {
+fn unmatched(rules: &Ruleset) -> Outcome {
     match rules.unmatched {
         Unmatched::Deny => deny(None, Reason::NoRoute),
         Unmatched::Anonymous => Outcome::Forward {
@@ -136,7 +136,7 @@ fn unmatched(rules: &Runtime) -> Outcome {
 
 /// The matched route's rules: method overrides, Socket.IO transports, then credentials.
 async fn authorize(
-    rules: &Runtime,
+    rules: &Ruleset,
     req: &RequestHeader,
     m: Match,
     observer: &mut dyn Observer,

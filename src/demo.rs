@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Map, Value};
 
 use crate::config::HmacScheme;
-use crate::runtime::Runtime;
+use crate::ruleset::Loaded;
 use crate::token::{now, sign};
 
 /// Demo credentials. Public demo values, not secrets.
@@ -202,12 +202,12 @@ pub fn examples(base: &str, private_pem: &str) -> Vec<Example> {
 pub fn prepare(
     listen: &str,
     admin: &str,
-) -> Result<(Runtime, crate::echo::Echo, Vec<Example>), String> {
+) -> Result<(Loaded, crate::echo::Echo, Vec<Example>), String> {
     let echo = crate::echo::spawn("127.0.0.1:0")
         .map_err(|e| format!("cannot start echo upstream: {e}"))?;
     let (private, public) = generate_rsa()?;
     let yaml = config_yaml(listen, admin, &echo.addr.to_string(), &public);
-    let rt = crate::runtime::load_str(&yaml, "<demo config>").map_err(|e| e.to_string())?;
+    let rt = crate::ruleset::load_str(&yaml, "<demo config>").map_err(|e| e.to_string())?;
     let base = format!("http://{listen}");
     Ok((rt, echo, examples(&base, &private)))
 }

@@ -3,8 +3,9 @@
 //! per route (public keys, API keys, client secrets, HMAC user tokens, JWTs) and forwards
 //! trusted identity headers to an unmodified backend.
 //!
-//! Layout: [`config`] (YAML schema) -> [`runtime`] (compiled, immutable) -> [`proxy`] (the request
-//! path) using [`routes`], [`auth`] and [`identity`]; [`admin`] and [`metrics`] for operators.
+//! Layout: [`config`] (YAML schema) -> [`ruleset`] + [`settings`] (compiled, immutable) ->
+//! [`proxy`] (the request path) using [`decide`], [`routes`], [`policy`], [`auth`] and
+//! [`identity`]; [`admin`] and [`metrics`] for operators.
 
 pub mod admin;
 pub mod auth;
@@ -26,9 +27,10 @@ pub mod reason;
 pub mod reload;
 pub mod respond;
 pub mod routes;
-pub mod runtime;
+pub mod ruleset;
 pub mod secret;
 pub mod server;
+pub mod settings;
 pub mod socketio;
 pub mod state;
 pub mod token;

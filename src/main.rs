@@ -92,8 +92,8 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return fail(e),
             };
-            match keygate::runtime::load(&path) {
-                Ok(rt) => keygate::server::run(rt, Some(path)),
+            match keygate::ruleset::load(&path) {
+                Ok(loaded) => keygate::server::run(loaded, Some(path)),
                 Err(e) => fail(e),
             }
         }
@@ -102,8 +102,8 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return fail(e),
             };
-            match keygate::runtime::load(&path) {
-                Ok(rt) => {
+            match keygate::ruleset::load(&path) {
+                Ok(keygate::ruleset::Loaded { rules: rt, .. }) => {
                     for w in rt.warnings() {
                         eprintln!("warning: {w}");
                     }

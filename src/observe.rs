@@ -9,11 +9,11 @@ use crate::auth::Identity;
 use crate::metrics::{metrics, NO_ROUTE};
 use crate::policy::{Observer, Step};
 use crate::reason::Reason;
-use crate::runtime::Runtime;
+use crate::ruleset::Ruleset;
 use crate::socketio::gate::Gate;
 
 /// Records each authenticator run of one authorization in `keygate_auth_duration_seconds`.
-pub struct Timings<'a>(pub &'a Runtime);
+pub struct Timings<'a>(pub &'a Ruleset);
 
 impl Observer for Timings<'_> {
     fn step(&mut self, step: Step) {

@@ -31,7 +31,7 @@ use crate::decide::{Forwarding, Outcome};
 use crate::observe::Timings;
 use crate::reason::Reason;
 use crate::respond::{self, Denial};
-use crate::runtime::Runtime;
+use crate::ruleset::Ruleset;
 use crate::socketio::gate::{Authorized, Gate};
 use crate::state::{Counted, State};
 
@@ -45,7 +45,7 @@ pub struct Keygate {
 pub struct Ctx {
     /// The rules this request is decided by; dropped once a websocket is upgraded, so an open
     /// socket does not keep an old config generation (and its caches and fetch loops) alive.
-    rules: Option<Arc<Runtime>>,
+    rules: Option<Arc<Ruleset>>,
     started: Instant,
     /// Matched route: name (metric label) and index into `rules.routes`.
     route: Option<(Arc<str>, usize)>,
@@ -63,7 +63,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn rules(&self) -> Option<Arc<Runtime>> {
+    fn rules(&self) -> Option<Arc<Ruleset>> {
         self.rules.clone()
     }
 }
@@ -74,7 +74,7 @@ impl ProxyHttp for Keygate {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            rules: Some(self.state.runtime.load_full()),
+            rules: Some(self.state.rules.load_full()),
             started: Instant::now(),
             route: None,
             denied: None,
@@ -286,7 +286,7 @@ impl ProxyHttp for Keygate {
 
 impl Keygate {
     /// The Socket.IO gate for a forwarded websocket, if the route reads its CONNECTs.
-    fn gate(&self, req: &RequestHeader, how: Forwarding, rules: &Runtime) -> Option<Box<Gate>> {
+    fn gate(&self, req: &RequestHeader, how: Forwarding, rules: &Ruleset) -> Option<Box<Gate>> {
         let Forwarding::Socketio(authorized) = how else {
             return None;
         };
@@ -304,7 +304,7 @@ impl Keygate {
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        rules: &Runtime,
+        rules: &Ruleset,
         reason: Reason,
         allow: Option<&str>,
     ) -> Result<bool> {

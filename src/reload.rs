@@ -5,8 +5,8 @@
 //! which swaps the `..data` symlink rather than writing the file, is seen. Events are debounced
 //! and a reload happens only when the file's bytes changed (SIGHUP always reloads). An invalid
 //! file leaves the old config serving, is logged with `file:line`, and counts
-//! `keygate_config_reloads_total{result="error"}`. Changes to `listen`, `admin_listen`, `tls`,
-//! `shutdown_grace_seconds` and `upstream.ca_file` are logged as needing a restart.
+//! `keygate_config_reloads_total{result="error"}`. Changes to the restart-only
+//! [`crate::settings::ServerSettings`] are logged as needing a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,13 +16,13 @@ use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::metrics::metrics;
-use crate::runtime::Runtime;
+use crate::ruleset::Ruleset;
 use crate::state::State;
 
 /// Starts the fetch loops of `rt`'s JWK-set providers on the current runtime, giving each the
 /// keys of its predecessor in `old` (same name and endpoint) so a reload never drops keys.
-pub fn start_providers(rt: &Runtime, old: Option<&Runtime>) {
-    let previous = old.map(Runtime::providers).unwrap_or_default();
+pub fn start_providers(rt: &Ruleset, old: Option<&Ruleset>) {
+    let previous = old.map(Ruleset::providers).unwrap_or_default();
     for p in rt.providers() {
         if let Some(prev) = previous.iter().find(|o| o.name() == p.name()) {
             p.adopt(prev);
@@ -61,7 +61,7 @@ pub async fn watch(state: Arc<State>, path: PathBuf) {
     };
     // The file may have changed between the initial load and this watch starting.
     let mut last = std::fs::read(&path).ok();
-    if last.as_deref().map(crate::secret::sha256) != Some(state.runtime.load().source_digest) {
+    if last.as_deref().map(crate::secret::sha256) != Some(state.rules.load().source_digest) {
         reload(&state, &path);
     }
     loop {
@@ -86,34 +86,21 @@ pub async fn watch(state: Arc<State>, path: PathBuf) {
 /// Loads `path` and swaps it in, or keeps the old config and says why.
 pub fn reload(state: &State, path: &Path) {
     let m = metrics();
-    match crate::runtime::load(path) {
-        Ok(new) => {
-            let old = state.runtime.load_full();
-            for (what, changed) in [
-                ("listen", old.listen != new.listen),
-                ("admin_listen", old.admin_listen != new.admin_listen),
-                ("tls", old.tls != new.tls),
-                (
-                    "shutdown_grace_seconds",
-                    old.shutdown_grace_seconds != new.shutdown_grace_seconds,
-                ),
-                (
-                    "upstream.ca_file",
-                    old.upstream.ca_file != new.upstream.ca_file,
-                ),
-            ] {
-                if changed {
-                    tracing::warn!(
-                        field = what,
-                        "config change needs a restart to take effect; the running value stays"
-                    );
-                }
+    match crate::ruleset::load(path) {
+        Ok(loaded) => {
+            for what in state.settings.changed(&loaded.settings) {
+                tracing::warn!(
+                    field = what,
+                    "config change needs a restart to take effect; the running value stays"
+                );
             }
+            let new = loaded.rules;
+            let old = state.rules.load_full();
             for w in new.warnings() {
                 tracing::warn!(warning = %w, "config");
             }
             start_providers(&new, Some(&old));
-            state.runtime.store(Arc::new(new));
+            state.rules.store(Arc::new(new));
             m.config_reloads.with_label_values(&["ok"]).inc();
             m.config_last_reload_success.set(crate::metrics::unix_now());
             tracing::info!(file = %path.display(), "config reloaded");

@@ -15,31 +15,32 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::ExecutionPhase;
 
 use crate::proxy::Keygate;
-use crate::runtime::Runtime;
+use crate::ruleset::Loaded;
 use crate::state::State;
 
 /// Runs keygate with `runtime` (loaded from `config_path`, which is then watched for reloads)
 /// until SIGTERM/SIGINT; never returns.
-pub fn run(runtime: Runtime, config_path: Option<PathBuf>) -> ! {
-    for w in runtime.warnings() {
+pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
+    for w in loaded.rules.warnings() {
         tracing::warn!(warning = %w, "config");
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let grace = runtime.shutdown_grace_seconds;
+    let settings = loaded.settings.clone();
+    let grace = settings.shutdown_grace_seconds;
     let conf = ServerConf {
         threads,
         work_stealing: false,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(1),
-        ca_file: runtime.upstream.ca_file.clone(),
+        ca_file: settings.upstream_ca_file.clone(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let listen = runtime.listen.clone();
-    let admin_listen = runtime.admin_listen.clone();
-    let tls = runtime.tls.clone();
+    let listen = settings.listen.clone();
+    let admin_listen = settings.admin_listen.clone();
+    let tls = settings.tls.clone();
     // Bind the admin port now, so a taken port fails start-up with a clear message.
     let admin = match std::net::TcpListener::bind(&admin_listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -52,7 +53,7 @@ pub fn run(runtime: Runtime, config_path: Option<PathBuf>) -> ! {
     };
     let m = crate::metrics::metrics(); // register every family before the first scrape
     m.config_last_reload_success.set(crate::metrics::unix_now());
-    let state = Arc::new(State::new(runtime, config_path));
+    let state = Arc::new(State::new(loaded, config_path));
 
     let app = pingora::proxy::http_proxy(
         &server.configuration,
@@ -131,7 +132,7 @@ struct Control {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Control {
     async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
-        crate::reload::start_providers(&self.state.runtime.load(), None);
+        crate::reload::start_providers(&self.state.rules.load(), None);
         let admin = self.admin.lock().ok().and_then(|mut a| a.take());
         if let Some(l) = admin.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             tokio::spawn(crate::admin::serve(l, self.state.clone()));

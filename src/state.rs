@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::runtime::Runtime;
+use crate::ruleset::Ruleset;
+use crate::settings::ServerSettings;
 
 /// State shared by the proxy, admin and background services.
 pub struct State {
-    /// The config in force; a request keeps the one it started with, a websocket only until
-    /// its upgrade is answered (later Socket.IO CONNECTs use the config in force then).
-    pub runtime: ArcSwap<Runtime>,
+    /// The rules in force; a request keeps the ones it started with, a websocket only until
+    /// its upgrade is answered (later Socket.IO CONNECTs use the rules in force then).
+    pub rules: ArcSwap<Ruleset>,
+    /// The restart-only settings keygate started with.
+    pub settings: ServerSettings,
     /// SIGTERM received: `/readyz` answers 503 while in-flight requests drain.
     pub draining: AtomicBool,
     /// Requests (and websockets) in flight.
@@ -25,9 +28,10 @@ pub struct State {
 
 impl State {
     /// State for a freshly loaded config.
-    pub fn new(runtime: Runtime, config_path: Option<std::path::PathBuf>) -> State {
+    pub fn new(loaded: crate::ruleset::Loaded, config_path: Option<std::path::PathBuf>) -> State {
         State {
-            runtime: ArcSwap::from_pointee(runtime),
+            rules: ArcSwap::from_pointee(loaded.rules),
+            settings: loaded.settings,
             draining: AtomicBool::new(false),
             inflight: Arc::new(AtomicUsize::new(0)),
             connections: Arc::new(AtomicUsize::new(0)),

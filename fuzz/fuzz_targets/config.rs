@@ -7,7 +7,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(e) = keygate::runtime::load_str(text, "fuzz.yaml") {
+    if let Err(e) = keygate::ruleset::load_str(text, "fuzz.yaml") {
         assert!(e.to_string().starts_with("fuzz.yaml"), "{e}");
     }
 });

@@ -198,7 +198,7 @@ impl Gate {
         auth: Option<Map<String, Value>>,
         state: &State,
     ) -> Result<Bytes, Reason> {
-        let rules = state.runtime.load_full();
+        let rules = state.rules.load_full();
         self.connects += 1;
         let counted = |route: &str, outcome: &str, reason: Reason| {
             let label = if outcome == "allowed" {

@@ -1,9 +1,8 @@
-//! The compile step: a loaded [`Config`] becomes an immutable [`Runtime`] (decoded keys, route
-//! table, header names, digests) so the request path parses nothing that could be precomputed.
-//! A `Runtime` is swapped whole (arc-swap) on reload.
+//! The compile step: a loaded [`Config`] becomes the restart-only [`ServerSettings`] and an
+//! immutable [`Ruleset`] (decoded keys, route table, header names, digests), so the request path
+//! parses nothing that could be precomputed. A `Ruleset` is swapped whole (arc-swap) on reload.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,18 +11,13 @@ use crate::auth::{self, Authenticator};
 use crate::config::{self, Config, ConfigError, FieldError, Mode, Unmatched};
 use crate::identity::IdentityHeaders;
 use crate::routes::RouteTable;
+use crate::settings::ServerSettings;
 use crate::upstream::Upstream;
 
-/// The compiled config.
-pub struct Runtime {
+/// The reloadable part of the compiled config: everything a request is decided by.
+pub struct Ruleset {
     /// `production` or `development`.
     pub mode: Mode,
-    /// `listen` (ip:port).
-    pub listen: String,
-    /// `admin_listen` (ip:port).
-    pub admin_listen: String,
-    /// `(cert_file, key_file)` when TLS is terminated on `listen`.
-    pub tls: Option<(String, String)>,
     /// The backend.
     pub upstream: Upstream,
     /// What is stripped and set on every request.
@@ -36,8 +30,6 @@ pub struct Runtime {
     pub unmatched: Unmatched,
     /// `limits.max_token_bytes`.
     pub max_token_bytes: usize,
-    /// `shutdown_grace_seconds`: SIGTERM drain time, seconds.
-    pub shutdown_grace_seconds: u64,
     /// `identity.socketio_key`: where the identity goes in a Socket.IO CONNECT auth object.
     pub socketio_key: String,
     /// `limits.socketio_connect_timeout_seconds`.
@@ -54,36 +46,40 @@ pub struct Runtime {
     pub limits: crate::config::LimitsConfig,
 }
 
+/// A compiled config: what needs a restart, and the rules.
+pub struct Loaded {
+    /// Restart-only settings.
+    pub settings: ServerSettings,
+    /// The reloadable rules.
+    pub rules: Ruleset,
+}
+
 /// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
-pub fn load(path: &Path) -> Result<Runtime, ConfigError> {
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let (cfg, text) = config::load_file(path)?;
-    let file = path.display().to_string();
-    let mut rt = compile(&cfg).map_err(|e| config::locate_error(&text, &file, e))?;
-    rt.source_digest = crate::secret::sha256(text.as_bytes());
-    Ok(rt)
+    compiled(&cfg, &text, &path.display().to_string())
 }
 
 /// Parses and compiles YAML text (`name` is used in errors).
-pub fn load_str(text: &str, name: &str) -> Result<Runtime, ConfigError> {
+pub fn load_str(text: &str, name: &str) -> Result<Loaded, ConfigError> {
     let cfg = config::parse_str(text, name)?;
-    let mut rt = compile(&cfg).map_err(|e| config::locate_error(text, name, e))?;
-    rt.source_digest = crate::secret::sha256(text.as_bytes());
-    Ok(rt)
+    compiled(&cfg, text, name)
 }
 
-/// Compiles a parsed config.
-pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
+fn compiled(cfg: &Config, text: &str, file: &str) -> Result<Loaded, ConfigError> {
+    let locate = |e| config::locate_error(text, file, e);
+    let settings = ServerSettings::from_config(cfg).map_err(locate)?;
+    let mut rules = compile(cfg).map_err(locate)?;
+    rules.source_digest = crate::secret::sha256(text.as_bytes());
+    Ok(Loaded { settings, rules })
+}
+
+/// Compiles the rules of a parsed config.
+pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
     match cfg.version {
         Some(1) => {}
         None => return Err(FieldError::new("version", "required (`version: 1`)")),
         Some(_) => return Err(FieldError::new("version", "only version 1 is supported")),
-    }
-    for (field, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
-        v.parse::<SocketAddr>()
-            .map_err(|_| FieldError::new(field, format!("`{}` is not an ip:port address", v.0)))?;
-    }
-    if cfg.listen.0 == cfg.admin_listen.0 {
-        return Err(FieldError::new("admin_listen", "must differ from listen"));
     }
     let identity = IdentityHeaders::compile(&cfg.identity)?;
     // Claims captured from tokens: mapped identity headers and route binds.
@@ -120,28 +116,14 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
         authenticators.push(Authenticator::compile(name, a, &shared, &p)?);
     }
     let routes = RouteTable::compile(&cfg.routes, &index, &authenticators)?;
-    let tls = cfg
-        .tls
-        .as_ref()
-        .map(|t| (t.cert_file.0.clone(), t.key_file.0.clone()));
-    if let Some((cert, key)) = &tls {
-        for (f, field) in [(cert, "tls.cert_file"), (key, "tls.key_file")] {
-            std::fs::metadata(f)
-                .map_err(|e| FieldError::new(field, format!("cannot read {f}: {e}")))?;
-        }
-    }
-    Ok(Runtime {
+    Ok(Ruleset {
         mode: cfg.mode,
-        listen: cfg.listen.0.clone(),
-        admin_listen: cfg.admin_listen.0.clone(),
-        tls,
         upstream: Upstream::compile(&cfg.upstream)?,
         identity,
         authenticators,
         routes,
         unmatched: cfg.unmatched,
         max_token_bytes: cfg.limits.max_token_bytes,
-        shutdown_grace_seconds: cfg.shutdown_grace_seconds,
         source_digest: [0; 32],
         cors: cfg
             .cors
@@ -158,7 +140,7 @@ pub fn compile(cfg: &Config) -> Result<Runtime, FieldError> {
     })
 }
 
-impl Runtime {
+impl Ruleset {
     /// Authenticators whose keys are not available (`/readyz`).
     pub fn not_ready(&self) -> Vec<&str> {
         self.authenticators

@@ -1,0 +1,77 @@
+//! Settings that take effect only when keygate starts: the listening addresses, TLS, the drain
+//! time and the upstream CA file. A reload compares them with those in force and logs each
+//! change as needing a restart (the Helm chart rolls pods when one of these changes).
+
+use std::net::SocketAddr;
+
+use crate::config::{Config, FieldError};
+
+/// The restart-only part of the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `listen` (ip:port).
+    pub listen: String,
+    /// `admin_listen` (ip:port).
+    pub admin_listen: String,
+    /// `(cert_file, key_file)` when TLS is terminated on `listen`.
+    pub tls: Option<(String, String)>,
+    /// `shutdown_grace_seconds`: SIGTERM drain time, seconds.
+    pub shutdown_grace_seconds: u64,
+    /// `upstream.ca_file`: the CAs an https upstream is verified against.
+    pub upstream_ca_file: Option<String>,
+}
+
+impl ServerSettings {
+    /// The config fields that need a restart, as `docs/config.md` names them.
+    pub const FIELDS: [&'static str; 5] = [
+        "listen",
+        "admin_listen",
+        "tls",
+        "shutdown_grace_seconds",
+        "upstream.ca_file",
+    ];
+
+    /// Reads and checks them (addresses parse and differ, TLS files are readable).
+    pub fn from_config(cfg: &Config) -> Result<ServerSettings, FieldError> {
+        for (field, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
+            v.parse::<SocketAddr>()
+                .map_err(|_| FieldError::new(field, format!("`{}` is not an ip:port address", v.0)))?;
+        }
+        if cfg.listen.0 == cfg.admin_listen.0 {
+            return Err(FieldError::new("admin_listen", "must differ from listen"));
+        }
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(|t| (t.cert_file.0.clone(), t.key_file.0.clone()));
+        if let Some((cert, key)) = &tls {
+            for (f, field) in [(cert, "tls.cert_file"), (key, "tls.key_file")] {
+                std::fs::metadata(f)
+                    .map_err(|e| FieldError::new(field, format!("cannot read {f}: {e}")))?;
+            }
+        }
+        Ok(ServerSettings {
+            listen: cfg.listen.0.clone(),
+            admin_listen: cfg.admin_listen.0.clone(),
+            tls,
+            shutdown_grace_seconds: cfg.shutdown_grace_seconds,
+            upstream_ca_file: cfg.upstream.ca_file.as_ref().map(|f| f.0.clone()),
+        })
+    }
+
+    /// The fields (of [`Self::FIELDS`]) whose values differ in `other`.
+    pub fn changed(&self, other: &ServerSettings) -> Vec<&'static str> {
+        let differs = [
+            self.listen != other.listen,
+            self.admin_listen != other.admin_listen,
+            self.tls != other.tls,
+            self.shutdown_grace_seconds != other.shutdown_grace_seconds,
+            self.upstream_ca_file != other.upstream_ca_file,
+        ];
+        Self::FIELDS
+            .iter()
+            .zip(differs)
+            .filter_map(|(f, d)| d.then_some(*f))
+            .collect()
+    }
+}
