@@ -19,9 +19,14 @@ use crate::metrics::metrics;
 use crate::ruleset::Ruleset;
 use crate::state::State;
 
-/// Starts the fetch loops of `rt`'s JWK-set providers on the current runtime, giving each the
-/// keys of its predecessor in `old` (same name and endpoint) so a reload never drops keys.
-pub fn start_providers(rt: &Ruleset, old: Option<&Ruleset>) {
+/// Starts the background tasks of `rt` on the current runtime: its upstream's resolver and its
+/// JWK-set providers' fetch loops, each given what its predecessor in `old` held (the resolved
+/// address; the keys of the same name and endpoint) so a reload never drops either.
+pub fn start_background(rt: &Ruleset, old: Option<&Ruleset>) {
+    if let Some(old) = old {
+        rt.upstream.adopt(&old.upstream);
+    }
+    tokio::spawn(crate::upstream::resolve_loop(Arc::downgrade(&rt.upstream)));
     let previous = old.map(Ruleset::providers).unwrap_or_default();
     for p in rt.providers() {
         if let Some(prev) = previous.iter().find(|o| o.name() == p.name()) {
@@ -99,7 +104,7 @@ pub fn reload(state: &State, path: &Path) {
             for w in new.warnings() {
                 tracing::warn!(warning = %w, "config");
             }
-            start_providers(&new, Some(&old));
+            start_background(&new, Some(&old));
             state.rules.store(Arc::new(new));
             m.config_reloads.with_label_values(&["ok"]).inc();
             m.config_last_reload_success.set(crate::metrics::unix_now());

@@ -18,8 +18,8 @@ use crate::upstream::Upstream;
 pub struct Ruleset {
     /// `production` or `development`.
     pub mode: Mode,
-    /// The backend.
-    pub upstream: Upstream,
+    /// The backend (resolved by its own background task).
+    pub upstream: Arc<Upstream>,
     /// What is stripped and set on every request.
     pub identity: IdentityHeaders,
     /// Every authenticator, in config order (routes refer to them by index).
@@ -118,7 +118,7 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
     let routes = RouteTable::compile(&cfg.routes, &index, &authenticators)?;
     Ok(Ruleset {
         mode: cfg.mode,
-        upstream: Upstream::compile(&cfg.upstream)?,
+        upstream: Arc::new(Upstream::compile(&cfg.upstream)?),
         identity,
         authenticators,
         routes,

@@ -132,7 +132,7 @@ struct Control {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Control {
     async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
-        crate::reload::start_providers(&self.state.rules.load(), None);
+        crate::reload::start_background(&self.state.rules.load(), None);
         let admin = self.admin.lock().ok().and_then(|mut a| a.take());
         if let Some(l) = admin.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             tokio::spawn(crate::admin::serve(l, self.state.clone()));
