@@ -2,49 +2,45 @@
 //! JWK-set provider holds keys; 503 with what is missing, and at once when SIGTERM starts the
 //! drain), `GET /metrics` (Prometheus text format). Never proxied, never authenticated.
 //!
-//! It is a small HTTP/1.1 server of its own rather than a pingora service, because pingora stops
-//! every listening service at SIGTERM, and the admin port must keep answering (`/readyz` 503)
-//! while in-flight requests drain.
+//! A small hyper server (`server::conn::http1` + `service_fn`) of its own rather than a pingora
+//! service, because pingora stops every listening service at SIGTERM, and the admin port must
+//! keep answering (`/readyz` 503) while in-flight requests drain.
 
+use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 
 use crate::state::State;
 
-/// An admin response: status, content type, body.
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// `Content-Type` value.
-    pub content_type: &'static str,
-    /// Response body.
-    pub body: Vec<u8>,
+fn json(status: StatusCode, v: serde_json::Value) -> (StatusCode, &'static str, Vec<u8>) {
+    (status, "application/json", v.to_string().into_bytes())
 }
 
-fn json(status: u16, v: serde_json::Value) -> Reply {
-    Reply {
-        status,
-        content_type: "application/json",
-        body: v.to_string().into_bytes(),
-    }
-}
-
-/// Answers `GET path`.
-pub fn respond(state: &State, path: &str) -> Reply {
+/// Answers `GET path`: status, content type, body.
+fn answer(state: &State, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
     match path {
-        "/healthz" => json(200, serde_json::json!({"status": "ok"})),
+        "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
             if state.draining.load(Ordering::Acquire) {
-                return json(503, serde_json::json!({"ready": false, "draining": true}));
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"ready": false, "draining": true}),
+                );
             }
-            let rt = state.rules.load();
-            let missing = rt.not_ready();
+            let rules = state.rules.load();
+            let missing = rules.not_ready();
             // Why each JWK-set provider is not ready: its last fetch error.
-            let errors: serde_json::Map<String, serde_json::Value> = rt
+            let errors: serde_json::Map<String, serde_json::Value> = rules
                 .providers()
                 .iter()
                 .filter(|p| !p.ready())
@@ -53,23 +49,48 @@ pub fn respond(state: &State, path: &str) -> Reply {
                     (p.name().to_string(), why.into())
                 })
                 .collect();
-            let status = if missing.is_empty() { 200 } else { 503 };
+            let status = if missing.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             json(
                 status,
                 serde_json::json!({"ready": missing.is_empty(), "missing_keys": missing, "errors": errors}),
             )
         }
-        "/metrics" => Reply {
-            status: 200,
-            content_type: "text/plain; version=0.0.4",
-            body: crate::metrics::metrics().render(),
-        },
-        _ => json(404, serde_json::json!({"error": "not_found"})),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            crate::metrics::metrics().render(),
+        ),
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
     }
 }
 
+fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match *req.method() {
+        Method::GET | Method::HEAD => answer(state, req.uri().path()),
+        _ => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": "method_not_allowed"}),
+        ),
+    };
+    let body = if req.method() == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .body(Full::new(body))
+        .expect("a valid response")
+}
+
 /// Serves the admin port until the process exits (pingora's shutdown broadcast is ignored on
-/// purpose: see the module docs).
+/// purpose: see the module docs). Each connection gets 10 s for a request head and 30 s in all.
 pub async fn serve(listener: TcpListener, state: Arc<State>) {
     loop {
         let Ok((sock, _)) = listener.accept().await else {
@@ -77,57 +98,15 @@ pub async fn serve(listener: TcpListener, state: Arc<State>) {
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), handle(sock, &state)).await;
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(respond(&state, &req)) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(sock), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
         });
     }
-}
-
-async fn handle(mut sock: TcpStream, state: &State) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let mut chunk = [0u8; 1024];
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-        if buf.len() > 16 * 1024 {
-            return Ok(());
-        }
-    }
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let reply = match req.parse(&buf) {
-        Ok(httparse::Status::Complete(_))
-            if req.method == Some("GET") || req.method == Some("HEAD") =>
-        {
-            let path = req.path.unwrap_or("/").split('?').next().unwrap_or("/");
-            respond(state, path)
-        }
-        Ok(httparse::Status::Complete(_)) => {
-            json(405, serde_json::json!({"error": "method_not_allowed"}))
-        }
-        _ => json(400, serde_json::json!({"error": "bad_request"})),
-    };
-    let reason = match reply.status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "Bad Request",
-    };
-    let head = format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
-        reply.status,
-        reply.content_type,
-        reply.body.len()
-    );
-    sock.write_all(head.as_bytes()).await?;
-    if req.method != Some("HEAD") {
-        sock.write_all(&reply.body).await?;
-    }
-    sock.shutdown().await
 }

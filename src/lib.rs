@@ -13,8 +13,8 @@ pub mod config;
 pub mod conn;
 pub mod cors;
 pub mod decide;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod echo;
 pub mod forwarding;
 pub mod identity;
 pub mod logs;

@@ -31,6 +31,7 @@ enum Command {
     /// Validate a config and print a summary; exits non-zero with file:line and the problem.
     Check,
     /// Run with a built-in config and echo upstream, and print ready-to-paste curl commands.
+    #[cfg(feature = "demo")]
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
@@ -120,6 +121,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             admin_listen,

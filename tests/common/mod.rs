@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-pub use keygate::echo::{self, Echo};
+pub use keygate::demo::echo::{self, Echo};
 
 pub mod attack;
 pub mod jwks_server;

@@ -1,6 +1,9 @@
-//! `keygate demo`: keygate in front of a built-in echo upstream, with a built-in config that
+//! `keygate demo`: keygate in front of a built-in [`echo`] upstream, with a built-in config that
 //! exercises every authenticator kind (its RS256 key pair generated at start), and printed,
-//! ready-to-paste curl commands, each with the result it gives.
+//! ready-to-paste curl commands, each with the result it gives. Behind the `demo` cargo feature
+//! (on by default): a production build can leave it out with `--no-default-features`.
+
+pub mod echo;
 
 use aws_lc_rs::encoding::AsDer;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -202,8 +205,8 @@ pub fn examples(base: &str, private_pem: &str) -> Vec<Example> {
 pub fn prepare(
     listen: &str,
     admin: &str,
-) -> Result<(Loaded, crate::echo::Echo, Vec<Example>), String> {
-    let echo = crate::echo::spawn("127.0.0.1:0")
+) -> Result<(Loaded, echo::Echo, Vec<Example>), String> {
+    let echo = echo::spawn("127.0.0.1:0")
         .map_err(|e| format!("cannot start echo upstream: {e}"))?;
     let (private, public) = generate_rsa()?;
     let yaml = config_yaml(listen, admin, &echo.addr.to_string(), &public);

@@ -1,4 +1,7 @@
 //! A small HTTP/1.1 echo server standing in for the backend (`keygate demo`, integration tests).
+//! It parses requests itself (httparse) rather than through an HTTP library, because its job is
+//! to report the exact bytes that arrived: header names in their case and order, which hyper
+//! and its kin normalise away.
 //! It answers every request with JSON describing what arrived: method, target, every header in
 //! order, and the body's length and SHA-256. It counts the requests it receives and keeps a
 //! record of each (method, target, headers) for tests that check what reached the backend.
