@@ -31,7 +31,7 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::{metrics, NO_ROUTE};
+use crate::metrics::{metrics, Outcome, RouteCounters, NO_ROUTE};
 use crate::reason::Reason;
 use crate::state::{Counted, State};
 
@@ -179,10 +179,7 @@ impl Guarded {
         );
         let _ = Pin::new(&mut *self.inner).poll_write(cx, resp.as_bytes());
         let _ = Pin::new(&mut *self.inner).poll_flush(cx);
-        metrics()
-            .requests
-            .with_label_values(&[NO_ROUTE, "denied", reason.as_str()])
-            .inc();
+        RouteCounters::unmatched().count(Outcome::Denied(reason));
         tracing::info!(target: "keygate::access", route = NO_ROUTE, status = &status[..3], outcome = "denied", reason = reason.as_str(), "request head refused");
         io::Error::new(io::ErrorKind::InvalidData, reason.as_str())
     }

@@ -1,12 +1,17 @@
-//! Prometheus metrics (names per `../shared/spec/config-v1.md`, "Admin port"). Label values
-//! come only from the config (route and authenticator names) and fixed enums.
+//! Prometheus metrics (`docs/config.md`, "Admin port"), declared once in [`families!`]: name,
+//! help, labels. Label values come only from the config (route and authenticator names) and
+//! fixed enums. The request path uses handles resolved in advance ([`RouteCounters`], one per
+//! route and per authenticator), so counting a request hashes no label set.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::reason::Reason;
 
 /// The process-wide metrics (one keygate per process; a reload keeps counting).
 pub fn metrics() -> &'static Metrics {
@@ -30,204 +35,176 @@ const BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0, 30.0,
 ];
 
-/// keygate's metric families, registered in one registry with the `process_*` collector.
-pub struct Metrics {
-    /// The registry `/metrics` renders (with the `process_*` collector).
-    pub registry: Registry,
-    /// `keygate_requests_total{route,outcome,reason}`; `reason="none"` when allowed.
-    pub requests: IntCounterVec,
-    /// `keygate_request_duration_seconds{route}`: whole request, upstream included.
-    pub request_duration: HistogramVec,
-    /// `keygate_auth_duration_seconds{authenticator}`: one observation per authenticator run.
-    pub auth_duration: HistogramVec,
-    /// `keygate_upstream_errors_total{kind}`: connect, timeout, other.
-    pub upstream_errors: IntCounterVec,
-    /// `keygate_build_info{version}` = 1.
-    pub build_info: IntGaugeVec,
-    /// `keygate_jwks_fetches_total{authenticator,result}`; result: ok, error, timeout,
-    /// http_error, invalid, issuer_mismatch.
-    pub jwks_fetches: IntCounterVec,
-    /// `keygate_jwks_keys{authenticator}`: usable keys in the last fetched set.
-    pub jwks_keys: IntGaugeVec,
-    /// `keygate_jwks_skipped_keys{authenticator}`: keys of the last fetched set keygate cannot use.
-    pub jwks_skipped: IntGaugeVec,
-    /// `keygate_jwks_last_success_timestamp_seconds{authenticator}`: Unix time of the last good fetch.
-    pub jwks_last_success: GaugeVec,
-    /// `keygate_token_cache_hits_total`.
-    pub token_cache_hits: IntCounter,
-    /// `keygate_token_cache_misses_total`.
-    pub token_cache_misses: IntCounter,
-    /// `keygate_config_reloads_total{result}`: ok, error.
-    pub config_reloads: IntCounterVec,
-    /// `keygate_config_last_reload_success_timestamp_seconds`: Unix time the config in force
-    /// was loaded (start-up included).
-    pub config_last_reload_success: prometheus::Gauge,
-    /// `keygate_connections_refused_total`: client connections closed at once because
-    /// `limits.max_connections` were open.
-    pub connections_refused: IntCounter,
-    /// `keygate_upstream_pool_races_total`: pooled upstream connections pingora discarded in a
-    /// harmless race between its per-thread runtimes (each cost one extra upstream connect).
-    pub upstream_pool_races: IntCounter,
+/// How one family is built from its name, help and labels.
+trait Family: Collector + Clone + 'static {
+    fn build(name: &str, help: &str, labels: &[&str]) -> Self;
+}
+
+macro_rules! family {
+    ($t:ty, plain, $new:expr) => {
+        impl Family for $t {
+            fn build(name: &str, help: &str, _: &[&str]) -> Self {
+                $new(name, help).expect("a valid metric")
+            }
+        }
+    };
+    ($t:ty, vec) => {
+        impl Family for $t {
+            fn build(name: &str, help: &str, labels: &[&str]) -> Self {
+                <$t>::new(Opts::new(name, help), labels).expect("a valid metric")
+            }
+        }
+    };
+}
+family!(IntCounter, plain, IntCounter::new);
+family!(Gauge, plain, Gauge::new);
+family!(IntCounterVec, vec);
+family!(IntGaugeVec, vec);
+family!(GaugeVec, vec);
+
+impl Family for HistogramVec {
+    fn build(name: &str, help: &str, labels: &[&str]) -> Self {
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels)
+            .expect("a valid metric")
+    }
+}
+
+/// Declares every family: `field: Type = ("name", "help", [labels])`.
+macro_rules! families {
+    ($($(#[$doc:meta])* $field:ident: $t:ty = ($name:literal, $help:literal, [$($label:literal),*]);)*) => {
+        /// keygate's metric families, registered in one registry with the `process_*` collector.
+        pub struct Metrics {
+            /// The registry `/metrics` renders.
+            pub registry: Registry,
+            $($(#[$doc])* pub $field: $t,)*
+        }
+
+        impl Metrics {
+            fn new() -> Metrics {
+                let registry = Registry::new();
+                $(
+                    let $field = <$t as Family>::build($name, $help, &[$($label),*]);
+                    registry.register(Box::new($field.clone())).expect("registered once");
+                )*
+                registry
+                    .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+                    .expect("registered once");
+                Metrics { registry, $($field,)* }
+            }
+        }
+    };
+}
+
+families! {
+    /// `reason="none"` when allowed; `outcome` is allowed, denied or observed.
+    requests: IntCounterVec = ("keygate_requests_total", "Requests by route, outcome (allowed/denied/observed) and reason.", ["route", "outcome", "reason"]);
+    /// Whole request, upstream included.
+    request_duration: HistogramVec = ("keygate_request_duration_seconds", "Whole request duration, upstream included.", ["route"]);
+    /// One observation per authenticator run.
+    auth_duration: HistogramVec = ("keygate_auth_duration_seconds", "Credential verification duration.", ["authenticator"]);
+    /// `kind`: connect, timeout, reset, other.
+    upstream_errors: IntCounterVec = ("keygate_upstream_errors_total", "Failures talking to the upstream, by kind.", ["kind"]);
+    /// Always 1, labelled with the version.
+    build_info: IntGaugeVec = ("keygate_build_info", "Build information; always 1.", ["version"]);
+    /// `result`: ok, error, timeout, http_error, invalid, issuer_mismatch.
+    jwks_fetches: IntCounterVec = ("keygate_jwks_fetches_total", "JWK set fetches by authenticator and result.", ["authenticator", "result"]);
+    /// Usable keys in the last fetched set.
+    jwks_keys: IntGaugeVec = ("keygate_jwks_keys", "Usable keys in the last fetched JWK set.", ["authenticator"]);
+    /// Keys of the last fetched set keygate cannot use.
+    jwks_skipped: IntGaugeVec = ("keygate_jwks_skipped_keys", "Keys of the last fetched JWK set that keygate cannot use.", ["authenticator"]);
+    /// Unix time of the last good fetch, seconds.
+    jwks_last_success: GaugeVec = ("keygate_jwks_last_success_timestamp_seconds", "Unix time of the last successful JWK set fetch.", ["authenticator"]);
+    /// Verified-token cache hits.
+    token_cache_hits: IntCounter = ("keygate_token_cache_hits_total", "Verified-token cache hits.", []);
+    /// Verified-token cache misses.
+    token_cache_misses: IntCounter = ("keygate_token_cache_misses_total", "Verified-token cache misses.", []);
+    /// `result`: ok, error.
+    config_reloads: IntCounterVec = ("keygate_config_reloads_total", "Config reloads by result (ok, error).", ["result"]);
+    /// Unix time the config in force was loaded (start-up included), seconds.
+    config_last_reload_success: Gauge = ("keygate_config_last_reload_success_timestamp_seconds", "Unix time the config in force was loaded.", []);
+    /// Client connections closed at once because `limits.max_connections` were open.
+    connections_refused: IntCounter = ("keygate_connections_refused_total", "Client connections refused because limits.max_connections were open.", []);
+    /// Pooled upstream connections pingora discarded in a harmless race between its per-thread
+    /// runtimes (each cost one extra upstream connect; see `crate::logs`).
+    upstream_pool_races: IntCounter = ("keygate_upstream_pool_races_total", "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).", []);
 }
 
 impl Metrics {
-    /// Creates and registers every family.
-    fn new() -> Metrics {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "keygate_requests_total",
-                "Requests by route, outcome (allowed/denied) and reason.",
-            ),
-            &["route", "outcome", "reason"],
-        )
-        .expect("valid metric");
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "keygate_request_duration_seconds",
-                "Whole request duration, upstream included.",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["route"],
-        )
-        .expect("valid metric");
-        let auth_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "keygate_auth_duration_seconds",
-                "Credential verification duration.",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["authenticator"],
-        )
-        .expect("valid metric");
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "keygate_upstream_errors_total",
-                "Failures talking to the upstream, by kind.",
-            ),
-            &["kind"],
-        )
-        .expect("valid metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new("keygate_build_info", "Build information; always 1."),
-            &["version"],
-        )
-        .expect("valid metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        let jwks_fetches = IntCounterVec::new(
-            Opts::new(
-                "keygate_jwks_fetches_total",
-                "JWK set fetches by authenticator and result.",
-            ),
-            &["authenticator", "result"],
-        )
-        .expect("valid metric");
-        let jwks_keys = IntGaugeVec::new(
-            Opts::new(
-                "keygate_jwks_keys",
-                "Usable keys in the last fetched JWK set.",
-            ),
-            &["authenticator"],
-        )
-        .expect("valid metric");
-        let jwks_skipped = IntGaugeVec::new(
-            Opts::new(
-                "keygate_jwks_skipped_keys",
-                "Keys of the last fetched JWK set that keygate cannot use.",
-            ),
-            &["authenticator"],
-        )
-        .expect("valid metric");
-        let jwks_last_success = GaugeVec::new(
-            Opts::new(
-                "keygate_jwks_last_success_timestamp_seconds",
-                "Unix time of the last successful JWK set fetch.",
-            ),
-            &["authenticator"],
-        )
-        .expect("valid metric");
-        let token_cache_hits = IntCounter::new(
-            "keygate_token_cache_hits_total",
-            "Verified-token cache hits.",
-        )
-        .expect("valid metric");
-        let token_cache_misses = IntCounter::new(
-            "keygate_token_cache_misses_total",
-            "Verified-token cache misses.",
-        )
-        .expect("valid metric");
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
-                "keygate_config_reloads_total",
-                "Config reloads by result (ok, error).",
-            ),
-            &["result"],
-        )
-        .expect("valid metric");
-        for r in ["ok", "error"] {
-            config_reloads.with_label_values(&[r]);
-        }
-        let config_last_reload_success = prometheus::Gauge::new(
-            "keygate_config_last_reload_success_timestamp_seconds",
-            "Unix time the config in force was loaded.",
-        )
-        .expect("valid metric");
-        let connections_refused = IntCounter::new(
-            "keygate_connections_refused_total",
-            "Client connections refused because limits.max_connections were open.",
-        )
-        .expect("valid metric");
-        let upstream_pool_races = IntCounter::new(
-            "keygate_upstream_pool_races_total",
-            "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).",
-        )
-        .expect("valid metric");
-        for c in [
-            Box::new(connections_refused.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(upstream_pool_races.clone()),
-            Box::new(requests.clone()),
-            Box::new(request_duration.clone()),
-            Box::new(auth_duration.clone()),
-            Box::new(upstream_errors.clone()),
-            Box::new(build_info.clone()),
-            Box::new(jwks_fetches.clone()),
-            Box::new(jwks_keys.clone()),
-            Box::new(jwks_skipped.clone()),
-            Box::new(jwks_last_success.clone()),
-            Box::new(token_cache_hits.clone()),
-            Box::new(token_cache_misses.clone()),
-            Box::new(config_reloads.clone()),
-            Box::new(config_last_reload_success.clone()),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
-        ] {
-            registry.register(c).expect("metric registered once");
-        }
-        Metrics {
-            registry,
-            requests,
-            request_duration,
-            auth_duration,
-            upstream_errors,
-            build_info,
-            jwks_fetches,
-            jwks_keys,
-            jwks_skipped,
-            jwks_last_success,
-            token_cache_hits,
-            token_cache_misses,
-            config_reloads,
-            config_last_reload_success,
-            connections_refused,
-            upstream_pool_races,
-        }
-    }
-
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8192);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+
+    /// Sets the series that must exist before the first event (`build_info`, reload results).
+    pub fn init(&self) {
+        self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for r in ["ok", "error"] {
+            self.config_reloads.with_label_values(&[r]);
+        }
+    }
+}
+
+/// How a request ended, for `keygate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded (with identity, or to an anonymous route).
+    Allowed,
+    /// Refused (`reason`).
+    Denied(Reason),
+    /// `enforce: observe`: would have been refused (`reason`) but was forwarded.
+    Observed(Reason),
+}
+
+/// Pre-resolved counters of one route (or of [`NO_ROUTE`]): a request is counted here, once.
+pub struct RouteCounters {
+    /// The route's name (its label value).
+    pub name: Arc<str>,
+    allowed: IntCounter,
+    denied: [OnceLock<IntCounter>; Reason::ALL.len()],
+    observed: [OnceLock<IntCounter>; Reason::ALL.len()],
+    duration: Histogram,
+}
+
+impl RouteCounters {
+    /// The handles of route `name` (series appear on first use, except `allowed`).
+    pub fn new(name: &str) -> RouteCounters {
+        let m = metrics();
+        RouteCounters {
+            name: name.into(),
+            allowed: m.requests.with_label_values(&[name, "allowed", "none"]),
+            denied: std::array::from_fn(|_| OnceLock::new()),
+            observed: std::array::from_fn(|_| OnceLock::new()),
+            duration: m.request_duration.with_label_values(&[name]),
+        }
+    }
+
+    /// The counters of requests no route matched.
+    pub fn unmatched() -> &'static RouteCounters {
+        static NONE: OnceLock<RouteCounters> = OnceLock::new();
+        NONE.get_or_init(|| RouteCounters::new(NO_ROUTE))
+    }
+
+    /// Counts one request (or Socket.IO CONNECT) with its outcome.
+    pub fn count(&self, outcome: Outcome) {
+        let (cell, label, r) = match outcome {
+            Outcome::Allowed => return self.allowed.inc(),
+            Outcome::Denied(r) => (&self.denied, "denied", r),
+            Outcome::Observed(r) => (&self.observed, "observed", r),
+        };
+        cell[r as usize]
+            .get_or_init(|| metrics().requests.with_label_values(&[&self.name, label, r.as_str()]))
+            .inc();
+    }
+
+    /// Observes a finished request's duration, seconds.
+    pub fn observe_duration(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+}
+
+/// The pre-resolved `keygate_auth_duration_seconds` of authenticator `name`.
+pub fn auth_timer(name: &str) -> Histogram {
+    metrics().auth_duration.with_label_values(&[name])
 }

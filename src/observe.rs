@@ -6,7 +6,7 @@ use std::time::Instant;
 use pingora::proxy::Session;
 
 use crate::auth::Identity;
-use crate::metrics::{metrics, NO_ROUTE};
+use crate::metrics::{metrics, Outcome, RouteCounters};
 use crate::policy::{Observer, Step};
 use crate::reason::Reason;
 use crate::ruleset::Ruleset;
@@ -17,18 +17,14 @@ pub struct Timings<'a>(pub &'a Ruleset);
 
 impl Observer for Timings<'_> {
     fn step(&mut self, step: Step) {
-        let name = self.0.authenticators[step.authenticator].name();
-        metrics()
-            .auth_duration
-            .with_label_values(&[name])
-            .observe(step.seconds);
+        self.0.auth_timers[step.authenticator].observe(step.seconds);
     }
 }
 
 /// What a finished request leaves for the metrics and the access log.
 pub struct Done<'a> {
-    /// The matched route's name.
-    pub route: Option<&'a str>,
+    /// The matched route's counters.
+    pub route: Option<&'a RouteCounters>,
     /// Why keygate refused it, if it did.
     pub denied: Option<Reason>,
     /// The identity it was forwarded with.
@@ -44,32 +40,31 @@ pub struct Done<'a> {
 /// Counts a finished request (`keygate_requests_total`, `keygate_request_duration_seconds`,
 /// `keygate_upstream_errors_total`) and writes its access-log line (`keygate::access`).
 pub fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<'_>) {
-    let m = metrics();
-    let route = d.route.unwrap_or(NO_ROUTE);
-    let gate_refused = d.gate.and_then(|g| g.refused);
-    let (outcome, reason) = match (d.denied, d.gate) {
-        (Some(r), _) => ("denied", r.as_str()),
-        (None, Some(g)) if g.accepted == 0 => (
-            "denied",
-            gate_refused.unwrap_or(Reason::MissingCredentials).as_str(),
-        ),
-        _ => ("allowed", "none"),
+    let counters = d.route.unwrap_or_else(|| RouteCounters::unmatched());
+    let outcome = match (d.denied, d.gate) {
+        (Some(r), _) => Outcome::Denied(r),
+        (None, Some(g)) if g.accepted == 0 => {
+            Outcome::Denied(g.refused.unwrap_or(Reason::MissingCredentials))
+        }
+        _ => Outcome::Allowed,
     };
     // A gate counts each CONNECT it authorizes itself.
     if d.gate.is_none_or(|g| g.connects == 0) {
-        m.requests
-            .with_label_values(&[route, outcome, reason])
-            .inc();
+        counters.count(outcome);
     }
     let elapsed = d.started.elapsed().as_secs_f64();
-    m.request_duration
-        .with_label_values(&[route])
-        .observe(elapsed);
+    counters.observe_duration(elapsed);
     if let (Some(e), None) = (error, d.denied) {
         if let Some(kind) = upstream_error_kind(e) {
-            m.upstream_errors.with_label_values(&[kind]).inc();
+            metrics().upstream_errors.with_label_values(&[kind]).inc();
         }
     }
+    let (outcome, reason) = match outcome {
+        Outcome::Allowed => ("allowed", "none"),
+        Outcome::Denied(r) => ("denied", r.as_str()),
+        Outcome::Observed(r) => ("observed", r.as_str()),
+    };
+    let route: &str = &counters.name;
     let identity = d.identity.or(d.gate.and_then(|g| g.identity.as_ref()));
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     tracing::info!(

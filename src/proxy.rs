@@ -28,6 +28,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use crate::auth::Identity;
 use crate::cors::Cors;
 use crate::decide::{Forwarding, Outcome};
+use crate::metrics::RouteCounters;
 use crate::observe::Timings;
 use crate::reason::Reason;
 use crate::respond::{self, Denial};
@@ -47,8 +48,8 @@ pub struct Ctx {
     /// socket does not keep an old config generation (and its caches and fetch loops) alive.
     rules: Option<Arc<Ruleset>>,
     started: Instant,
-    /// Matched route: name (metric label) and index into `rules.routes`.
-    route: Option<(Arc<str>, usize)>,
+    /// Matched route: its counters and its index into `rules.routes`.
+    route: Option<(Arc<RouteCounters>, usize)>,
     /// `None` while undecided or allowed.
     denied: Option<Reason>,
     identity: Option<Identity>,
@@ -104,14 +105,14 @@ impl ProxyHttp for Keygate {
                 identity,
                 how,
             } => {
-                ctx.route = route.map(|r| (rules.routes.routes[r].name.clone(), r));
+                ctx.route = route.map(|r| (rules.routes.routes[r].counters.clone(), r));
                 ctx.identity = identity;
                 ctx.how = how;
                 ctx.gate = self.gate(session.req_header(), how, &rules);
                 Ok(false)
             }
             Outcome::Answer { route, response } => {
-                ctx.route = Some((rules.routes.routes[route].name.clone(), route));
+                ctx.route = Some((rules.routes.routes[route].counters.clone(), route));
                 respond::preflight(session, response).await
             }
             Outcome::Deny {
@@ -119,7 +120,7 @@ impl ProxyHttp for Keygate {
                 reason,
                 allow,
             } => {
-                ctx.route = route.map(|r| (rules.routes.routes[r].name.clone(), r));
+                ctx.route = route.map(|r| (rules.routes.routes[r].counters.clone(), r));
                 self.deny(session, ctx, &rules, reason, allow.as_deref())
                     .await
             }
@@ -268,7 +269,7 @@ impl ProxyHttp for Keygate {
             session,
             error,
             &crate::observe::Done {
-                route: ctx.route.as_ref().map(|(n, _)| &**n),
+                route: ctx.route.as_ref().map(|(c, _)| &**c),
                 denied: ctx.denied,
                 identity: ctx.identity.as_ref(),
                 gate: ctx.gate.as_deref(),

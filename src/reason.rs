@@ -190,6 +190,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn all_is_in_declaration_order() {
+        // `metrics::RouteCounters` indexes its per-reason counters by `reason as usize`.
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r}");
+        }
+    }
+
+    #[test]
     fn statuses_follow_the_spec() {
         assert_eq!(Reason::MissingCredentials.status(), 401);
         assert_eq!(Reason::IdentityMismatch.status(), 403);

@@ -36,10 +36,11 @@ pub enum BindTarget {
 }
 
 /// A compiled route.
-#[derive(Debug)]
 pub struct Route {
     /// The configured name (also the metric label).
     pub name: Arc<str>,
+    /// Its pre-resolved request counters.
+    pub counters: Arc<crate::metrics::RouteCounters>,
     /// Allowed methods (`HEAD` added where `GET` is); `None` allows every method.
     methods: Option<Vec<Method>>,
     /// Who may pass.
@@ -124,6 +125,7 @@ impl RouteTable {
             let auth = compile_auth(&rc.auth, index, &format!("{p}.auth"))?;
             let route = Route {
                 name: rc.name.0.as_str().into(),
+                counters: Arc::new(crate::metrics::RouteCounters::new(&rc.name)),
                 methods: compile_methods(rc.methods.as_deref(), &p)?,
                 bind: compile_bind(rc, &template, &auth, &p)?,
                 bearer: check_sources(&auth, auths, &template, rc, &p)?,

@@ -24,6 +24,8 @@ pub struct Ruleset {
     pub identity: IdentityHeaders,
     /// Every authenticator, in config order (routes refer to them by index).
     pub authenticators: Vec<Authenticator>,
+    /// `keygate_auth_duration_seconds` of each authenticator, in the same order.
+    pub auth_timers: Vec<prometheus::Histogram>,
     /// The compiled routes.
     pub routes: RouteTable,
     /// What happens to requests no route matches.
@@ -120,6 +122,7 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
         mode: cfg.mode,
         upstream: Arc::new(Upstream::compile(&cfg.upstream)?),
         identity,
+        auth_timers: authenticators.iter().map(|a| crate::metrics::auth_timer(a.name())).collect(),
         authenticators,
         routes,
         unmatched: cfg.unmatched,

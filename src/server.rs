@@ -52,6 +52,7 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
         }
     };
     let m = crate::metrics::metrics(); // register every family before the first scrape
+    m.init();
     m.config_last_reload_success.set(crate::metrics::unix_now());
     let state = Arc::new(State::new(loaded, config_path));
 

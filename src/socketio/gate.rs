@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::scan::{Item, Scanner};
 use crate::auth::Identity;
-use crate::metrics::metrics;
+use crate::metrics::{Outcome, RouteCounters};
 use crate::observe::Timings;
 use crate::policy;
 use crate::reason::Reason;
@@ -200,20 +200,9 @@ impl Gate {
     ) -> Result<Bytes, Reason> {
         let rules = state.rules.load_full();
         self.connects += 1;
-        let counted = |route: &str, outcome: &str, reason: Reason| {
-            let label = if outcome == "allowed" {
-                "none"
-            } else {
-                reason.as_str()
-            };
-            metrics()
-                .requests
-                .with_label_values(&[route, outcome, label])
-                .inc();
-        };
         let path = crate::path::check(&self.upgrade.path)?;
         let Lookup::Matched(m) = rules.routes.find(&path, &Method::GET) else {
-            counted(crate::metrics::NO_ROUTE, "denied", Reason::NoRoute);
+            RouteCounters::unmatched().count(Outcome::Denied(Reason::NoRoute));
             return Err(Reason::NoRoute);
         };
         let route = &rules.routes.routes[m.route];
@@ -241,7 +230,7 @@ impl Gate {
         };
         match verdict {
             Ok(id) => {
-                counted(&route.name, "allowed", Reason::MissingCredentials);
+                route.counters.count(Outcome::Allowed);
                 let frame = super::connect_frame(
                     namespace,
                     &auth.unwrap_or_default(),
@@ -253,7 +242,7 @@ impl Gate {
                 Ok(frame)
             }
             Err(r) => {
-                counted(&route.name, "denied", r);
+                route.counters.count(Outcome::Denied(r));
                 Err(r)
             }
         }
