@@ -31,8 +31,10 @@ routes: []
 }
 
 fn run(label: &str, cache_entries: u64, headers: &HeaderMap, iterations: u32) -> f64 {
-    let rt = keygate::ruleset::load_str(&config(cache_entries), "bench").expect("bench config").rules;
-    let auth = &rt.authenticators[0];
+    let rt = keygate::ruleset::load_str(&config(cache_entries), "bench")
+        .expect("bench config")
+        .rules;
+    let auth = rt.authenticator("user").expect("the bench authenticator");
     let tokio = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -59,12 +59,16 @@ fn answer(state: &State, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
                 serde_json::json!({"ready": missing.is_empty(), "missing_keys": missing, "errors": errors}),
             )
         }
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            crate::metrics::metrics().render(),
+        "/metrics" => {
+            let m = crate::metrics::metrics();
+            m.throttle_blocked
+                .set(state.throttle.blocked_addresses() as i64);
+            (StatusCode::OK, "text/plain; version=0.0.4", m.render())
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not_found"}),
         ),
-        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
     }
 }
 
@@ -91,7 +95,7 @@ fn respond(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// Serves the admin port until the process exits (pingora's shutdown broadcast is ignored on
 /// purpose: see the module docs). Each connection gets 10 s for a request head and 30 s in all.
-pub async fn serve(listener: TcpListener, state: Arc<State>) {
+pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
     loop {
         let Ok((sock, _)) = listener.accept().await else {
             continue;

@@ -36,11 +36,11 @@ use crate::reason::Reason;
 use crate::state::{Counted, State};
 
 /// The listening application: connection cap and guarded streams around the proxy `A`.
-pub struct Limited<A> {
+pub(crate) struct Limited<A> {
     /// The proxy (pingora's `HttpProxy`).
-    pub app: Arc<A>,
+    pub(crate) app: Arc<A>,
     /// Connection counter and the limits in force.
-    pub state: Arc<State>,
+    pub(crate) state: Arc<State>,
 }
 
 #[async_trait]
@@ -74,7 +74,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
 
 /// Tells the connection under `session` that its next bytes are a new request head (called
 /// when a request ends and its body was read whole).
-pub fn next_head(session: &pingora::proxy::Session) {
+pub(crate) fn next_head(session: &pingora::proxy::Session) {
     if let Some(g) = session
         .stream()
         .and_then(|s| s.as_any().downcast_ref::<Guarded>())
@@ -96,7 +96,7 @@ enum Phase {
 }
 
 /// A client stream that enforces the head limits (see the module docs).
-pub struct Guarded {
+pub(crate) struct Guarded {
     inner: Stream,
     phase: Phase,
     max_head: usize,

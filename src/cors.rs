@@ -21,7 +21,7 @@ use crate::config::{CorsConfig, FieldError};
 use crate::reason::Reason;
 
 /// The only headers a forwarded preflight keeps (`cors_preflight: forward`).
-pub const PREFLIGHT_HEADERS: [HeaderName; 4] = [
+pub(crate) const PREFLIGHT_HEADERS: [HeaderName; 4] = [
     HOST,
     ORIGIN,
     ACCESS_CONTROL_REQUEST_METHOD,
@@ -30,17 +30,17 @@ pub const PREFLIGHT_HEADERS: [HeaderName; 4] = [
 
 /// A CORS preflight request.
 #[derive(Debug)]
-pub struct Preflight<'a> {
+pub(crate) struct Preflight<'a> {
     /// `Origin`.
-    pub origin: &'a HeaderValue,
+    pub(crate) origin: &'a HeaderValue,
     /// `Access-Control-Request-Method`: the method the page wants to send.
-    pub method: Method,
+    pub(crate) method: Method,
     /// `Access-Control-Request-Headers`, if any.
-    pub headers: Option<&'a HeaderValue>,
+    pub(crate) headers: Option<&'a HeaderValue>,
 }
 
 /// The preflight in `req`, if it is one (one `Origin`, one valid `Access-Control-Request-Method`).
-pub fn preflight(req: &RequestHeader) -> Option<Preflight<'_>> {
+pub(crate) fn preflight(req: &RequestHeader) -> Option<Preflight<'_>> {
     if req.method != Method::OPTIONS {
         return None;
     }
@@ -60,7 +60,7 @@ fn single<'a>(req: &'a RequestHeader, name: &HeaderName) -> Option<&'a HeaderVal
 }
 
 /// Whether a preflight may be forwarded under `cors_preflight: forward`: no body, no `Upgrade`.
-pub fn forwardable(req: &RequestHeader) -> bool {
+pub(crate) fn forwardable(req: &RequestHeader) -> bool {
     let empty_body = req.headers.get(TRANSFER_ENCODING).is_none()
         && req
             .headers
@@ -71,7 +71,7 @@ pub fn forwardable(req: &RequestHeader) -> bool {
 }
 
 /// Strips a forwarded preflight to [`PREFLIGHT_HEADERS`].
-pub fn strip_to_preflight(up: &mut RequestHeader) {
+pub(crate) fn strip_to_preflight(up: &mut RequestHeader) {
     let doomed: Vec<HeaderName> = up
         .headers
         .keys()
@@ -91,7 +91,7 @@ enum Origins {
 
 /// The compiled `cors` block.
 #[derive(Debug)]
-pub struct Cors {
+pub(crate) struct Cors {
     origins: Origins,
     allowed_headers: Vec<HeaderName>,
     allow_headers: Option<HeaderValue>,
@@ -103,7 +103,7 @@ pub struct Cors {
 impl Cors {
     /// Compiles `cors:`. Origins are exact (`scheme://host[:port]`, no path); `"*"` only without
     /// `allow_credentials` (Fetch standard: a credentialed response cannot allow `*`).
-    pub fn compile(cfg: &CorsConfig) -> Result<Cors, FieldError> {
+    pub(crate) fn compile(cfg: &CorsConfig) -> Result<Cors, FieldError> {
         let any = cfg.allowed_origins.iter().any(|o| o.0 == "*");
         if any && cfg.allow_credentials {
             return Err(FieldError::new(
@@ -173,7 +173,7 @@ impl Cors {
     }
 
     /// The request's `Origin`, when it is allowed.
-    pub fn allowed_origin(&self, req: &RequestHeader) -> Option<HeaderValue> {
+    pub(crate) fn allowed_origin(&self, req: &RequestHeader) -> Option<HeaderValue> {
         let origin = single(req, &ORIGIN)?;
         match &self.origins {
             Origins::Any => Some(origin.clone()),
@@ -184,7 +184,11 @@ impl Cors {
     /// Answers a preflight on a route: 204 with the `Access-Control-Allow-*` headers, or
     /// `cors_not_allowed` when the origin, the method (`route_allows`) or a requested header is
     /// not allowed.
-    pub fn answer(&self, pf: &Preflight<'_>, route_allows: bool) -> Result<ResponseHeader, Reason> {
+    pub(crate) fn answer(
+        &self,
+        pf: &Preflight<'_>,
+        route_allows: bool,
+    ) -> Result<ResponseHeader, Reason> {
         let origin_ok = match &self.origins {
             Origins::Any => true,
             Origins::List(l) => l.iter().any(|o| o == pf.origin),
@@ -225,7 +229,7 @@ impl Cors {
     }
 
     /// Adds the CORS response headers for an allowed `origin` (replacing any the backend set).
-    pub fn decorate(&self, origin: &HeaderValue, resp: &mut ResponseHeader) {
+    pub(crate) fn decorate(&self, origin: &HeaderValue, resp: &mut ResponseHeader) {
         for h in [
             ACCESS_CONTROL_ALLOW_ORIGIN,
             ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -248,7 +252,7 @@ impl Cors {
     }
 
     /// Removes the backend's CORS headers from a response to an origin that is not allowed.
-    pub fn strip(resp: &mut ResponseHeader) {
+    pub(crate) fn strip(resp: &mut ResponseHeader) {
         for h in [
             ACCESS_CONTROL_ALLOW_ORIGIN,
             ACCESS_CONTROL_ALLOW_CREDENTIALS,

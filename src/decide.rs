@@ -23,7 +23,7 @@ use crate::socketio::gate::Authorized;
 
 /// How an allowed request is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forwarding {
+pub(crate) enum Forwarding {
     /// As it came (with identity and forwarding headers).
     Plain,
     /// A CORS preflight stripped to `cors::PREFLIGHT_HEADERS`, without identity.
@@ -34,7 +34,7 @@ pub enum Forwarding {
 
 /// What to do with a request.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Forward it.
     Forward {
         /// Index of the matched route (`None`: unmatched, forwarded anonymously).
@@ -79,7 +79,11 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
 ];
 
 /// Decides `req` under `rules`; `observer` sees each authenticator run.
-pub async fn decide(rules: &Ruleset, req: &RequestHeader, observer: &mut dyn Observer) -> Outcome {
+pub(crate) async fn decide(
+    rules: &Ruleset,
+    req: &RequestHeader,
+    observer: &mut dyn Observer,
+) -> Outcome {
     let path = match crate::path::check(req.uri.path()) {
         Ok(p) => p,
         Err(r) => return deny(None, r),
@@ -121,6 +125,16 @@ pub async fn decide(rules: &Ruleset, req: &RequestHeader, observer: &mut dyn Obs
         Lookup::NotFound => return unmatched(rules),
     };
     authorize(rules, req, m, observer).await
+}
+
+/// The route `req` matches (for a metric label), without deciding anything.
+pub(crate) fn route_of(rules: &Ruleset, req: &RequestHeader) -> Option<usize> {
+    let path = crate::path::check(req.uri.path()).ok()?;
+    match rules.routes.find(&path, &req.method) {
+        Lookup::Matched(m) => Some(m.route),
+        Lookup::MethodNotAllowed { route, .. } => Some(route),
+        Lookup::NotFound => None,
+    }
 }
 
 fn unmatched(rules: &Ruleset) -> Outcome {

@@ -24,11 +24,11 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// The compiled `trusted_proxies` list.
 #[derive(Debug, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub(crate) struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses CIDRs (`10.0.0.0/8`, `fd00::/8`) or bare addresses (`/32`, `/128`).
-    pub fn compile(list: &[Str]) -> Result<TrustedProxies, FieldError> {
+    pub(crate) fn compile(list: &[Str]) -> Result<TrustedProxies, FieldError> {
         let mut nets = Vec::with_capacity(list.len());
         for (i, s) in list.iter().enumerate() {
             let net = s
@@ -46,13 +46,13 @@ impl TrustedProxies {
     }
 
     /// Whether `ip` is a trusted proxy.
-    pub fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|n| n.contains(&ip))
     }
 
     /// The client address of a request from `peer` (see the module docs).
-    pub fn client_ip(&self, peer: IpAddr, req: &RequestHeader) -> IpAddr {
+    pub(crate) fn client_ip(&self, peer: IpAddr, req: &RequestHeader) -> IpAddr {
         if !self.trusts(peer) {
             return canonical(peer);
         }
@@ -74,7 +74,7 @@ impl TrustedProxies {
     }
 
     /// Sets the forwarding headers on the request leaving for the upstream.
-    pub fn apply(
+    pub(crate) fn apply(
         &self,
         up: &mut RequestHeader,
         peer: Option<IpAddr>,

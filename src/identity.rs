@@ -13,7 +13,7 @@ use crate::config::{FieldError, IdentityConfig};
 
 /// The compiled `identity:` section.
 #[derive(Debug)]
-pub struct IdentityHeaders {
+pub(crate) struct IdentityHeaders {
     prefixes: Vec<Vec<u8>>,
     exact: Vec<Vec<u8>>,
     user_id: HeaderName,
@@ -43,7 +43,7 @@ fn normalise(name: &str) -> Vec<u8> {
 
 impl IdentityHeaders {
     /// Compiles `identity:`.
-    pub fn compile(cfg: &IdentityConfig) -> Result<Self, FieldError> {
+    pub(crate) fn compile(cfg: &IdentityConfig) -> Result<Self, FieldError> {
         let user_id = header(&cfg.user_id_header, "identity.user_id_header")?;
         let method = header(&cfg.method_header, "identity.method_header")?;
         let credential = header(&cfg.credential_header, "identity.credential_header")?;
@@ -76,7 +76,7 @@ impl IdentityHeaders {
     }
 
     /// Claim names whose values must be captured for forwarding.
-    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn claim_names(&self) -> impl Iterator<Item = &str> {
         self.claims.iter().map(|(c, _)| c.as_str())
     }
 
@@ -103,7 +103,7 @@ impl IdentityHeaders {
     /// client names in `Connection` are removed by pingora before the request leaves, and the
     /// identity headers are set after that ([`Self::apply`] in `upstream_request_filter`), so no
     /// `Connection` line can remove what keygate sets.
-    pub fn strip(&self, req: &mut RequestHeader) {
+    pub(crate) fn strip(&self, req: &mut RequestHeader) {
         let doomed: Vec<HeaderName> = req
             .headers
             .keys()
@@ -118,7 +118,7 @@ impl IdentityHeaders {
     /// Sets the identity headers for `id` on the request leaving for the upstream (after
     /// [`strip`](Self::strip) removed the client's). Values were checked by
     /// `Identity::check_forwardable`.
-    pub fn apply(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
+    pub(crate) fn apply(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
         if let Some(u) = &id.user_id {
             // Bytes, not &str: UTF-8 user ids travel as obs-text (http's `from_str` would
             // refuse them); control characters were refused by `check_forwardable`.

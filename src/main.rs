@@ -38,6 +38,18 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: String,
     },
+    /// Show how keygate would decide one request, without sending it anywhere; exits 0 when it
+    /// would be allowed, 1 when denied. Credentials are never echoed.
+    Explain {
+        /// The request method.
+        #[arg(short = 'X', long = "request", default_value = "GET")]
+        method: String,
+        /// A request header, `Name: value`. Repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The request target: path and query, e.g. `/v1/users/u1/feeds/f?api_key=...`.
+        target: String,
+    },
     /// Mint credentials for testing.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -108,14 +120,7 @@ fn main() -> ExitCode {
                     for w in rt.warnings() {
                         eprintln!("warning: {w}");
                     }
-                    println!(
-                        "{}: ok ({:?} mode, {} authenticators, {} routes, upstream {})",
-                        path.display(),
-                        rt.mode,
-                        rt.authenticators.len(),
-                        rt.routes.routes.len(),
-                        rt.upstream.url
-                    );
+                    println!("{}: ok ({})", path.display(), rt.summary());
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
@@ -140,6 +145,36 @@ fn main() -> ExitCode {
             use std::io::Write;
             let _ = std::io::stdout().flush();
             keygate::server::run(rt, None)
+        }
+        Command::Explain {
+            method,
+            headers,
+            target,
+        } => {
+            let path = match config() {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let rules = match keygate::ruleset::load(&path) {
+                Ok(loaded) => loaded.rules,
+                Err(e) => return fail(e),
+            };
+            let req = match keygate::explain::request(&method, &target, &headers) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            let mut out = String::new();
+            let allowed = rt.block_on(keygate::explain::explain(&rules, req, &mut out));
+            print!("{out}");
+            if allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Token(TokenCommand::Hmac { user_id, scheme }) => {
             let Ok(secret) = std::env::var("KEYGATE_HMAC_SECRET") else {

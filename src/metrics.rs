@@ -8,26 +8,26 @@ use std::sync::{Arc, OnceLock};
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::reason::Reason;
 
 /// The process-wide metrics (one keygate per process; a reload keeps counting).
-pub fn metrics() -> &'static Metrics {
+pub(crate) fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
 }
 
 /// Unix time now, seconds (for `_timestamp_seconds` gauges).
-pub fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Route label for requests that matched no route (or were refused before matching).
-pub const NO_ROUTE: &str = "(none)";
+pub(crate) const NO_ROUTE: &str = "(none)";
 
 /// Buckets from 50 µs (auth) to 30 s (slow upstreams), in seconds.
 const BUCKETS: &[f64] = &[
@@ -58,14 +58,18 @@ macro_rules! family {
 }
 family!(IntCounter, plain, IntCounter::new);
 family!(Gauge, plain, Gauge::new);
+family!(IntGauge, plain, IntGauge::new);
 family!(IntCounterVec, vec);
 family!(IntGaugeVec, vec);
 family!(GaugeVec, vec);
 
 impl Family for HistogramVec {
     fn build(name: &str, help: &str, labels: &[&str]) -> Self {
-        HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels)
-            .expect("a valid metric")
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+            labels,
+        )
+        .expect("a valid metric")
     }
 }
 
@@ -73,10 +77,10 @@ impl Family for HistogramVec {
 macro_rules! families {
     ($($(#[$doc:meta])* $field:ident: $t:ty = ($name:literal, $help:literal, [$($label:literal),*]);)*) => {
         /// keygate's metric families, registered in one registry with the `process_*` collector.
-        pub struct Metrics {
+        pub(crate) struct Metrics {
             /// The registry `/metrics` renders.
-            pub registry: Registry,
-            $($(#[$doc])* pub $field: $t,)*
+            pub(crate) registry: Registry,
+            $($(#[$doc])* pub(crate) $field: $t,)*
         }
 
         impl Metrics {
@@ -124,6 +128,10 @@ families! {
     config_last_reload_success: Gauge = ("keygate_config_last_reload_success_timestamp_seconds", "Unix time the config in force was loaded.", []);
     /// Client connections closed at once because `limits.max_connections` were open.
     connections_refused: IntCounter = ("keygate_connections_refused_total", "Client connections refused because limits.max_connections were open.", []);
+    /// Requests refused because their client address is blocked (`throttle`).
+    throttled: IntCounterVec = ("keygate_throttled_requests_total", "Requests refused with 429 too_many_failures, by route.", ["route"]);
+    /// Client addresses blocked now (set at each scrape).
+    throttle_blocked: IntGauge = ("keygate_throttle_blocked_addresses", "Client addresses blocked by failed-authentication throttling now.", []);
     /// Pooled upstream connections pingora discarded in a harmless race between its per-thread
     /// runtimes (each cost one extra upstream connect; see `crate::logs`).
     upstream_pool_races: IntCounter = ("keygate_upstream_pool_races_total", "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).", []);
@@ -131,15 +139,17 @@ families! {
 
 impl Metrics {
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8192);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
 
     /// Sets the series that must exist before the first event (`build_info`, reload results).
-    pub fn init(&self) {
-        self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    pub(crate) fn init(&self) {
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for r in ["ok", "error"] {
             self.config_reloads.with_label_values(&[r]);
         }
@@ -148,63 +158,70 @@ impl Metrics {
 
 /// How a request ended, for `keygate_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Forwarded (with identity, or to an anonymous route).
     Allowed,
     /// Refused (`reason`).
     Denied(Reason),
-    /// `enforce: observe`: would have been refused (`reason`) but was forwarded.
-    Observed(Reason),
 }
 
 /// Pre-resolved counters of one route (or of [`NO_ROUTE`]): a request is counted here, once.
-pub struct RouteCounters {
+pub(crate) struct RouteCounters {
     /// The route's name (its label value).
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     allowed: IntCounter,
     denied: [OnceLock<IntCounter>; Reason::ALL.len()],
-    observed: [OnceLock<IntCounter>; Reason::ALL.len()],
     duration: Histogram,
 }
 
 impl RouteCounters {
     /// The handles of route `name` (series appear on first use, except `allowed`).
-    pub fn new(name: &str) -> RouteCounters {
+    pub(crate) fn new(name: &str) -> RouteCounters {
         let m = metrics();
         RouteCounters {
             name: name.into(),
             allowed: m.requests.with_label_values(&[name, "allowed", "none"]),
             denied: std::array::from_fn(|_| OnceLock::new()),
-            observed: std::array::from_fn(|_| OnceLock::new()),
             duration: m.request_duration.with_label_values(&[name]),
         }
     }
 
     /// The counters of requests no route matched.
-    pub fn unmatched() -> &'static RouteCounters {
+    pub(crate) fn unmatched() -> &'static RouteCounters {
         static NONE: OnceLock<RouteCounters> = OnceLock::new();
         NONE.get_or_init(|| RouteCounters::new(NO_ROUTE))
     }
 
     /// Counts one request (or Socket.IO CONNECT) with its outcome.
-    pub fn count(&self, outcome: Outcome) {
+    pub(crate) fn count(&self, outcome: Outcome) {
         let (cell, label, r) = match outcome {
             Outcome::Allowed => return self.allowed.inc(),
             Outcome::Denied(r) => (&self.denied, "denied", r),
-            Outcome::Observed(r) => (&self.observed, "observed", r),
         };
         cell[r as usize]
-            .get_or_init(|| metrics().requests.with_label_values(&[&self.name, label, r.as_str()]))
+            .get_or_init(|| {
+                metrics()
+                    .requests
+                    .with_label_values(&[&self.name, label, r.as_str()])
+            })
             .inc();
     }
 
     /// Observes a finished request's duration, seconds.
-    pub fn observe_duration(&self, seconds: f64) {
+    pub(crate) fn observe_duration(&self, seconds: f64) {
         self.duration.observe(seconds);
     }
 }
 
+/// Counts a request refused by `throttle` (`keygate_throttled_requests_total{route}`).
+pub(crate) fn throttled(route: Option<&str>) {
+    metrics()
+        .throttled
+        .with_label_values(&[route.unwrap_or(NO_ROUTE)])
+        .inc();
+}
+
 /// The pre-resolved `keygate_auth_duration_seconds` of authenticator `name`.
-pub fn auth_timer(name: &str) -> Histogram {
+pub(crate) fn auth_timer(name: &str) -> Histogram {
     metrics().auth_duration.with_label_values(&[name])
 }

@@ -13,7 +13,7 @@ use crate::ruleset::Ruleset;
 use crate::socketio::gate::Gate;
 
 /// Records each authenticator run of one authorization in `keygate_auth_duration_seconds`.
-pub struct Timings<'a>(pub &'a Ruleset);
+pub(crate) struct Timings<'a>(pub(crate) &'a Ruleset);
 
 impl Observer for Timings<'_> {
     fn step(&mut self, step: Step) {
@@ -22,24 +22,24 @@ impl Observer for Timings<'_> {
 }
 
 /// What a finished request leaves for the metrics and the access log.
-pub struct Done<'a> {
+pub(crate) struct Done<'a> {
     /// The matched route's counters.
-    pub route: Option<&'a RouteCounters>,
+    pub(crate) route: Option<&'a RouteCounters>,
     /// Why keygate refused it, if it did.
-    pub denied: Option<Reason>,
+    pub(crate) denied: Option<Reason>,
     /// The identity it was forwarded with.
-    pub identity: Option<&'a Identity>,
+    pub(crate) identity: Option<&'a Identity>,
     /// Its Socket.IO gate, for a websocket.
-    pub gate: Option<&'a Gate>,
+    pub(crate) gate: Option<&'a Gate>,
     /// The backend's status (0: not forwarded).
-    pub upstream_status: u16,
+    pub(crate) upstream_status: u16,
     /// When keygate started deciding it.
-    pub started: Instant,
+    pub(crate) started: Instant,
 }
 
 /// Counts a finished request (`keygate_requests_total`, `keygate_request_duration_seconds`,
 /// `keygate_upstream_errors_total`) and writes its access-log line (`keygate::access`).
-pub fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<'_>) {
+pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<'_>) {
     let counters = d.route.unwrap_or_else(|| RouteCounters::unmatched());
     let outcome = match (d.denied, d.gate) {
         (Some(r), _) => Outcome::Denied(r),
@@ -62,7 +62,6 @@ pub fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<
     let (outcome, reason) = match outcome {
         Outcome::Allowed => ("allowed", "none"),
         Outcome::Denied(r) => ("denied", r.as_str()),
-        Outcome::Observed(r) => ("observed", r.as_str()),
     };
     let route: &str = &counters.name;
     let identity = d.identity.or(d.gate.and_then(|g| g.identity.as_ref()));
@@ -99,7 +98,7 @@ fn upstream_error_kind(e: &pingora::Error) -> Option<&'static str> {
 
 /// pingora's own `fail_to_proxy`: an error status when the client can still be answered
 /// (502 for upstream failures, 400 for bad requests, 500 otherwise).
-pub async fn default_failure(
+pub(crate) async fn default_failure(
     session: &mut Session,
     e: &pingora::Error,
 ) -> pingora::proxy::FailToProxy {

@@ -9,20 +9,20 @@ use crate::routes::{BindTarget, Route, RouteAuth};
 
 /// One authenticator's result inside [`authorize`], for `keygate explain` and timing metrics.
 #[derive(Debug)]
-pub struct Step {
+pub(crate) struct Step {
     /// Index of the alternative in the route's `auth` list.
-    pub alternative: usize,
+    pub(crate) alternative: usize,
     /// Index of the authenticator in the config.
-    pub authenticator: usize,
+    pub(crate) authenticator: usize,
     /// Seconds the authenticator took.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
     /// `None` when it passed, the reason when it failed; `Some(MissingCredentials)` when its
     /// credential was absent.
-    pub failed: Option<Reason>,
+    pub(crate) failed: Option<Reason>,
 }
 
 /// Receives every [`Step`] of an authorization (metrics, `keygate explain`).
-pub trait Observer: Send {
+pub(crate) trait Observer: Send {
     /// Called after each authenticator runs.
     fn step(&mut self, step: Step);
 }
@@ -34,7 +34,7 @@ impl Observer for () {
 /// Runs a route's alternatives in order; the first that passes (and satisfies `bind`) wins.
 /// `Ok(None)` for anonymous routes. When all fail, the most specific reason is returned
 /// (`Reason::rank`), so a 503 is never hidden behind a 401.
-pub async fn authorize(
+pub(crate) async fn authorize(
     route: &Route,
     auths: &[Authenticator],
     mode: Mode,

@@ -15,6 +15,7 @@
 //!  logging                 metrics, access log, and the next request head's limits
 //! ```
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,13 +38,13 @@ use crate::socketio::gate::{Authorized, Gate};
 use crate::state::{Counted, State};
 
 /// The keygate proxy service.
-pub struct Keygate {
+pub(crate) struct Keygate {
     /// Shared with the admin and control services.
-    pub state: Arc<State>,
+    pub(crate) state: Arc<State>,
 }
 
 /// Per-request state.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The rules this request is decided by; dropped once a websocket is upgraded, so an open
     /// socket does not keep an old config generation (and its caches and fetch loops) alive.
     rules: Option<Arc<Ruleset>>,
@@ -57,6 +58,8 @@ pub struct Ctx {
     gate: Option<Box<Gate>>,
     /// The request's `Origin`, when the `cors` block allows it.
     origin: Option<HeaderValue>,
+    /// The client address (the peer, or behind `trusted_proxies` the first untrusted hop).
+    client: Option<IpAddr>,
     /// The backend did not answer an unverified upgrade with 101: keygate answers instead.
     refused_upgrade: bool,
     upstream_status: u16,
@@ -83,6 +86,7 @@ impl ProxyHttp for Keygate {
             how: Forwarding::Plain,
             gate: None,
             origin: None,
+            client: None,
             refused_upgrade: false,
             upstream_status: 0,
             _inflight: Counted::new(&self.state.inflight),
@@ -93,38 +97,30 @@ impl ProxyHttp for Keygate {
         let rules = ctx.rules().expect("rules are set until an upgrade");
         ctx.started = Instant::now();
         rules.identity.strip(session.req_header_mut());
-        ctx.origin = rules
-            .cors
-            .as_ref()
-            .and_then(|c| c.allowed_origin(session.req_header()));
-        let outcome =
-            crate::decide::decide(&rules, session.req_header(), &mut Timings(&rules)).await;
-        match outcome {
-            Outcome::Forward {
-                route,
-                identity,
-                how,
-            } => {
-                ctx.route = route.map(|r| (rules.routes.routes[r].counters.clone(), r));
-                ctx.identity = identity;
-                ctx.how = how;
-                ctx.gate = self.gate(session.req_header(), how, &rules);
-                Ok(false)
-            }
-            Outcome::Answer { route, response } => {
-                ctx.route = Some((rules.routes.routes[route].counters.clone(), route));
-                respond::preflight(session, response).await
-            }
-            Outcome::Deny {
-                route,
-                reason,
-                allow,
-            } => {
-                ctx.route = route.map(|r| (rules.routes.routes[r].counters.clone(), r));
-                self.deny(session, ctx, &rules, reason, allow.as_deref())
-                    .await
-            }
+        let req = session.req_header();
+        ctx.origin = rules.cors.as_ref().and_then(|c| c.allowed_origin(req));
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client = peer.map(|p| rules.trusted_proxies.client_ip(p, req));
+        if let Some(left) = self.blocked(ctx.client, &rules) {
+            ctx.route = crate::decide::route_of(&rules, req)
+                .map(|r| (rules.routes.routes[r].counters.clone(), r));
+            crate::metrics::throttled(ctx.route.as_ref().map(|(c, _)| &*c.name));
+            return self
+                .deny(
+                    session,
+                    ctx,
+                    &rules,
+                    Reason::TooManyFailures,
+                    None,
+                    Some(left),
+                )
+                .await;
         }
+        let outcome = crate::decide::decide(&rules, req, &mut Timings(&rules)).await;
+        self.carry_out(session, ctx, &rules, outcome).await
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -235,7 +231,7 @@ impl ProxyHttp for Keygate {
         if ctx.refused_upgrade {
             let rules = ctx.rules().expect("rules are set until an upgrade");
             let sent = self
-                .deny(session, ctx, &rules, Reason::MissingCredentials, None)
+                .deny(session, ctx, &rules, Reason::MissingCredentials, None, None)
                 .await;
             return FailToProxy {
                 error_code: if sent.is_ok() { 401 } else { 0 },
@@ -286,8 +282,59 @@ impl ProxyHttp for Keygate {
 }
 
 impl Keygate {
+    /// Carries out a decision: forward (with identity and a Socket.IO gate), answer a
+    /// preflight, or deny.
+    async fn carry_out(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rules: &Ruleset,
+        outcome: Outcome,
+    ) -> Result<bool> {
+        let counters = |r: usize| (rules.routes.routes[r].counters.clone(), r);
+        match outcome {
+            Outcome::Forward {
+                route,
+                identity,
+                how,
+            } => {
+                ctx.route = route.map(counters);
+                ctx.identity = identity;
+                ctx.how = how;
+                ctx.gate = self.gate(session.req_header(), how, rules, ctx.client);
+                Ok(false)
+            }
+            Outcome::Answer { route, response } => {
+                ctx.route = Some(counters(route));
+                respond::preflight(session, response).await
+            }
+            Outcome::Deny {
+                route,
+                reason,
+                allow,
+            } => {
+                ctx.route = route.map(counters);
+                self.deny(session, ctx, rules, reason, allow.as_deref(), None)
+                    .await
+            }
+        }
+    }
+
+    /// How long the client stays blocked by `throttle`, if it is.
+    fn blocked(&self, client: Option<IpAddr>, rules: &Ruleset) -> Option<u64> {
+        rules.throttle.as_ref()?;
+        let left = self.state.throttle.blocked(client?)?;
+        Some(left.as_secs_f64().ceil() as u64)
+    }
+
     /// The Socket.IO gate for a forwarded websocket, if the route reads its CONNECTs.
-    fn gate(&self, req: &RequestHeader, how: Forwarding, rules: &Ruleset) -> Option<Box<Gate>> {
+    fn gate(
+        &self,
+        req: &RequestHeader,
+        how: Forwarding,
+        rules: &Ruleset,
+        client: Option<IpAddr>,
+    ) -> Option<Box<Gate>> {
         let Forwarding::Socketio(authorized) = how else {
             return None;
         };
@@ -297,10 +344,12 @@ impl Keygate {
             authorized,
             limit,
             rules.socketio_connect_timeout,
+            client,
         )))
     }
 
-    /// Writes the denial for `reason` (with the route's challenge and the CORS headers).
+    /// Writes the denial for `reason` (with the route's challenge and the CORS headers), and
+    /// counts a credential failure against the client for `throttle`.
     async fn deny(
         &self,
         session: &mut Session,
@@ -308,8 +357,14 @@ impl Keygate {
         rules: &Ruleset,
         reason: Reason,
         allow: Option<&str>,
+        retry_after: Option<u64>,
     ) -> Result<bool> {
         ctx.denied = Some(reason);
+        if let (Some(cfg), Some(ip)) = (&rules.throttle, ctx.client) {
+            if crate::throttle::counts(reason) && self.state.throttle.failed(ip, cfg) {
+                tracing::warn!(client = %ip, "too many credential failures: address blocked");
+            }
+        }
         let bearer = ctx
             .route
             .as_ref()
@@ -322,6 +377,7 @@ impl Keygate {
                 bearer,
                 allow,
                 cors,
+                retry_after,
             },
         )
         .await

@@ -51,11 +51,13 @@ pub enum Reason {
     RequestHeaderTooLarge,
     /// The request head did not arrive within `limits.request_header_timeout_seconds` (408).
     RequestHeaderTimeout,
+    /// The client address is blocked after too many credential failures (429, `Retry-After`).
+    TooManyFailures,
 }
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 24] = [
         Reason::MissingCredentials,
         Reason::MalformedCredentials,
         Reason::InvalidSignature,
@@ -79,6 +81,7 @@ impl Reason {
         Reason::CorsNotAllowed,
         Reason::RequestHeaderTooLarge,
         Reason::RequestHeaderTimeout,
+        Reason::TooManyFailures,
     ];
 
     /// The stable snake_case spelling used in bodies, logs and metric labels.
@@ -107,6 +110,7 @@ impl Reason {
             Reason::CorsNotAllowed => "cors_not_allowed",
             Reason::RequestHeaderTooLarge => "request_header_too_large",
             Reason::RequestHeaderTimeout => "request_header_timeout",
+            Reason::TooManyFailures => "too_many_failures",
         }
     }
 
@@ -120,6 +124,7 @@ impl Reason {
             Reason::MethodNotAllowed => 405,
             Reason::RequestHeaderTooLarge => 431,
             Reason::RequestHeaderTimeout => 408,
+            Reason::TooManyFailures => 429,
             Reason::KeySourceUnavailable => 503,
             _ => 401,
         }
@@ -133,6 +138,7 @@ impl Reason {
             400 => "bad_request",
             405 => "method_not_allowed",
             408 => "request_timeout",
+            429 => "too_many_requests",
             431 => "request_header_fields_too_large",
             _ => "unavailable",
         }
@@ -174,7 +180,8 @@ impl Reason {
             | Reason::MethodNotAllowed
             | Reason::CorsNotAllowed
             | Reason::RequestHeaderTooLarge
-            | Reason::RequestHeaderTimeout => 7,
+            | Reason::RequestHeaderTimeout
+            | Reason::TooManyFailures => 7,
         }
     }
 }

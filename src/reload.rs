@@ -22,7 +22,7 @@ use crate::state::State;
 /// Starts the background tasks of `rt` on the current runtime: its upstream's resolver and its
 /// JWK-set providers' fetch loops, each given what its predecessor in `old` held (the resolved
 /// address; the keys of the same name and endpoint) so a reload never drops either.
-pub fn start_background(rt: &Ruleset, old: Option<&Ruleset>) {
+pub(crate) fn start_background(rt: &Ruleset, old: Option<&Ruleset>) {
     if let Some(old) = old {
         rt.upstream.adopt(&old.upstream);
     }
@@ -37,7 +37,7 @@ pub fn start_background(rt: &Ruleset, old: Option<&Ruleset>) {
 }
 
 /// Watches `path` and SIGHUP until the process exits.
-pub async fn watch(state: Arc<State>, path: PathBuf) {
+pub(crate) async fn watch(state: Arc<State>, path: PathBuf) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -89,7 +89,7 @@ pub async fn watch(state: Arc<State>, path: PathBuf) {
 }
 
 /// Loads `path` and swaps it in, or keeps the old config and says why.
-pub fn reload(state: &State, path: &Path) {
+pub(crate) fn reload(state: &State, path: &Path) {
     let m = metrics();
     match crate::ruleset::load(path) {
         Ok(loaded) => {

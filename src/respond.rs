@@ -17,21 +17,27 @@ use crate::reason::Reason;
 
 /// Largest request body read and thrown away so a denied client keeps its connection; a larger
 /// body is not read (an unauthenticated client cannot make keygate consume an upload).
-pub const DISCARD_LIMIT: usize = 64 * 1024;
+pub(crate) const DISCARD_LIMIT: usize = 64 * 1024;
 
 /// What a denial response carries besides its reason.
 #[derive(Default)]
-pub struct Denial<'a> {
+pub(crate) struct Denial<'a> {
     /// The route accepts a Bearer source: a 401 carries `WWW-Authenticate` (RFC 6750 §3).
-    pub bearer: bool,
+    pub(crate) bearer: bool,
     /// For 405: the `Allow` value.
-    pub allow: Option<&'a str>,
+    pub(crate) allow: Option<&'a str>,
     /// The CORS policy and the request's allowed `Origin`, so a browser can read the reason.
-    pub cors: Option<(&'a Cors, HeaderValue)>,
+    pub(crate) cors: Option<(&'a Cors, HeaderValue)>,
+    /// For 429: the `Retry-After` value, seconds (RFC 9110 §10.2.3).
+    pub(crate) retry_after: Option<u64>,
 }
 
 /// Writes the denial for `reason`; always `Ok(true)` ("response sent") unless writing failed.
-pub async fn deny(session: &mut Session, reason: Reason, d: Denial<'_>) -> pingora::Result<bool> {
+pub(crate) async fn deny(
+    session: &mut Session,
+    reason: Reason,
+    d: Denial<'_>,
+) -> pingora::Result<bool> {
     let body = Bytes::from(reason.body());
     let mut resp = ResponseHeader::build(reason.status(), Some(6))?;
     resp.insert_header("content-type", "application/json")?;
@@ -48,6 +54,9 @@ pub async fn deny(session: &mut Session, reason: Reason, d: Denial<'_>) -> pingo
     if let Some(allow) = d.allow {
         resp.insert_header(ALLOW, allow)?;
     }
+    if let Some(secs) = d.retry_after {
+        resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    }
     if let Some((cors, origin)) = &d.cors {
         cors.decorate(origin, &mut resp);
     }
@@ -63,7 +72,10 @@ pub async fn deny(session: &mut Session, reason: Reason, d: Denial<'_>) -> pingo
 }
 
 /// Writes an answered CORS preflight (204 from [`Cors::answer`]).
-pub async fn preflight(session: &mut Session, resp: ResponseHeader) -> pingora::Result<bool> {
+pub(crate) async fn preflight(
+    session: &mut Session,
+    resp: ResponseHeader,
+) -> pingora::Result<bool> {
     if !discard_body(session).await {
         session.set_keepalive(None);
     }

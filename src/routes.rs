@@ -19,7 +19,7 @@ use crate::path::CheckedPath;
 
 /// What a route requires.
 #[derive(Debug, Clone)]
-pub enum RouteAuth {
+pub(crate) enum RouteAuth {
     /// Forwarded without identity (identity headers still stripped).
     Anonymous,
     /// Any one alternative; each is a list of authenticator indexes that must all pass.
@@ -28,7 +28,7 @@ pub enum RouteAuth {
 
 /// What a `bind` compares with a path parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindTarget {
+pub(crate) enum BindTarget {
     /// The authenticated user id.
     UserId,
     /// A captured claim, by name.
@@ -36,34 +36,36 @@ pub enum BindTarget {
 }
 
 /// A compiled route.
-pub struct Route {
+pub(crate) struct Route {
     /// The configured name (also the metric label).
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Its pre-resolved request counters.
-    pub counters: Arc<crate::metrics::RouteCounters>,
+    pub(crate) counters: Arc<crate::metrics::RouteCounters>,
+    /// The path template as configured (for `keygate explain`).
+    pub(crate) template: String,
     /// Allowed methods (`HEAD` added where `GET` is); `None` allows every method.
     methods: Option<Vec<Method>>,
     /// Who may pass.
-    pub auth: RouteAuth,
+    pub(crate) auth: RouteAuth,
     /// `bind`: (what, path parameter) pairs that must be equal.
-    pub bind: Vec<(BindTarget, String)>,
+    pub(crate) bind: Vec<(BindTarget, String)>,
     /// A 401 carries `WWW-Authenticate: Bearer` (some alternative reads a Bearer header).
-    pub bearer: bool,
+    pub(crate) bearer: bool,
     /// `socketio: true`: websocket upgrades may be authenticated by Socket.IO CONNECT packets
     /// inside the stream, and every CONNECT on such a route is stamped with keygate's identity.
-    pub socketio: bool,
+    pub(crate) socketio: bool,
 }
 
 impl Route {
     /// Whether `method` may use this route.
-    pub fn allows(&self, method: &Method) -> bool {
+    pub(crate) fn allows(&self, method: &Method) -> bool {
         self.methods.as_ref().is_none_or(|ms| ms.contains(method))
     }
 }
 
 /// The outcome of a lookup.
 #[derive(Debug)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The most specific template matched and its route allows the method.
     Matched(Match),
     /// The template matched but no route of it allows the method: 405 with this `Allow` value.
@@ -79,27 +81,27 @@ pub enum Lookup {
 
 /// The matched route and its decoded path parameters.
 #[derive(Debug)]
-pub struct Match {
+pub(crate) struct Match {
     /// Index into `RouteTable::routes`.
-    pub route: usize,
+    pub(crate) route: usize,
     /// Path parameters, percent-decoded and with their case, in template order.
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 /// All routes, compiled.
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     router: matchit::Router<usize>,
     /// Routes sharing one template, told apart by method.
     groups: Vec<Vec<usize>>,
     /// The group of each route.
     group_of: Vec<usize>,
     /// Every route, in config order.
-    pub routes: Vec<Route>,
+    pub(crate) routes: Vec<Route>,
 }
 
 impl RouteTable {
     /// Compiles `routes`, resolving authenticator names through `index`.
-    pub fn compile(
+    pub(crate) fn compile(
         cfg: &[RouteConfig],
         index: &HashMap<&str, usize>,
         auths: &[Authenticator],
@@ -126,6 +128,7 @@ impl RouteTable {
             let route = Route {
                 name: rc.name.0.as_str().into(),
                 counters: Arc::new(crate::metrics::RouteCounters::new(&rc.name)),
+                template: rc.path.0.clone(),
                 methods: compile_methods(rc.methods.as_deref(), &p)?,
                 bind: compile_bind(rc, &template, &auth, &p)?,
                 bearer: check_sources(&auth, auths, &template, rc, &p)?,
@@ -185,7 +188,7 @@ impl RouteTable {
     }
 
     /// Looks up a checked path and method.
-    pub fn find(&self, path: &CheckedPath<'_>, method: &Method) -> Lookup {
+    pub(crate) fn find(&self, path: &CheckedPath<'_>, method: &Method) -> Lookup {
         let key = path.key();
         let Ok(m) = self.router.at(&key) else {
             return Lookup::NotFound;
@@ -213,7 +216,7 @@ impl RouteTable {
     }
 
     /// The `Allow` value of the template `route` belongs to (every method its routes allow).
-    pub fn allow_of(&self, route: usize) -> String {
+    pub(crate) fn allow_of(&self, route: usize) -> String {
         self.allow(&self.groups[self.group_of[route]])
     }
 

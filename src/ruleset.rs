@@ -19,39 +19,41 @@ pub struct Ruleset {
     /// `production` or `development`.
     pub mode: Mode,
     /// The backend (resolved by its own background task).
-    pub upstream: Arc<Upstream>,
+    pub(crate) upstream: Arc<Upstream>,
     /// What is stripped and set on every request.
-    pub identity: IdentityHeaders,
+    pub(crate) identity: IdentityHeaders,
     /// Every authenticator, in config order (routes refer to them by index).
-    pub authenticators: Vec<Authenticator>,
+    pub(crate) authenticators: Vec<Authenticator>,
     /// `keygate_auth_duration_seconds` of each authenticator, in the same order.
-    pub auth_timers: Vec<prometheus::Histogram>,
+    pub(crate) auth_timers: Vec<prometheus::Histogram>,
     /// The compiled routes.
-    pub routes: RouteTable,
+    pub(crate) routes: RouteTable,
     /// What happens to requests no route matches.
-    pub unmatched: Unmatched,
+    pub(crate) unmatched: Unmatched,
     /// `limits.max_token_bytes`.
-    pub max_token_bytes: usize,
+    pub(crate) max_token_bytes: usize,
     /// `identity.socketio_key`: where the identity goes in a Socket.IO CONNECT auth object.
-    pub socketio_key: String,
+    pub(crate) socketio_key: String,
     /// `limits.socketio_connect_timeout_seconds`.
-    pub socketio_connect_timeout: Duration,
+    pub(crate) socketio_connect_timeout: Duration,
     /// SHA-256 of the file text this config was loaded from (reload compares against it).
-    pub source_digest: [u8; 32],
+    pub(crate) source_digest: [u8; 32],
     /// `cors`: keygate answers preflights itself when set.
-    pub cors: Option<crate::cors::Cors>,
+    pub(crate) cors: Option<crate::cors::Cors>,
     /// `cors_preflight` (without `cors`).
-    pub cors_preflight: crate::config::CorsPreflight,
+    pub(crate) cors_preflight: crate::config::CorsPreflight,
     /// `trusted_proxies`.
-    pub trusted_proxies: crate::forwarding::TrustedProxies,
+    pub(crate) trusted_proxies: crate::forwarding::TrustedProxies,
     /// `limits`.
-    pub limits: crate::config::LimitsConfig,
+    pub(crate) limits: crate::config::LimitsConfig,
+    /// `throttle`, when set.
+    pub(crate) throttle: Option<crate::config::ThrottleConfig>,
 }
 
 /// A compiled config: what needs a restart, and the rules.
 pub struct Loaded {
     /// Restart-only settings.
-    pub settings: ServerSettings,
+    pub(crate) settings: ServerSettings,
     /// The reloadable rules.
     pub rules: Ruleset,
 }
@@ -122,7 +124,10 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
         mode: cfg.mode,
         upstream: Arc::new(Upstream::compile(&cfg.upstream)?),
         identity,
-        auth_timers: authenticators.iter().map(|a| crate::metrics::auth_timer(a.name())).collect(),
+        auth_timers: authenticators
+            .iter()
+            .map(|a| crate::metrics::auth_timer(a.name()))
+            .collect(),
         authenticators,
         routes,
         unmatched: cfg.unmatched,
@@ -136,6 +141,7 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
         cors_preflight: cfg.cors_preflight,
         trusted_proxies: crate::forwarding::TrustedProxies::compile(&cfg.trusted_proxies)?,
         limits: cfg.limits.clone(),
+        throttle: cfg.throttle.clone(),
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),
@@ -144,6 +150,22 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
 }
 
 impl Ruleset {
+    /// The authenticator named `name` (benchmarks and tools drive one directly).
+    pub fn authenticator(&self, name: &str) -> Option<&Authenticator> {
+        self.authenticators.iter().find(|a| a.name() == name)
+    }
+
+    /// One line for `keygate check`: mode, authenticators, routes, upstream.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:?} mode, {} authenticators, {} routes, upstream {}",
+            self.mode,
+            self.authenticators.len(),
+            self.routes.routes.len(),
+            self.upstream.url
+        )
+    }
+
     /// Authenticators whose keys are not available (`/readyz`).
     pub fn not_ready(&self) -> Vec<&str> {
         self.authenticators

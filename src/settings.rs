@@ -8,22 +8,22 @@ use crate::config::{Config, FieldError};
 
 /// The restart-only part of the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSettings {
+pub(crate) struct ServerSettings {
     /// `listen` (ip:port).
-    pub listen: String,
+    pub(crate) listen: String,
     /// `admin_listen` (ip:port).
-    pub admin_listen: String,
+    pub(crate) admin_listen: String,
     /// `(cert_file, key_file)` when TLS is terminated on `listen`.
-    pub tls: Option<(String, String)>,
+    pub(crate) tls: Option<(String, String)>,
     /// `shutdown_grace_seconds`: SIGTERM drain time, seconds.
-    pub shutdown_grace_seconds: u64,
+    pub(crate) shutdown_grace_seconds: u64,
     /// `upstream.ca_file`: the CAs an https upstream is verified against.
-    pub upstream_ca_file: Option<String>,
+    pub(crate) upstream_ca_file: Option<String>,
 }
 
 impl ServerSettings {
     /// The config fields that need a restart, as `docs/config.md` names them.
-    pub const FIELDS: [&'static str; 5] = [
+    pub(crate) const FIELDS: [&'static str; 5] = [
         "listen",
         "admin_listen",
         "tls",
@@ -32,10 +32,11 @@ impl ServerSettings {
     ];
 
     /// Reads and checks them (addresses parse and differ, TLS files are readable).
-    pub fn from_config(cfg: &Config) -> Result<ServerSettings, FieldError> {
+    pub(crate) fn from_config(cfg: &Config) -> Result<ServerSettings, FieldError> {
         for (field, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
-            v.parse::<SocketAddr>()
-                .map_err(|_| FieldError::new(field, format!("`{}` is not an ip:port address", v.0)))?;
+            v.parse::<SocketAddr>().map_err(|_| {
+                FieldError::new(field, format!("`{}` is not an ip:port address", v.0))
+            })?;
         }
         if cfg.listen.0 == cfg.admin_listen.0 {
             return Err(FieldError::new("admin_listen", "must differ from listen"));
@@ -60,7 +61,7 @@ impl ServerSettings {
     }
 
     /// The fields (of [`Self::FIELDS`]) whose values differ in `other`.
-    pub fn changed(&self, other: &ServerSettings) -> Vec<&'static str> {
+    pub(crate) fn changed(&self, other: &ServerSettings) -> Vec<&'static str> {
         let differs = [
             self.listen != other.listen,
             self.admin_listen != other.admin_listen,

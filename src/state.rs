@@ -10,42 +10,48 @@ use crate::ruleset::Ruleset;
 use crate::settings::ServerSettings;
 
 /// State shared by the proxy, admin and background services.
-pub struct State {
+pub(crate) struct State {
     /// The rules in force; a request keeps the ones it started with, a websocket only until
     /// its upgrade is answered (later Socket.IO CONNECTs use the rules in force then).
-    pub rules: ArcSwap<Ruleset>,
+    pub(crate) rules: ArcSwap<Ruleset>,
     /// The restart-only settings keygate started with.
-    pub settings: ServerSettings,
+    pub(crate) settings: ServerSettings,
     /// SIGTERM received: `/readyz` answers 503 while in-flight requests drain.
-    pub draining: AtomicBool,
+    pub(crate) draining: AtomicBool,
     /// Requests (and websockets) in flight.
-    pub inflight: Arc<AtomicUsize>,
+    pub(crate) inflight: Arc<AtomicUsize>,
     /// Client connections open.
-    pub connections: Arc<AtomicUsize>,
+    pub(crate) connections: Arc<AtomicUsize>,
+    /// Failed-authentication counters per client address (kept across reloads).
+    pub(crate) throttle: crate::throttle::Throttle,
     /// The config file, watched for reloads (`None` for the built-in demo config).
-    pub config_path: Option<std::path::PathBuf>,
+    pub(crate) config_path: Option<std::path::PathBuf>,
 }
 
 impl State {
     /// State for a freshly loaded config.
-    pub fn new(loaded: crate::ruleset::Loaded, config_path: Option<std::path::PathBuf>) -> State {
+    pub(crate) fn new(
+        loaded: crate::ruleset::Loaded,
+        config_path: Option<std::path::PathBuf>,
+    ) -> State {
         State {
             rules: ArcSwap::from_pointee(loaded.rules),
             settings: loaded.settings,
             draining: AtomicBool::new(false),
             inflight: Arc::new(AtomicUsize::new(0)),
             connections: Arc::new(AtomicUsize::new(0)),
+            throttle: crate::throttle::Throttle::default(),
             config_path,
         }
     }
 }
 
 /// Counts one unit (a request, a connection) for as long as it lives.
-pub struct Counted(Arc<AtomicUsize>);
+pub(crate) struct Counted(Arc<AtomicUsize>);
 
 impl Counted {
     /// Increments `counter` until the returned guard drops.
-    pub fn new(counter: &Arc<AtomicUsize>) -> Counted {
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> Counted {
         counter.fetch_add(1, Ordering::AcqRel);
         Counted(counter.clone())
     }

@@ -33,7 +33,7 @@ struct Resolved {
 }
 
 /// The compiled `upstream:` section.
-pub struct Upstream {
+pub(crate) struct Upstream {
     host: String,
     port: u16,
     tls: bool,
@@ -43,13 +43,13 @@ pub struct Upstream {
     /// Bumped whenever `resolved` is stored.
     resolutions: watch::Sender<u64>,
     /// `scheme://host:port` as configured (for logs and `keygate check`).
-    pub url: String,
+    pub(crate) url: String,
 }
 
 impl Upstream {
     /// Parses `upstream:`: an http(s) URL without path or query; `ca_file` must hold a PEM
     /// certificate (it is applied at start-up, see `crate::settings`).
-    pub fn compile(u: &UpstreamConfig) -> Result<Upstream, FieldError> {
+    pub(crate) fn compile(u: &UpstreamConfig) -> Result<Upstream, FieldError> {
         let err = |m: &str| FieldError::new("upstream.url", m);
         if u.url.is_empty() {
             return Err(err("required (the backend, e.g. http://127.0.0.1:3000)"));
@@ -117,8 +117,12 @@ impl Upstream {
 
     /// Keeps the address `old` (the upstream before a reload) resolved, if it names the same
     /// host and port, so a reload never leaves a gap.
-    pub fn adopt(&self, old: &Upstream) {
-        if self.resolved.load().is_none() && old.host == self.host && old.port == self.port && old.tls == self.tls {
+    pub(crate) fn adopt(&self, old: &Upstream) {
+        if self.resolved.load().is_none()
+            && old.host == self.host
+            && old.port == self.port
+            && old.tls == self.tls
+        {
             if let Some(r) = old.resolved.load_full() {
                 self.store(r.addr);
             }
@@ -126,7 +130,7 @@ impl Upstream {
     }
 
     /// The peer to connect to. Errors (`ConnectNoRoute`) only when the name has never resolved.
-    pub async fn peer(&self) -> pingora::Result<Box<HttpPeer>> {
+    pub(crate) async fn peer(&self) -> pingora::Result<Box<HttpPeer>> {
         if let Some(r) = self.resolved.load_full() {
             return Ok(Box::new(r.peer.clone()));
         }
@@ -144,7 +148,7 @@ impl Upstream {
 
 /// Resolves `upstream`'s hostname at once, then every 30 s (every second while it never
 /// resolved); returns when the upstream is dropped (config reload) or is an IP literal.
-pub async fn resolve_loop(upstream: Weak<Upstream>) {
+pub(crate) async fn resolve_loop(upstream: Weak<Upstream>) {
     loop {
         let Some(up) = upstream.upgrade() else { return };
         if up.literal() {
@@ -152,13 +156,22 @@ pub async fn resolve_loop(upstream: Weak<Upstream>) {
         }
         let target = (up.host.clone(), up.port);
         drop(up); // no strong reference across the lookup or the wait
-        let found = tokio::net::lookup_host(target.clone()).await.ok().and_then(|mut a| a.next());
+        let found = tokio::net::lookup_host(target.clone())
+            .await
+            .ok()
+            .and_then(|mut a| a.next());
         let Some(up) = upstream.upgrade() else { return };
         match found {
             Some(addr) => up.store(addr),
-            None => tracing::warn!(host = %target.0, "cannot resolve the upstream host; the last address stays in use"),
+            None => {
+                tracing::warn!(host = %target.0, "cannot resolve the upstream host; the last address stays in use")
+            }
         }
-        let wait = if up.resolved.load().is_some() { RERESOLVE } else { RETRY_UNRESOLVED };
+        let wait = if up.resolved.load().is_some() {
+            RERESOLVE
+        } else {
+            RETRY_UNRESOLVED
+        };
         drop(up);
         tokio::time::sleep(wait).await;
     }

@@ -442,13 +442,15 @@ fn every_reason_code_is_produced_by_a_real_request() {
         seen.insert(*reason);
     }
     assert_eq!(up.hits(), before, "a denied request reached the upstream");
-    // websocket_required belongs to Socket.IO routes (tests/websocket.rs); the two head limits
-    // close the connection (tests/limits.rs). Every other reason must be covered above.
+    // websocket_required belongs to Socket.IO routes (tests/websocket.rs, tests/attacks.rs);
+    // the two head limits close the connection (tests/attacks.rs, finding 8); throttling needs
+    // its own config (tests/throttle.rs). Every other reason must be covered above.
     use keygate::reason::Reason;
     let elsewhere = [
         Reason::WebsocketRequired,
         Reason::RequestHeaderTooLarge,
         Reason::RequestHeaderTimeout,
+        Reason::TooManyFailures,
     ];
     for r in Reason::ALL {
         if !elsewhere.contains(&r) {

@@ -366,3 +366,137 @@ fn demo_prints_curl_commands_that_give_their_printed_results() {
         assert!(statuses.contains(s), "no example answers {s}");
     }
 }
+
+#[test]
+fn explain_shows_the_decision_without_echoing_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("k.yaml");
+    std::fs::write(
+        &cfg,
+        Keygate::config_text(
+            &full_config("production"),
+            "127.0.0.1:9".parse().unwrap(),
+            1,
+            2,
+        ),
+    )
+    .unwrap();
+    let explain = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(["explain", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .env("KG_TEST_HMAC_SECRET", HMAC_SECRET)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let user = user_token("user-1");
+    let knock = [
+        "-H".to_string(),
+        "Authorization: Bearer pk_test_1".to_string(),
+        "-H".to_string(),
+        format!("X-Knock-User-Token: {user}"),
+        "-H".to_string(),
+        "X-Auth-User-Id: admin".to_string(),
+        format!("/v1/users/user-1/feeds/f?user_token={user}"),
+    ];
+    let knock: Vec<&str> = knock.iter().map(String::as_str).collect();
+    let (code, out) = explain(&knock);
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "route: knock_feed (/v1/users/{user_id}/feeds/{feed_id}, GET, HEAD)",
+        "  knock_public (public_key): passed",
+        "  knock_user (jwt): passed",
+        "  x-auth-user-id: user-1",
+        "  x-auth-method: public_key+jwt",
+        "removed client-sent identity header x-auth-user-id",
+        "user_token=…",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    let hmac = hmac_token("u1");
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec![
+                "-H".into(),
+                "X-User-Id: u1".into(),
+                "-H".into(),
+                format!("X-User-Token: {hmac}"),
+                "/widget/x".into(),
+            ],
+            0,
+            "widget_hmac (hmac_token): passed",
+        ),
+        (
+            vec![
+                "-X".into(),
+                "POST".into(),
+                "-H".into(),
+                "X-Client-Key: ck_live_91b2".into(),
+                "-H".into(),
+                "X-Client-Secret: crm-secret-value".into(),
+                "/v1/events/x".into(),
+            ],
+            0,
+            "doka_server (client_secret): passed",
+        ),
+        (
+            vec![
+                "-X".into(),
+                "POST".into(),
+                "-H".into(),
+                "Authorization: Bearer ek_ingest_1".into(),
+                "/v1/events/x".into(),
+            ],
+            0,
+            "events_key (api_key): passed",
+        ),
+        (
+            vec![
+                "-X".into(),
+                "POST".into(),
+                "-H".into(),
+                "Authorization: Bearer ek_wrong_key".into(),
+                "/v1/events/x".into(),
+            ],
+            1,
+            "result: 401 invalid_api_key",
+        ),
+        (
+            vec![
+                "-H".into(),
+                format!("Authorization: Bearer {user}"),
+                "/api/v1/x".into(),
+            ],
+            1,
+            "doka_customer (jwt): failed: missing_claim",
+        ),
+        (vec!["/nowhere".into()], 1, "route: none matches"),
+        (
+            vec!["-X".into(), "DELETE".into(), "/v1/users/u/feeds/f".into()],
+            1,
+            "result: 405 method_not_allowed",
+        ),
+    ];
+    for (args, want, line) in &cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out) = explain(&a);
+        assert_eq!(code, Some(*want), "{args:?}\n{out}");
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+        for secret in [
+            user.as_str(),
+            "pk_test_1",
+            "crm-secret-value",
+            "ek_ingest_1",
+            "ek_wrong_key",
+            hmac.as_str(),
+        ] {
+            assert!(!out.contains(secret), "{secret} echoed in\n{out}");
+        }
+    }
+    assert!(!out.contains(&user) && !out.contains("pk_test_1"), "{out}");
+}

@@ -44,6 +44,8 @@ pub struct Config {
     pub cors_preflight: CorsPreflight,
     /// CIDRs of proxies in front of keygate whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Str>,
+    /// Failed-authentication throttling per client address; off when absent.
+    pub throttle: Option<ThrottleConfig>,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             cors: None,
             cors_preflight: CorsPreflight::default(),
             trusted_proxies: Vec::new(),
+            throttle: None,
         }
     }
 }
@@ -246,6 +249,29 @@ impl Default for CorsConfig {
             expose_headers: Vec::new(),
             max_age_seconds: 600,
             allow_credentials: false,
+        }
+    }
+}
+
+/// `throttle:` more than `max_failures` credential failures (401s with a credential) from one
+/// client address within `window_seconds` block it for `block_seconds` (429 `too_many_failures`).
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Failures allowed per window (20).
+    pub max_failures: u32,
+    /// The window, seconds (60).
+    pub window_seconds: u64,
+    /// How long an address stays blocked, seconds (60).
+    pub block_seconds: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            max_failures: 20,
+            window_seconds: 60,
+            block_seconds: 60,
         }
     }
 }

@@ -202,12 +202,9 @@ pub fn examples(base: &str, private_pem: &str) -> Vec<Example> {
 
 /// Builds everything `keygate demo` runs: the echo upstream, the compiled config and the
 /// examples to print.
-pub fn prepare(
-    listen: &str,
-    admin: &str,
-) -> Result<(Loaded, echo::Echo, Vec<Example>), String> {
-    let echo = echo::spawn("127.0.0.1:0")
-        .map_err(|e| format!("cannot start echo upstream: {e}"))?;
+pub fn prepare(listen: &str, admin: &str) -> Result<(Loaded, echo::Echo, Vec<Example>), String> {
+    let echo =
+        echo::spawn("127.0.0.1:0").map_err(|e| format!("cannot start echo upstream: {e}"))?;
     let (private, public) = generate_rsa()?;
     let yaml = config_yaml(listen, admin, &echo.addr.to_string(), &public);
     let rt = crate::ruleset::load_str(&yaml, "<demo config>").map_err(|e| e.to_string())?;

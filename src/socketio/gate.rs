@@ -27,7 +27,7 @@ use crate::websocket::close_frame;
 
 /// How the CONNECT packets of a websocket are authorized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Authorized {
+pub(crate) enum Authorized {
     /// The upgrade carried no credential: each CONNECT's `auth` is verified.
     InStream,
     /// The upgrade was authenticated by a header or query credential: each CONNECT is stamped
@@ -55,30 +55,33 @@ struct Upgrade {
 
 /// The gate state of one websocket.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     scanner: Scanner,
     how: Authorized,
     phase: Phase,
     upgrade: Upgrade,
     timeout: Duration,
     deadline: Option<Instant>,
+    /// The client address, for `throttle`.
+    client: Option<std::net::IpAddr>,
     /// CONNECTs authorized so far (accepted or refused; each counted in the metrics).
-    pub connects: u32,
+    pub(crate) connects: u32,
     /// CONNECTs accepted so far.
-    pub accepted: u32,
+    pub(crate) accepted: u32,
     /// Why the connection was refused or closed, for the access log.
-    pub refused: Option<Reason>,
+    pub(crate) refused: Option<Reason>,
     /// The identity of the last accepted CONNECT, for the access log.
-    pub identity: Option<Identity>,
+    pub(crate) identity: Option<Identity>,
 }
 
 impl Gate {
     /// A gate for the upgrade `req`, reading CONNECTs of at most `limit` bytes.
-    pub fn new(
+    pub(crate) fn new(
         req: &pingora::http::RequestHeader,
         how: Authorized,
         limit: usize,
         timeout: Duration,
+        client: Option<std::net::IpAddr>,
     ) -> Gate {
         Gate {
             scanner: Scanner::new(limit),
@@ -91,6 +94,7 @@ impl Gate {
             },
             timeout,
             deadline: None,
+            client,
             connects: 0,
             accepted: 0,
             refused: None,
@@ -99,29 +103,29 @@ impl Gate {
     }
 
     /// How CONNECTs are authorized.
-    pub fn how(&self) -> Authorized {
+    pub(crate) fn how(&self) -> Authorized {
         self.how
     }
 
     /// Whether the backend's bytes must be dropped (the client was refused).
-    pub fn closed(&self) -> bool {
+    pub(crate) fn closed(&self) -> bool {
         self.phase == Phase::Closed
     }
 
     /// The backend answered 101: the CONNECT deadline starts now.
-    pub fn upgraded(&mut self, session: &mut Session) {
+    pub(crate) fn upgraded(&mut self, session: &mut Session) {
         self.deadline = Some(Instant::now() + self.timeout);
         session.set_read_timeout(Some(self.timeout));
     }
 
     /// Whether the CONNECT deadline has passed without a CONNECT.
-    pub fn expired(&self) -> bool {
+    pub(crate) fn expired(&self) -> bool {
         self.phase == Phase::Awaiting && self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Ends the connection with a close frame 1008 (the deadline passed, or a protocol
     /// violation): written at once; the backend gets nothing more.
-    pub async fn close(&mut self, session: &mut Session, why: &str) -> pingora::Result<()> {
+    pub(crate) async fn close(&mut self, session: &mut Session, why: &str) -> pingora::Result<()> {
         tracing::info!(why, "Socket.IO websocket closed");
         self.phase = Phase::Closed;
         self.refused.get_or_insert(Reason::MissingCredentials);
@@ -132,7 +136,7 @@ impl Gate {
 
     /// Reads one chunk of the client's stream (`request_body_filter`); rewrites `body` to what
     /// the backend may see, or to `None` once the client is refused.
-    pub async fn filter(
+    pub(crate) async fn filter(
         &mut self,
         session: &mut Session,
         body: &mut Option<Bytes>,
@@ -243,6 +247,11 @@ impl Gate {
             }
             Err(r) => {
                 route.counters.count(Outcome::Denied(r));
+                if let (Some(cfg), Some(ip)) = (&rules.throttle, self.client) {
+                    if crate::throttle::counts(r) {
+                        state.throttle.failed(ip, cfg);
+                    }
+                }
                 Err(r)
             }
         }

@@ -1,7 +1,7 @@
 //! Integration-test harness: the real `keygate` binary on 127.0.0.1 ephemeral ports in front of
 //! the real echo upstream, a raw HTTP/1.1 client (so paths are sent byte for byte), and tokens
 //! signed with the committed fixture keys.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -46,6 +46,15 @@ pub async fn run(provider: Weak<JwksProvider>) {
     }
 }
 
+/// Fetches once, now, outside the loop (`keygate explain`); the error when it failed.
+pub async fn fetch_now(p: &Arc<JwksProvider>) -> Result<(), String> {
+    fetch_once(p, &mut 0).await;
+    match p.last_error() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// One fetch: stores the outcome and returns how long until the next one.
 async fn fetch_once(p: &Arc<JwksProvider>, failures: &mut u32) -> Duration {
     let started = Instant::now();

@@ -1,0 +1,197 @@
+//! `keygate explain --config FILE [-X METHOD] [-H 'Name: value']... PATH`: how keygate would
+//! decide one request, without sending anything anywhere (`docs/config.md`, `keygate explain`).
+//!
+//! It prints the route matched (or why none), each alternative and authenticator tried with its
+//! result and reason, the final status and reason, and the identity headers the backend would
+//! receive. JWK sets are fetched once, as keygate would at start. Credentials are never echoed:
+//! header values and query values are not printed, only their names.
+
+use std::fmt::Write as _;
+
+use pingora::http::RequestHeader;
+
+use crate::decide::{decide, Forwarding, Outcome};
+use crate::policy::{Observer, Step};
+use crate::reason::Reason;
+use crate::ruleset::Ruleset;
+
+/// Records every authenticator run.
+#[derive(Default)]
+struct Steps(Vec<Step>);
+
+impl Observer for Steps {
+    fn step(&mut self, step: Step) {
+        self.0.push(step);
+    }
+}
+
+/// Builds the request `explain` decides: `method` and `target` (path and query), `headers` as
+/// `Name: value` lines.
+pub fn request(method: &str, target: &str, headers: &[String]) -> Result<RequestHeader, String> {
+    let mut req = RequestHeader::build(method, target.as_bytes(), Some(headers.len() + 1))
+        .map_err(|e| format!("invalid request: {e}"))?;
+    for h in headers {
+        let (name, value) = h.split_once(':').ok_or_else(|| {
+            format!(
+                "-H `{}`: expected `Name: value`",
+                h.split(':').next().unwrap_or("")
+            )
+        })?;
+        req.append_header(name.trim().to_string(), value.trim())
+            .map_err(|_| format!("-H: invalid header `{}`", name.trim()))?;
+    }
+    if !req.headers.contains_key(http::header::HOST) {
+        let _ = req.insert_header(http::header::HOST, "keygate.explain");
+    }
+    Ok(req)
+}
+
+/// Decides `req` under `rules` and writes the report; `true` when the request would be
+/// forwarded (or a CORS preflight answered).
+pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) -> bool {
+    for p in rules.providers() {
+        if let Err(e) = crate::auth::jwks::refresh::fetch_now(&p).await {
+            let _ = writeln!(out, "JWK set of {}: {e}", p.name());
+        }
+    }
+    let spoofed: Vec<String> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
+    rules.identity.strip(&mut req);
+    let _ = writeln!(out, "request: {} {}", req.method, describe_target(&req));
+    for name in spoofed
+        .iter()
+        .filter(|n| !req.headers.contains_key(n.as_str()))
+    {
+        let _ = writeln!(out, "  removed client-sent identity header {name}");
+    }
+    let mut steps = Steps::default();
+    let outcome = decide(rules, &req, &mut steps).await;
+    let route = match &outcome {
+        Outcome::Forward { route, .. } | Outcome::Deny { route, .. } => *route,
+        Outcome::Answer { route, .. } => Some(*route),
+    };
+    describe_route(rules, route, out);
+    describe_steps(rules, route, &steps.0, out);
+    match outcome {
+        Outcome::Forward { identity, how, .. } => {
+            let _ = writeln!(
+                out,
+                "result: forwarded{}",
+                match how {
+                    Forwarding::Preflight => " (a CORS preflight, stripped, without identity)",
+                    Forwarding::Socketio(_) =>
+                        " (a websocket: each Socket.IO CONNECT is authenticated in the stream)",
+                    Forwarding::Plain => "",
+                }
+            );
+            let mut up = RequestHeader::build("GET", b"/", None).expect("a valid request");
+            match identity {
+                Some(id) => {
+                    let _ = rules.identity.apply(&mut up, &id);
+                    let _ = writeln!(out, "identity headers the backend receives:");
+                    for (k, v) in up.headers.iter() {
+                        let _ = writeln!(out, "  {k}: {}", String::from_utf8_lossy(v.as_bytes()));
+                    }
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "identity headers the backend receives: none (anonymous)"
+                    );
+                }
+            }
+            true
+        }
+        Outcome::Answer { response, .. } => {
+            let _ = writeln!(
+                out,
+                "result: {} answered by keygate (CORS preflight), never forwarded",
+                response.status.as_u16()
+            );
+            true
+        }
+        Outcome::Deny { reason, .. } => {
+            let _ = writeln!(
+                out,
+                "result: {} {} (denied; never forwarded)",
+                reason.status(),
+                reason
+            );
+            false
+        }
+    }
+}
+
+/// The path, and the query's parameter names only (values can be credentials).
+fn describe_target(req: &RequestHeader) -> String {
+    let path = req.uri.path().to_string();
+    match req.uri.query() {
+        Some(q) if !q.is_empty() => {
+            let names: Vec<String> = form_urlencoded::parse(q.as_bytes())
+                .map(|(k, _)| format!("{k}=…"))
+                .collect();
+            format!("{path}?{}", names.join("&"))
+        }
+        _ => path,
+    }
+}
+
+fn describe_route(rules: &Ruleset, route: Option<usize>, out: &mut String) {
+    match route {
+        Some(r) => {
+            let route = &rules.routes.routes[r];
+            let allow = rules.routes.allow_of(r);
+            let methods = if allow.is_empty() {
+                "any method".to_string()
+            } else {
+                allow
+            };
+            let _ = writeln!(out, "route: {} ({}, {methods})", route.name, route.template);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "route: none matches (unmatched: {:?})",
+                rules.unmatched
+            );
+        }
+    }
+}
+
+fn describe_steps(rules: &Ruleset, route: Option<usize>, steps: &[Step], out: &mut String) {
+    let Some(r) = route else { return };
+    let crate::routes::RouteAuth::Alternatives(alts) = &rules.routes.routes[r].auth else {
+        let _ = writeln!(out, "auth: anonymous");
+        return;
+    };
+    for (n, alt) in alts.iter().enumerate() {
+        let names: Vec<&str> = alt
+            .iter()
+            .map(|&a| rules.authenticators[a].name())
+            .collect();
+        let _ = writeln!(
+            out,
+            "alternative {} of {}: {}",
+            n + 1,
+            alts.len(),
+            names.join(" + ")
+        );
+        for &a in alt {
+            let auth = &rules.authenticators[a];
+            let what = match steps
+                .iter()
+                .find(|s| s.alternative == n && s.authenticator == a)
+            {
+                None => "not tried".to_string(),
+                Some(Step { failed: None, .. }) => "passed".to_string(),
+                Some(Step {
+                    failed: Some(Reason::MissingCredentials),
+                    ..
+                }) => "no credential".to_string(),
+                Some(Step {
+                    failed: Some(r), ..
+                }) => format!("failed: {r}"),
+            };
+            let _ = writeln!(out, "  {} ({}): {what}", auth.name(), auth.kind().as_str());
+        }
+    }
+}
