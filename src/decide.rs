@@ -127,6 +127,13 @@ pub(crate) async fn decide(
     authorize(rules, req, m, observer).await
 }
 
+/// Whether a denial on route `r` is only observed (`enforce: observe`): credential and
+/// authorization failures are; the shape of the request (path, method, CORS, throttling) is
+/// not.
+pub(crate) fn observed(rules: &Ruleset, r: usize, reason: Reason) -> bool {
+    rules.routes.routes[r].observe && reason.rank() < 7
+}
+
 /// The route `req` matches (for a metric label), without deciding anything.
 pub(crate) fn route_of(rules: &Ruleset, req: &RequestHeader) -> Option<usize> {
     let path = crate::path::check(req.uri.path()).ok()?;

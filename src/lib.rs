@@ -15,6 +15,7 @@ mod decide;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod explain;
+mod forward_auth;
 mod forwarding;
 mod identity;
 pub mod logs;

@@ -163,6 +163,8 @@ pub(crate) enum Outcome {
     Allowed,
     /// Refused (`reason`).
     Denied(Reason),
+    /// `enforce: observe`: would have been refused (`reason`) but was forwarded.
+    Observed(Reason),
 }
 
 /// Pre-resolved counters of one route (or of [`NO_ROUTE`]): a request is counted here, once.
@@ -171,6 +173,7 @@ pub(crate) struct RouteCounters {
     pub(crate) name: Arc<str>,
     allowed: IntCounter,
     denied: [OnceLock<IntCounter>; Reason::ALL.len()],
+    observed: [OnceLock<IntCounter>; Reason::ALL.len()],
     duration: Histogram,
 }
 
@@ -182,6 +185,7 @@ impl RouteCounters {
             name: name.into(),
             allowed: m.requests.with_label_values(&[name, "allowed", "none"]),
             denied: std::array::from_fn(|_| OnceLock::new()),
+            observed: std::array::from_fn(|_| OnceLock::new()),
             duration: m.request_duration.with_label_values(&[name]),
         }
     }
@@ -197,6 +201,7 @@ impl RouteCounters {
         let (cell, label, r) = match outcome {
             Outcome::Allowed => return self.allowed.inc(),
             Outcome::Denied(r) => (&self.denied, "denied", r),
+            Outcome::Observed(r) => (&self.observed, "observed", r),
         };
         cell[r as usize]
             .get_or_init(|| {

@@ -27,6 +27,8 @@ pub(crate) struct Done<'a> {
     pub(crate) route: Option<&'a RouteCounters>,
     /// Why keygate refused it, if it did.
     pub(crate) denied: Option<Reason>,
+    /// Why keygate would have refused it (`enforce: observe`), if it would have.
+    pub(crate) observed: Option<Reason>,
     /// The identity it was forwarded with.
     pub(crate) identity: Option<&'a Identity>,
     /// Its Socket.IO gate, for a websocket.
@@ -43,6 +45,9 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
     let counters = d.route.unwrap_or_else(|| RouteCounters::unmatched());
     let outcome = match (d.denied, d.gate) {
         (Some(r), _) => Outcome::Denied(r),
+        (None, _) if d.observed.is_some() => {
+            Outcome::Observed(d.observed.unwrap_or(Reason::MissingCredentials))
+        }
         (None, Some(g)) if g.accepted == 0 => {
             Outcome::Denied(g.refused.unwrap_or(Reason::MissingCredentials))
         }
@@ -62,6 +67,7 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
     let (outcome, reason) = match outcome {
         Outcome::Allowed => ("allowed", "none"),
         Outcome::Denied(r) => ("denied", r.as_str()),
+        Outcome::Observed(r) => ("observed", r.as_str()),
     };
     let route: &str = &counters.name;
     let identity = d.identity.or(d.gate.and_then(|g| g.identity.as_ref()));

@@ -53,6 +53,8 @@ pub(crate) struct Ctx {
     route: Option<(Arc<RouteCounters>, usize)>,
     /// `None` while undecided or allowed.
     denied: Option<Reason>,
+    /// `enforce: observe`: why the request would have been refused.
+    observed: Option<Reason>,
     identity: Option<Identity>,
     how: Forwarding,
     gate: Option<Box<Gate>>,
@@ -82,6 +84,7 @@ impl ProxyHttp for Keygate {
             started: Instant::now(),
             route: None,
             denied: None,
+            observed: None,
             identity: None,
             how: Forwarding::Plain,
             gate: None,
@@ -267,6 +270,7 @@ impl ProxyHttp for Keygate {
             &crate::observe::Done {
                 route: ctx.route.as_ref().map(|(c, _)| &**c),
                 denied: ctx.denied,
+                observed: ctx.observed,
                 identity: ctx.identity.as_ref(),
                 gate: ctx.gate.as_deref(),
                 upstream_status: ctx.upstream_status,
@@ -307,6 +311,15 @@ impl Keygate {
             Outcome::Answer { route, response } => {
                 ctx.route = Some(counters(route));
                 respond::preflight(session, response).await
+            }
+            Outcome::Deny {
+                route: Some(r),
+                reason,
+                ..
+            } if crate::decide::observed(rules, r, reason) => {
+                ctx.route = Some(counters(r));
+                ctx.observed = Some(reason); // forwarded anyway, without identity
+                Ok(false)
             }
             Outcome::Deny {
                 route,

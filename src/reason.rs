@@ -144,6 +144,17 @@ impl Reason {
         }
     }
 
+    /// The `WWW-Authenticate` challenge of a denial on a route that accepts a Bearer source
+    /// (RFC 6750 §3): `Bearer` when no credential was sent, `Bearer error="invalid_token"` for
+    /// any other 401; none otherwise.
+    pub const fn challenge(self, bearer: bool) -> Option<&'static str> {
+        match (bearer, self.status(), self) {
+            (true, 401, Reason::MissingCredentials) => Some("Bearer"),
+            (true, 401, _) => Some(r#"Bearer error="invalid_token""#),
+            _ => None,
+        }
+    }
+
     /// The JSON response body, `{"error":"...","reason":"..."}`.
     pub fn body(self) -> String {
         format!(

@@ -43,12 +43,7 @@ pub(crate) async fn deny(
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
-    if reason.status() == 401 && d.bearer {
-        let v = if reason == Reason::MissingCredentials {
-            "Bearer"
-        } else {
-            r#"Bearer error="invalid_token""#
-        };
+    if let Some(v) = reason.challenge(d.bearer) {
         resp.insert_header(WWW_AUTHENTICATE, v)?;
     }
     if let Some(allow) = d.allow {

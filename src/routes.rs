@@ -54,6 +54,8 @@ pub(crate) struct Route {
     /// `socketio: true`: websocket upgrades may be authenticated by Socket.IO CONNECT packets
     /// inside the stream, and every CONNECT on such a route is stamped with keygate's identity.
     pub(crate) socketio: bool,
+    /// `enforce: observe`: a denial is recorded and the request forwarded without identity.
+    pub(crate) observe: bool,
 }
 
 impl Route {
@@ -125,6 +127,12 @@ impl RouteTable {
             let template =
                 parse_template(&rc.path).map_err(|m| FieldError::new(format!("{p}.path"), m))?;
             let auth = compile_auth(&rc.auth, index, &format!("{p}.auth"))?;
+            if rc.socketio && rc.enforce == crate::config::Enforce::Observe {
+                return Err(FieldError::new(
+                    format!("{p}.enforce"),
+                    "observe is not available on a socketio route (a CONNECT is refused or forwarded, never observed)",
+                ));
+            }
             let route = Route {
                 name: rc.name.0.as_str().into(),
                 counters: Arc::new(crate::metrics::RouteCounters::new(&rc.name)),
@@ -133,6 +141,7 @@ impl RouteTable {
                 bind: compile_bind(rc, &template, &auth, &p)?,
                 bearer: check_sources(&auth, auths, &template, rc, &p)?,
                 socketio: rc.socketio,
+                observe: rc.enforce == crate::config::Enforce::Observe,
                 auth,
             };
             table.insert(route, &template, &mut by_shape, &p, &rc.path)?;

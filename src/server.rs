@@ -87,6 +87,21 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
     );
     control.threads = Some(1);
     server.add_service(proxy);
+    if let Some(fa) = &settings.forward_auth_listen {
+        let app = pingora::apps::http_app::HttpServer::new_app(crate::forward_auth::ForwardAuth {
+            state: state.clone(),
+        });
+        let mut svc = pingora::services::listening::Service::new(
+            "keygate forward-auth".to_string(),
+            crate::conn::Limited {
+                app: Arc::new(app),
+                state: state.clone(),
+            },
+        );
+        svc.add_tcp(fa);
+        server.add_service(svc);
+        tracing::info!(listen = %fa, "forward-auth listener");
+    }
     server.add_service(control);
     drain_on_sigterm(&server, state, Duration::from_secs(grace));
     tracing::info!(%listen, %admin_listen, threads, "keygate serving");

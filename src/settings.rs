@@ -19,16 +19,19 @@ pub(crate) struct ServerSettings {
     pub(crate) shutdown_grace_seconds: u64,
     /// `upstream.ca_file`: the CAs an https upstream is verified against.
     pub(crate) upstream_ca_file: Option<String>,
+    /// `forward_auth.listen`: the forward-auth listener (ip:port), if any.
+    pub(crate) forward_auth_listen: Option<String>,
 }
 
 impl ServerSettings {
     /// The config fields that need a restart, as `docs/config.md` names them.
-    pub(crate) const FIELDS: [&'static str; 5] = [
+    pub(crate) const FIELDS: [&'static str; 6] = [
         "listen",
         "admin_listen",
         "tls",
         "shutdown_grace_seconds",
         "upstream.ca_file",
+        "forward_auth.listen",
     ];
 
     /// Reads and checks them (addresses parse and differ, TLS files are readable).
@@ -41,6 +44,24 @@ impl ServerSettings {
         if cfg.listen.0 == cfg.admin_listen.0 {
             return Err(FieldError::new("admin_listen", "must differ from listen"));
         }
+        let forward_auth_listen = match &cfg.forward_auth {
+            Some(f) => {
+                f.listen.parse::<SocketAddr>().map_err(|_| {
+                    FieldError::new(
+                        "forward_auth.listen",
+                        format!("`{}` is not an ip:port address", f.listen.0),
+                    )
+                })?;
+                if f.listen.0 == cfg.listen.0 || f.listen.0 == cfg.admin_listen.0 {
+                    return Err(FieldError::new(
+                        "forward_auth.listen",
+                        "must differ from listen and admin_listen",
+                    ));
+                }
+                Some(f.listen.0.clone())
+            }
+            None => None,
+        };
         let tls = cfg
             .tls
             .as_ref()
@@ -57,6 +78,7 @@ impl ServerSettings {
             tls,
             shutdown_grace_seconds: cfg.shutdown_grace_seconds,
             upstream_ca_file: cfg.upstream.ca_file.as_ref().map(|f| f.0.clone()),
+            forward_auth_listen,
         })
     }
 
@@ -68,6 +90,7 @@ impl ServerSettings {
             self.tls != other.tls,
             self.shutdown_grace_seconds != other.shutdown_grace_seconds,
             self.upstream_ca_file != other.upstream_ca_file,
+            self.forward_auth_listen != other.forward_auth_listen,
         ];
         Self::FIELDS
             .iter()

@@ -46,6 +46,8 @@ pub struct Config {
     pub trusted_proxies: Vec<Str>,
     /// Failed-authentication throttling per client address; off when absent.
     pub throttle: Option<ThrottleConfig>,
+    /// A second listener answering auth decisions for another proxy; off when absent.
+    pub forward_auth: Option<ForwardAuthConfig>,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             cors_preflight: CorsPreflight::default(),
             trusted_proxies: Vec::new(),
             throttle: None,
+            forward_auth: None,
         }
     }
 }
@@ -276,6 +279,27 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// `forward_auth:` keygate as the auth service of another proxy (nginx `auth_request`, Traefik
+/// ForwardAuth, Envoy `ext_authz` HTTP): each request is answered with the decision.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// Address of the forward-auth listener (ip:port); bind it where only the proxy reaches it.
+    pub listen: Str,
+}
+
+/// `routes[].enforce`.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforce {
+    /// Denials are enforced (default).
+    #[default]
+    Enforce,
+    /// Decisions are recorded (metrics `outcome="observed"`, access log) and the request is
+    /// forwarded anyway, with identity headers only when it would have been allowed.
+    Observe,
+}
+
 /// A route.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -294,6 +318,9 @@ pub struct RouteConfig {
     /// In-stream Socket.IO CONNECT authentication happens on this route only.
     #[serde(default)]
     pub socketio: bool,
+    /// `enforce` (default) or `observe`.
+    #[serde(default)]
+    pub enforce: Enforce,
 }
 
 /// `auth: anonymous`, or a list of alternatives (a name, or a list of names that must all pass).

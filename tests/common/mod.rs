@@ -15,6 +15,7 @@ pub use keygate::demo::echo::{self, Echo};
 
 pub mod attack;
 pub mod jwks_server;
+pub mod nginx;
 pub mod programs;
 #[allow(unused_imports)]
 pub use programs::Program;
