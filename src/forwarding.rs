@@ -122,6 +122,34 @@ impl TrustedProxies {
     }
 }
 
+/// `Content-Length: 3, 3` (or two equal lines) goes out as one `Content-Length: 3`, so no
+/// backend can read the list another way (RFC 9110 §8.6). pingora refuses unequal values.
+pub(crate) fn normalise_content_length(up: &mut RequestHeader) -> pingora::Result<()> {
+    let values: Vec<&http::HeaderValue> = up
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .collect();
+    let canonical = match values.as_slice() {
+        [] => return Ok(()),
+        [one] if one.as_bytes().iter().all(u8::is_ascii_digit) && !one.is_empty() => return Ok(()),
+        _ => values
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|v| v.trim_ascii())
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok()),
+    };
+    match canonical {
+        Some(n) => up.insert_header(http::header::CONTENT_LENGTH, n.to_string()),
+        None => pingora::Error::e_explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "invalid Content-Length",
+        ),
+    }
+}
+
 /// IPv4-mapped IPv6 (`::ffff:10.0.0.1`) as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

@@ -6,6 +6,7 @@
 //! the upgrade) and re-encodes it here with keygate's identity under `identity.socketio_key`, or
 //! refuses it with `44{...}` and a close frame 1008.
 
+mod connect;
 pub(crate) mod gate;
 pub mod scan;
 

@@ -15,63 +15,30 @@
 //!  logging                 metrics, access log, and the next request head's limits
 //! ```
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::auth::Identity;
 use crate::cors::Cors;
-use crate::decide::{Forwarding, Outcome};
-use crate::metrics::RouteCounters;
+use crate::decide::Forwarding;
 use crate::observe::Timings;
 use crate::reason::Reason;
-use crate::respond::{self, Denial};
-use crate::ruleset::Ruleset;
-use crate::socketio::gate::{Authorized, Gate};
+use crate::socketio::gate::Authorized;
 use crate::state::{Counted, State};
+
+mod ctx;
+
+pub(crate) use ctx::Ctx;
 
 /// The keygate proxy service.
 pub(crate) struct Keygate {
     /// Shared with the admin and control services.
     pub(crate) state: Arc<State>,
-}
-
-/// Per-request state.
-pub(crate) struct Ctx {
-    /// The rules this request is decided by; dropped once a websocket is upgraded, so an open
-    /// socket does not keep an old config generation (and its caches and fetch loops) alive.
-    rules: Option<Arc<Ruleset>>,
-    started: Instant,
-    /// Matched route: its counters and its index into `rules.routes`.
-    route: Option<(Arc<RouteCounters>, usize)>,
-    /// `None` while undecided or allowed.
-    denied: Option<Reason>,
-    /// `enforce: observe`: why the request would have been refused.
-    observed: Option<Reason>,
-    identity: Option<Identity>,
-    how: Forwarding,
-    gate: Option<Box<Gate>>,
-    /// The request's `Origin`, when the `cors` block allows it.
-    origin: Option<HeaderValue>,
-    /// The client address (the peer, or behind `trusted_proxies` the first untrusted hop).
-    client: Option<IpAddr>,
-    /// The backend did not answer an unverified upgrade with 101: keygate answers instead.
-    refused_upgrade: bool,
-    upstream_status: u16,
-    _inflight: Counted,
-}
-
-impl Ctx {
-    fn rules(&self) -> Option<Arc<Ruleset>> {
-        self.rules.clone()
-    }
 }
 
 #[async_trait]
@@ -90,6 +57,7 @@ impl ProxyHttp for Keygate {
             gate: None,
             origin: None,
             client: None,
+            peer: None,
             refused_upgrade: false,
             upstream_status: 0,
             _inflight: Counted::new(&self.state.inflight),
@@ -107,21 +75,11 @@ impl ProxyHttp for Keygate {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.client = peer.map(|p| rules.trusted_proxies.client_ip(p, req));
-        if let Some(left) = self.blocked(ctx.client, &rules) {
-            ctx.route = crate::decide::route_of(&rules, req)
-                .map(|r| (rules.routes.routes[r].counters.clone(), r));
-            crate::metrics::throttled(ctx.route.as_ref().map(|(c, _)| &*c.name));
-            return self
-                .deny(
-                    session,
-                    ctx,
-                    &rules,
-                    Reason::TooManyFailures,
-                    None,
-                    Some(left),
-                )
-                .await;
+        ctx.peer = peer;
+        if let Some(sent) = self.refuse_if_blocked(session, ctx, &rules).await {
+            return sent;
         }
+        let req = session.req_header();
         let outcome = crate::decide::decide(&rules, req, &mut Timings(&rules)).await;
         self.carry_out(session, ctx, &rules, outcome).await
     }
@@ -142,13 +100,9 @@ impl ProxyHttp for Keygate {
             crate::cors::strip_to_preflight(up);
             return Ok(());
         }
-        normalise_content_length(up)?;
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        crate::forwarding::normalise_content_length(up)?;
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        rules.trusted_proxies.apply(up, peer, tls)?;
+        rules.trusted_proxies.apply(up, ctx.peer, tls)?;
         if ctx.gate.is_some() {
             // keygate reads these frames: no permessage-deflate (RFC 7692) on this connection.
             up.remove_header("sec-websocket-extensions");
@@ -282,142 +236,5 @@ impl ProxyHttp for Keygate {
         } else {
             session.set_keepalive(None);
         }
-    }
-}
-
-impl Keygate {
-    /// Carries out a decision: forward (with identity and a Socket.IO gate), answer a
-    /// preflight, or deny.
-    async fn carry_out(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        rules: &Ruleset,
-        outcome: Outcome,
-    ) -> Result<bool> {
-        let counters = |r: usize| (rules.routes.routes[r].counters.clone(), r);
-        match outcome {
-            Outcome::Forward {
-                route,
-                identity,
-                how,
-            } => {
-                ctx.route = route.map(counters);
-                ctx.identity = identity;
-                ctx.how = how;
-                ctx.gate = self.gate(session.req_header(), how, rules, ctx.client);
-                Ok(false)
-            }
-            Outcome::Answer { route, response } => {
-                ctx.route = Some(counters(route));
-                respond::preflight(session, response).await
-            }
-            Outcome::Deny {
-                route: Some(r),
-                reason,
-                ..
-            } if crate::decide::observed(rules, r, reason) => {
-                ctx.route = Some(counters(r));
-                ctx.observed = Some(reason); // forwarded anyway, without identity
-                Ok(false)
-            }
-            Outcome::Deny {
-                route,
-                reason,
-                allow,
-            } => {
-                ctx.route = route.map(counters);
-                self.deny(session, ctx, rules, reason, allow.as_deref(), None)
-                    .await
-            }
-        }
-    }
-
-    /// How long the client stays blocked by `throttle`, if it is.
-    fn blocked(&self, client: Option<IpAddr>, rules: &Ruleset) -> Option<u64> {
-        rules.throttle.as_ref()?;
-        let left = self.state.throttle.blocked(client?)?;
-        Some(left.as_secs_f64().ceil() as u64)
-    }
-
-    /// The Socket.IO gate for a forwarded websocket, if the route reads its CONNECTs.
-    fn gate(
-        &self,
-        req: &RequestHeader,
-        how: Forwarding,
-        rules: &Ruleset,
-        client: Option<IpAddr>,
-    ) -> Option<Box<Gate>> {
-        let Forwarding::Socketio(authorized) = how else {
-            return None;
-        };
-        let limit = rules.max_token_bytes * 2 + 1024;
-        Some(Box::new(Gate::new(
-            req,
-            authorized,
-            limit,
-            rules.socketio_connect_timeout,
-            client,
-        )))
-    }
-
-    /// Writes the denial for `reason` (with the route's challenge and the CORS headers), and
-    /// counts a credential failure against the client for `throttle`.
-    async fn deny(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        rules: &Ruleset,
-        reason: Reason,
-        allow: Option<&str>,
-        retry_after: Option<u64>,
-    ) -> Result<bool> {
-        ctx.denied = Some(reason);
-        if let (Some(cfg), Some(ip)) = (&rules.throttle, ctx.client) {
-            if crate::throttle::counts(reason) && self.state.throttle.failed(ip, cfg) {
-                tracing::warn!(client = %ip, "too many credential failures: address blocked");
-            }
-        }
-        let bearer = ctx
-            .route
-            .as_ref()
-            .is_some_and(|(_, r)| rules.routes.routes[*r].bearer);
-        let cors = rules.cors.as_ref().zip(ctx.origin.clone());
-        respond::deny(
-            session,
-            reason,
-            Denial {
-                bearer,
-                allow,
-                cors,
-                retry_after,
-            },
-        )
-        .await
-    }
-}
-
-/// `Content-Length: 3, 3` (or two equal lines) goes out as one `Content-Length: 3`, so no
-/// backend can read the list another way (RFC 9110 §8.6). pingora refuses unequal values.
-fn normalise_content_length(up: &mut RequestHeader) -> Result<()> {
-    let values: Vec<&HeaderValue> = up
-        .headers
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .collect();
-    let canonical = match values.as_slice() {
-        [] => return Ok(()),
-        [one] if one.as_bytes().iter().all(u8::is_ascii_digit) && !one.is_empty() => return Ok(()),
-        _ => values
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(|v| v.trim_ascii())
-            .next()
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<u64>().ok()),
-    };
-    match canonical {
-        Some(n) => up.insert_header(http::header::CONTENT_LENGTH, n.to_string()),
-        None => Error::e_explain(ErrorType::InvalidHTTPHeader, "invalid Content-Length"),
     }
 }
