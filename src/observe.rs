@@ -10,7 +10,6 @@ use crate::metrics::{metrics, Outcome, RouteCounters};
 use crate::policy::{Observer, Step};
 use crate::reason::Reason;
 use crate::ruleset::Ruleset;
-use crate::socketio::gate::Gate;
 
 /// Records each authenticator run of one authorization in `keygate_auth_duration_seconds`.
 pub(crate) struct Timings<'a>(pub(crate) &'a Ruleset);
@@ -31,19 +30,31 @@ pub(crate) struct Done<'a> {
     pub(crate) observed: Option<Reason>,
     /// The identity it was forwarded with.
     pub(crate) identity: Option<&'a Identity>,
-    /// Its Socket.IO gate, for a websocket.
-    pub(crate) gate: Option<&'a Gate>,
+    /// What its Socket.IO gate saw, for a websocket on a `socketio: true` route.
+    pub(crate) stream: Option<Stream<'a>>,
     /// The backend's status (0: not forwarded).
     pub(crate) upstream_status: u16,
     /// When keygate started deciding it.
     pub(crate) started: Instant,
 }
 
+/// What the Socket.IO gate of a websocket saw.
+pub(crate) struct Stream<'a> {
+    /// CONNECTs it authorized (each already counted by the gate).
+    pub(crate) connects: u32,
+    /// CONNECTs it accepted.
+    pub(crate) accepted: u32,
+    /// Why it refused or closed the connection.
+    pub(crate) refused: Option<Reason>,
+    /// The identity of the last accepted CONNECT.
+    pub(crate) identity: Option<&'a Identity>,
+}
+
 /// Counts a finished request (`keygate_requests_total`, `keygate_request_duration_seconds`,
 /// `keygate_upstream_errors_total`) and writes its access-log line (`keygate::access`).
 pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<'_>) {
     let counters = d.route.unwrap_or_else(|| RouteCounters::unmatched());
-    let outcome = match (d.denied, d.gate) {
+    let outcome = match (d.denied, &d.stream) {
         (Some(r), _) => Outcome::Denied(r),
         (None, _) if d.observed.is_some() => {
             Outcome::Observed(d.observed.unwrap_or(Reason::MissingCredentials))
@@ -54,7 +65,7 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
         _ => Outcome::Allowed,
     };
     // A gate counts each CONNECT it authorizes itself.
-    if d.gate.is_none_or(|g| g.connects == 0) {
+    if d.stream.as_ref().is_none_or(|g| g.connects == 0) {
         counters.count(outcome);
     }
     let elapsed = d.started.elapsed().as_secs_f64();
@@ -70,7 +81,7 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
         Outcome::Observed(r) => ("observed", r.as_str()),
     };
     let route: &str = &counters.name;
-    let identity = d.identity.or(d.gate.and_then(|g| g.identity.as_ref()));
+    let identity = d.identity.or(d.stream.as_ref().and_then(|g| g.identity));
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     tracing::info!(
         target: "keygate::access",

@@ -15,7 +15,7 @@ pub use schema::*;
 
 use std::path::Path;
 
-/// Reads and parses `path` (no semantic checks: see `crate::compile`).
+/// Reads and parses `path` (no semantic checks: see `crate::ruleset`).
 pub fn load_file(path: &Path) -> Result<(Config, String), ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -1,6 +1,6 @@
 //! The typed form of the config document (`docs/config.md`, schema version 1). Field names here
 //! are the public interface; every struct denies unknown fields. Each struct with defaults has
-//! one `Default` impl and `#[serde(default)]`; semantic checks live in `crate::compile`.
+//! one `Default` impl and `#[serde(default)]`; semantic checks live in `crate::ruleset`.
 
 use indexmap::IndexMap;
 use serde::Deserialize;

@@ -226,7 +226,12 @@ impl ProxyHttp for Keygate {
                 denied: ctx.denied,
                 observed: ctx.observed,
                 identity: ctx.identity.as_ref(),
-                gate: ctx.gate.as_deref(),
+                stream: ctx.gate.as_deref().map(|g| crate::observe::Stream {
+                    connects: g.connects,
+                    accepted: g.accepted,
+                    refused: g.refused,
+                    identity: g.identity.as_ref(),
+                }),
                 upstream_status: ctx.upstream_status,
                 started: ctx.started,
             },

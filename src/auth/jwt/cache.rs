@@ -90,7 +90,7 @@ impl TokenCache {
         fingerprint: [u8; 32],
         exp: Option<f64>,
     ) {
-        let now = crate::token::now() as f64;
+        let now = crate::metrics::unix_now();
         let left = exp.map_or(self.max_ttl, |e| {
             Duration::from_secs_f64((e - now).max(0.0))
         });
