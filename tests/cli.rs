@@ -18,10 +18,7 @@ fn run_documented(line: &str) -> std::process::Output {
     Command::new("bash")
         .args(["-c", line])
         .current_dir(repo())
-        .env(
-            "PATH",
-            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
-        )
+        .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()))
         .output()
         .unwrap()
 }
@@ -38,10 +35,7 @@ fn check(yaml: &str, env: &[(&str, &str)]) -> (bool, String) {
     let out = c.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    (
-        out.status.success(),
-        text.replace(&p.display().to_string(), "broken.yaml"),
-    )
+    (out.status.success(), text.replace(&p.display().to_string(), "broken.yaml"))
 }
 
 #[test]
@@ -55,11 +49,7 @@ fn shipped_configs_pass_check_with_their_documented_env() {
         .collect::<Vec<_>>()
         .join(" ");
     let out = run_documented(&line);
-    assert!(
-        out.status.success(),
-        "{line}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
     let mut n = 0;
     for entry in std::fs::read_dir(format!("{}/examples", repo())).unwrap() {
         let path = entry.unwrap().path();
@@ -70,11 +60,7 @@ fn shipped_configs_pass_check_with_their_documented_env() {
                 .find_map(|l| l.strip_prefix("# check: "))
                 .unwrap_or_else(|| panic!("{} has no `# check:` line", path.display()));
             let out = run_documented(line);
-            assert!(
-                out.status.success(),
-                "{line}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
             assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
             n += 1;
         }
@@ -82,106 +68,62 @@ fn shipped_configs_pass_check_with_their_documented_env() {
     assert!(n >= 4, "expected the four vendor examples");
 }
 
+/// One file in `tests/fixtures/broken/`: `keygate check` must fail with every `# expect:` text
+/// in its output (paths shortened to the file name) and no `# never:` text; `# env: K=V` lines
+/// set the environment, and `${KG_FIXTURES}` is `tests/fixtures`.
+struct Broken {
+    name: String,
+    expect: Vec<String>,
+    never: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Broken {
+    fn load(path: &std::path::Path) -> Broken {
+        let text = std::fs::read_to_string(path).unwrap();
+        let tagged = |tag: &str| -> Vec<String> {
+            text.lines().filter_map(|l| l.strip_prefix(tag).map(str::to_string)).collect()
+        };
+        Broken {
+            name: path.file_name().unwrap().to_string_lossy().into_owned(),
+            expect: tagged("# expect: "),
+            never: tagged("# never: "),
+            env: tagged("# env: ")
+                .iter()
+                .map(|kv| kv.split_once('=').unwrap())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
 #[test]
 fn broken_configs_fail_with_file_line_and_field() {
-    let head = "version: 1\nupstream:\n  url: \"http://127.0.0.1:3000\"\n";
-    // Unknown field.
-    let (ok, e) = check(&format!("{head}  timeout: 5\nroutes: []\n"), &[]);
-    assert!(!ok);
-    assert!(
-        e.contains("broken.yaml:4:3: upstream.timeout: unknown field `timeout`"),
-        "{e}"
-    );
-    // Unknown field inside an authenticator.
-    let (ok, e) = check(&format!("{head}authenticators:\n  k:\n    type: api_key\n    from: {{header: x-k}}\n    keys: [{{name: a, value: b}}]\n    scheme: x\n"), &[]);
-    assert!(!ok);
-    assert!(
-        e.contains("broken.yaml:9:5: authenticators.k: unknown field `scheme`"),
-        "{e}"
-    );
-    // Unset env var: named, never valued; the line of the reference.
-    let (ok, e) = check(
-        &format!("{head}authenticators:\n  k:\n    type: api_key\n    from: {{header: x-k}}\n    keys: [{{name: a, value: \"${{KG_UNSET_FOR_TEST}}\"}}]\n"),
-        &[],
-    );
-    assert!(!ok);
-    assert!(
-        e.contains("broken.yaml:8:")
-            && e.contains("environment variable KG_UNSET_FOR_TEST is not set"),
-        "{e}"
-    );
-    // Bad PEM.
-    let (ok, e) = check(
-        &format!("{head}authenticators:\n  j:\n    type: jwt\n    from: {{header: x-t}}\n    algorithms: [RS256]\n    keys:\n      - kid: k1\n        pem: \"-----BEGIN PUBLIC KEY-----\\nnot base64!\\n-----END PUBLIC KEY-----\"\n"),
-        &[],
-    );
-    assert!(!ok);
-    assert!(
-        e.contains("broken.yaml:11: authenticators.j.keys[0].pem: bad PEM"),
-        "{e}"
-    );
-    // Private key given where a public key is expected.
-    let (ok, e) = check(
-        &format!("{head}authenticators:\n  j:\n    type: jwt\n    from: {{header: x-t}}\n    algorithms: [RS256]\n    keys: [{{pem_file: \"{}\"}}]\n", fixture("rsa.key")),
-        &[],
-    );
-    assert!(!ok);
-    assert!(
-        e.contains("expected a PUBLIC KEY block, found PRIVATE KEY"),
-        "{e}"
-    );
-    // A key that cannot verify any allowed algorithm.
-    let (ok, e) = check(
-        &format!("{head}authenticators:\n  j:\n    type: jwt\n    from: {{header: x-t}}\n    algorithms: [ES256]\n    keys: [{{pem_file: \"{}\"}}]\n", fixture("rsa.pub")),
-        &[],
-    );
-    assert!(
-        !ok && e.contains("cannot verify any of the allowed algorithms"),
-        "{e}"
-    );
-    // alg none.
-    let (ok, e) = check(
-        &format!("{head}authenticators:\n  j:\n    type: jwt\n    from: {{header: x-t}}\n    algorithms: [none]\n    keys: [{{pem_file: \"{}\"}}]\n", fixture("rsa.pub")),
-        &[],
-    );
-    assert!(
-        !ok && e.contains("authenticators.j.algorithms[0]: unsupported algorithm `none`"),
-        "{e}"
-    );
-    // Overlapping routes.
-    let (ok, e) = check(
-        &format!("{head}routes:\n  - {{name: a, path: \"/u/{{id}}\", auth: anonymous}}\n  - {{name: b, path: \"/u/{{other}}\", methods: [GET], auth: anonymous}}\n"),
-        &[],
-    );
-    assert!(!ok);
-    assert!(
-        e.contains("broken.yaml:6: routes[1].path: overlaps route `a`"),
-        "{e}"
-    );
-    // Unknown authenticator in a route; bind to a missing parameter.
-    let (ok, e) = check(
-        &format!("{head}routes:\n  - {{name: a, path: /x, auth: [nope]}}\n"),
-        &[],
-    );
-    assert!(
-        !ok && e.contains("routes[0].auth[0]: unknown authenticator `nope`"),
-        "{e}"
-    );
-    // YAML syntax error.
-    let (ok, e) = check(&format!("{head}routes: [\n"), &[]);
-    assert!(!ok && e.contains("broken.yaml:"), "{e}");
-    // A secret of the wrong type is never echoed.
-    let (ok, e) = check(
-        &format!("{head}authenticators:\n  h:\n    type: hmac_token\n    secret: 918273645546372819\n    token_from: {{header: a}}\n    user_id_from: {{header: b}}\n"),
-        &[],
-    );
-    assert!(!ok && !e.contains("918273645546372819"), "{e}");
-    // Nor is an env value.
-    let (ok, e) = check(
-        &format!("{head}authenticators:\n  h:\n    type: hmac_token\n    secret: \"${{KG_SECRET_T}}\"\n    scheme: sha512\n    token_from: {{header: a}}\n    user_id_from: {{header: b}}\n"),
-        &[("KG_SECRET_T", "s3cr3t-value-xyz")],
-    );
-    assert!(!ok && !e.contains("s3cr3t-value-xyz"), "{e}");
+    let dir = format!("{}/tests/fixtures/broken", repo());
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let case = Broken::load(&path);
+        assert!(!case.expect.is_empty(), "{} has no `# expect:` line", case.name);
+        let out = Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("KG_FIXTURES", format!("{}/tests/fixtures", repo()))
+            .envs(case.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let text = (String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout))
+            .replace(&format!("{dir}/"), "");
+        assert!(!out.status.success(), "{}: check passed", case.name);
+        for e in &case.expect {
+            assert!(text.contains(e.as_str()), "{}: no `{e}` in: {text}", case.name);
+        }
+        for secret in &case.never {
+            assert!(!text.contains(secret.as_str()), "{}: echoed a secret: {text}", case.name);
+        }
+        n += 1;
+    }
+    assert!(n >= 12, "only {n} broken configs");
 }
 
 #[test]
@@ -204,38 +146,15 @@ fn check_warns_about_a_jwk_set_without_audiences() {
 fn token_commands_mint_credentials_keygate_accepts() {
     let (_up, kg) = full("production");
     let out = Command::new(bin())
-        .args([
-            "token",
-            "jwt",
-            "--key",
-            &fixture("rsa.key"),
-            "--sub",
-            "cust-9",
-            "--kid",
-            DOKA_KID,
-        ])
-        .args([
-            "--claim",
-            "type=customer",
-            "--claim",
-            "workspace_id=ONAVZK8J",
-            "--ttl",
-            "10m",
-        ])
+        .args(["token", "jwt", "--key", &fixture("rsa.key"), "--sub", "cust-9", "--kid", DOKA_KID])
+        .args(["--claim", "type=customer", "--claim", "workspace_id=ONAVZK8J", "--ttl", "10m"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let tok = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let r = kg.get("/api/v1/x", &[("Authorization", &format!("Bearer {tok}"))]);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        r.upstream_header("x-auth-user-id").as_deref(),
-        Some("cust-9")
-    );
+    assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), Some("cust-9"));
     // A 20-minute token exceeds DokaAI's 15-minute max lifetime.
     let out = Command::new(bin())
         .args([
@@ -266,10 +185,7 @@ fn token_commands_mint_credentials_keygate_accepts() {
         .output()
         .unwrap();
     let mac = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let r = kg.get(
-        "/widget/x",
-        &[("X-User-Id", "user-5"), ("X-User-Token", &mac)],
-    );
+    let r = kg.get("/widget/x", &[("X-User-Id", "user-5"), ("X-User-Token", &mac)]);
     assert_eq!(r.status, 200);
     let out = Command::new(bin())
         .args(["token", "hmac", "--user-id", "u"])
@@ -284,12 +200,7 @@ fn token_commands_mint_credentials_keygate_accepts() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"ek_ingest_1\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"ek_ingest_1\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
@@ -331,17 +242,10 @@ fn demo_prints_curl_commands_that_give_their_printed_results() {
         if let Some(exp) = line.strip_prefix("# expect: ") {
             pending = Some(exp.to_string());
         } else if line.starts_with("curl ") {
-            examples.push((
-                pending.take().expect("an expectation before each curl"),
-                line,
-            ));
+            examples.push((pending.take().expect("an expectation before each curl"), line));
         }
     }
-    assert!(
-        examples.len() >= 10,
-        "demo printed {} examples",
-        examples.len()
-    );
+    assert!(examples.len() >= 10, "demo printed {} examples", examples.len());
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
         && start.elapsed() < Duration::from_secs(10)
@@ -371,40 +275,23 @@ fn demo_prints_curl_commands_that_give_their_printed_results() {
 fn explain_shows_the_decision_without_echoing_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("k.yaml");
-    std::fs::write(
-        &cfg,
-        Keygate::config_text(
-            &full_config("production"),
-            "127.0.0.1:9".parse().unwrap(),
-            1,
-            2,
-        ),
-    )
-    .unwrap();
-    let explain = |args: &[&str]| {
+    std::fs::write(&cfg, Keygate::builder().config(full_config("production")).text()).unwrap();
+    // `args` is a command line, split as a shell would.
+    let explain = |args: &str| {
         let out = Command::new(bin())
             .args(["explain", "--config"])
             .arg(&cfg)
-            .args(args)
+            .args(shlex::split(args).expect("a shell-like command line"))
             .env("KG_TEST_HMAC_SECRET", HMAC_SECRET)
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
     };
     let user = user_token("user-1");
-    let knock = [
-        "-H".to_string(),
-        "Authorization: Bearer pk_test_1".to_string(),
-        "-H".to_string(),
-        format!("X-Knock-User-Token: {user}"),
-        "-H".to_string(),
-        "X-Auth-User-Id: admin".to_string(),
-        format!("/v1/users/user-1/feeds/f?user_token={user}"),
-    ];
-    let knock: Vec<&str> = knock.iter().map(String::as_str).collect();
+    let knock = format!(
+        "-H 'Authorization: Bearer pk_test_1' -H 'X-Knock-User-Token: {user}' \
+         -H 'X-Auth-User-Id: admin' '/v1/users/user-1/feeds/f?user_token={user}'"
+    );
     let (code, out) = explain(&knock);
     assert_eq!(code, Some(0), "{out}");
     for line in [
@@ -419,74 +306,38 @@ fn explain_shows_the_decision_without_echoing_credentials() {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
     let hmac = hmac_token("u1");
-    let cases: Vec<(Vec<String>, i32, &str)> = vec![
-        (
-            vec![
-                "-H".into(),
-                "X-User-Id: u1".into(),
-                "-H".into(),
-                format!("X-User-Token: {hmac}"),
-                "/widget/x".into(),
-            ],
-            0,
-            "widget_hmac (hmac_token): passed",
-        ),
-        (
-            vec![
-                "-X".into(),
-                "POST".into(),
-                "-H".into(),
-                "X-Client-Key: ck_live_91b2".into(),
-                "-H".into(),
-                "X-Client-Secret: crm-secret-value".into(),
-                "/v1/events/x".into(),
-            ],
+    /// One `keygate explain` run: its exit code and a line its output must contain.
+    struct Explained {
+        args: String,
+        exit: i32,
+        shows: &'static str,
+    }
+    let row = |args: &str, exit, shows| Explained { args: args.to_string(), exit, shows };
+    let cases = [
+        Explained {
+            args: format!("-H 'X-User-Id: u1' -H 'X-User-Token: {hmac}' /widget/x"),
+            exit: 0,
+            shows: "widget_hmac (hmac_token): passed",
+        },
+        row(
+            "-X POST -H 'X-Client-Key: ck_live_91b2' -H 'X-Client-Secret: crm-secret-value' /v1/events/x",
             0,
             "doka_server (client_secret): passed",
         ),
-        (
-            vec![
-                "-X".into(),
-                "POST".into(),
-                "-H".into(),
-                "Authorization: Bearer ek_ingest_1".into(),
-                "/v1/events/x".into(),
-            ],
-            0,
-            "events_key (api_key): passed",
-        ),
-        (
-            vec![
-                "-X".into(),
-                "POST".into(),
-                "-H".into(),
-                "Authorization: Bearer ek_wrong_key".into(),
-                "/v1/events/x".into(),
-            ],
-            1,
-            "result: 401 invalid_api_key",
-        ),
-        (
-            vec![
-                "-H".into(),
-                format!("Authorization: Bearer {user}"),
-                "/api/v1/x".into(),
-            ],
-            1,
-            "doka_customer (jwt): failed: missing_claim",
-        ),
-        (vec!["/nowhere".into()], 1, "route: none matches"),
-        (
-            vec!["-X".into(), "DELETE".into(), "/v1/users/u/feeds/f".into()],
-            1,
-            "result: 405 method_not_allowed",
-        ),
+        row("-X POST -H 'Authorization: Bearer ek_ingest_1' /v1/events/x", 0, "events_key (api_key): passed"),
+        row("-X POST -H 'Authorization: Bearer ek_wrong_key' /v1/events/x", 1, "result: 401 invalid_api_key"),
+        Explained {
+            args: format!("-H 'Authorization: Bearer {user}' /api/v1/x"),
+            exit: 1,
+            shows: "doka_customer (jwt): failed: missing_claim",
+        },
+        row("/nowhere", 1, "route: none matches"),
+        row("-X DELETE /v1/users/u/feeds/f", 1, "result: 405 method_not_allowed"),
     ];
-    for (args, want, line) in &cases {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, out) = explain(&a);
-        assert_eq!(code, Some(*want), "{args:?}\n{out}");
-        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    for Explained { args, exit, shows } in &cases {
+        let (code, out) = explain(args);
+        assert_eq!(code, Some(*exit), "{args}\n{out}");
+        assert!(out.contains(shows), "missing {shows:?} in\n{out}");
         for secret in [
             user.as_str(),
             "pk_test_1",

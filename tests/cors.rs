@@ -27,42 +27,21 @@ fn keygate_answers_preflights_and_decorates_allowed_origins() {
     let (up, kg) = full("production");
     let before = up.hits();
     let feed = "/v1/users/user-1/feeds/f";
-    let r = send(
-        &kg,
-        "OPTIONS",
-        feed,
-        &preflight("GET", "authorization, X-Knock-User-Token"),
-        b"",
-    );
+    let r = send(&kg, "OPTIONS", feed, &preflight("GET", "authorization, X-Knock-User-Token"), b"");
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(r.header("access-control-allow-origin"), Some(APP));
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     assert_eq!(r.header("access-control-allow-methods"), Some("GET"));
-    assert!(r
-        .header("access-control-allow-headers")
-        .unwrap()
-        .contains("x-knock-user-token"));
+    assert!(r.header("access-control-allow-headers").unwrap().contains("x-knock-user-token"));
     assert_eq!(r.header("access-control-max-age"), Some("600"));
     // Refused: another origin, a method the route does not allow, a header not allowed.
     let mut evil = preflight("GET", "authorization");
     evil[0].1 = "https://evil.test".into();
     send(&kg, "OPTIONS", feed, &evil, b"").assert_denied(403, "cors_not_allowed");
-    send(
-        &kg,
-        "OPTIONS",
-        feed,
-        &preflight("DELETE", "authorization"),
-        b"",
-    )
-    .assert_denied(403, "cors_not_allowed");
-    send(
-        &kg,
-        "OPTIONS",
-        feed,
-        &preflight("GET", "x-auth-user-id"),
-        b"",
-    )
-    .assert_denied(403, "cors_not_allowed");
+    send(&kg, "OPTIONS", feed, &preflight("DELETE", "authorization"), b"")
+        .assert_denied(403, "cors_not_allowed");
+    send(&kg, "OPTIONS", feed, &preflight("GET", "x-auth-user-id"), b"")
+        .assert_denied(403, "cors_not_allowed");
     // A "preflight" dressed up with a body, Upgrade, cookies and a method override is still
     // answered by keygate: it never reaches the backend.
     let mut dressed = preflight("GET", "authorization");
@@ -85,13 +64,7 @@ fn keygate_answers_preflights_and_decorates_allowed_origins() {
     let r = send(&kg, "GET", "/public/x", &origin, b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), Some(APP));
-    let r = send(
-        &kg,
-        "GET",
-        "/public/x",
-        &[("Origin", "https://evil.test".to_string())],
-        b"",
-    );
+    let r = send(&kg, "GET", "/public/x", &[("Origin", "https://evil.test".to_string())], b"");
     assert_eq!(r.header("access-control-allow-origin"), None);
 }
 
@@ -109,27 +82,19 @@ fn without_a_cors_block_preflights_are_denied_or_forwarded_stripped() {
 
     // Default (deny): a preflight is a request like any other: OPTIONS on a GET route is 405,
     // on a route without `methods` it needs credentials.
-    let deny = Keygate::start_with_env(&body, up.addr, &env);
-    send(
-        &deny,
-        "OPTIONS",
-        feed,
-        &preflight("GET", "authorization"),
-        b"",
-    )
-    .assert_denied(405, "method_not_allowed");
-    send(
-        &deny,
-        "OPTIONS",
-        "/api/v1/x",
-        &preflight("GET", "authorization"),
-        b"",
-    )
-    .assert_denied(401, "missing_credentials");
+    let deny = Keygate::builder().config(&body).upstream(up.addr).env(env[0].0, env[0].1).start();
+    send(&deny, "OPTIONS", feed, &preflight("GET", "authorization"), b"")
+        .assert_denied(405, "method_not_allowed");
+    send(&deny, "OPTIONS", "/api/v1/x", &preflight("GET", "authorization"), b"")
+        .assert_denied(401, "missing_credentials");
     assert_eq!(up.hits(), 0);
 
     // forward: a genuine preflight reaches the backend with four headers only.
-    let fwd = Keygate::start_with_env(&format!("cors_preflight: forward\n{body}"), up.addr, &env);
+    let fwd = Keygate::builder()
+        .config(&format!("cors_preflight: forward\n{body}"))
+        .upstream(up.addr)
+        .env(env[0].0, env[0].1)
+        .start();
     let mut h = preflight("GET", "authorization");
     h.extend([
         ("X-Auth-User-Id", "spoof".to_string()),
@@ -138,19 +103,11 @@ fn without_a_cors_block_preflights_are_denied_or_forwarded_stripped() {
     ]);
     let r = send(&fwd, "OPTIONS", feed, &h, b"");
     assert_eq!(r.status, 200, "{}", r.text());
-    let names: Vec<String> = r
-        .upstream_headers()
-        .into_iter()
-        .map(|(k, _)| k.to_ascii_lowercase())
-        .collect();
+    let names: Vec<String> =
+        r.upstream_headers().into_iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     assert_eq!(
         names,
-        [
-            "host",
-            "origin",
-            "access-control-request-method",
-            "access-control-request-headers"
-        ],
+        ["host", "origin", "access-control-request-method", "access-control-request-headers"],
         "only the preflight's own headers are forwarded"
     );
     let hits = up.hits();

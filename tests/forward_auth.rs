@@ -10,13 +10,10 @@ use common::*;
 
 fn forward_auth_keygate(up: std::net::SocketAddr) -> (Keygate, std::net::SocketAddr) {
     let port = free_port();
-    let kg = Keygate::start(
-        &format!(
-            "forward_auth: {{ listen: \"127.0.0.1:{port}\" }}\n{}",
-            attack_config()
-        ),
-        up,
-    );
+    let kg = Keygate::builder()
+        .config(&format!("forward_auth: {{ listen: \"127.0.0.1:{port}\" }}\n{}", attack_config()))
+        .upstream(up)
+        .start();
     (kg, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
@@ -54,42 +51,22 @@ fn nginx_auth_request_in_front_of_the_backend() {
         b"",
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        r.upstream_header("x-auth-user-id").as_deref(),
-        Some("alice")
-    );
+    assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), Some("alice"));
     assert_eq!(r.upstream_header("x-auth-method").as_deref(), Some("jwt"));
-    assert_eq!(
-        r.upstream_header("x-auth-workspace-id").as_deref(),
-        Some("ONAVZK8J")
-    );
+    assert_eq!(r.upstream_header("x-auth-workspace-id").as_deref(), Some("ONAVZK8J"));
     assert_eq!(r.json()["target"], "/api/v1/me?x=1");
     let hits = up.hits();
     // Denied: nginx passes keygate's status and challenge on; the backend never sees it.
-    let r = request(
-        nginx.addr,
-        "GET",
-        "/api/v1/me",
-        &[("Authorization", "Bearer not.a.token")],
-        b"",
-    );
+    let r =
+        request(nginx.addr, "GET", "/api/v1/me", &[("Authorization", "Bearer not.a.token")], b"");
     assert_eq!(r.status, 401);
-    assert_eq!(
-        r.header("www-authenticate"),
-        Some(r#"Bearer error="invalid_token""#)
-    );
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer error="invalid_token""#));
     let r = request(nginx.addr, "GET", "/admin/x", &[], b"");
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     assert_eq!(up.hits(), hits, "a denied request reached the backend");
     // Anonymous routes pass without identity.
-    let r = request(
-        nginx.addr,
-        "GET",
-        "/healthz",
-        &[("X-Auth-User-Id", "victim")],
-        b"",
-    );
+    let r = request(nginx.addr, "GET", "/healthz", &[("X-Auth-User-Id", "victim")], b"");
     assert_eq!(r.status, 200);
     assert_eq!(
         r.upstream_header("x-auth-user-id"),
@@ -117,16 +94,10 @@ fn traefik_and_envoy_conventions() {
     let r = traefik("GET", "/api/v1/me", &tok);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-auth-user-id"), Some("alice"));
-    assert_eq!(
-        r.header("x-auth-credential"),
-        Some(format!("doka_customer/{DOKA_KID}").as_str())
-    );
+    assert_eq!(r.header("x-auth-credential"), Some(format!("doka_customer/{DOKA_KID}").as_str()));
     let r = traefik("GET", "/api/v1/me", "Bearer not.a.token");
     r.assert_denied(401, "malformed_credentials");
-    assert_eq!(
-        r.header("www-authenticate"),
-        Some(r#"Bearer error="invalid_token""#)
-    );
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer error="invalid_token""#));
     assert_eq!(r.header("x-auth-user-id"), None);
     traefik("DELETE", "/admin/x", &tok).assert_denied(405, "method_not_allowed");
     traefik("GET", "/api/../admin", &tok).assert_denied(400, "malformed_path");
@@ -143,14 +114,8 @@ fn traefik_and_envoy_conventions() {
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ("Authorization", tok.as_str()),
     ];
-    request(
-        fa,
-        "GET",
-        &format!("{SIO}/?EIO=4&transport=websocket"),
-        &ws,
-        b"",
-    )
-    .assert_denied(403, "no_route");
+    request(fa, "GET", &format!("{SIO}/?EIO=4&transport=websocket"), &ws, b"")
+        .assert_denied(403, "no_route");
     assert_eq!(up.hits(), 0, "forward-auth never proxies");
     kg.metrics_with(&[
         r#"keygate_requests_total{outcome="allowed",reason="none",route="customer_api"} 2"#,

@@ -50,11 +50,8 @@ fn attack_tokens_are_refused_with_their_reason() {
         }
         // Signed by the attacker's key, advertised through the header.
         let (k, _) = keygate::token::signing_key(&read_fixture("rsa_other.key")).unwrap();
-        let msg = format!(
-            "{}.{}",
-            b64(hv.to_string().as_bytes()),
-            b64(good.to_string().as_bytes())
-        );
+        let msg =
+            format!("{}.{}", b64(hv.to_string().as_bytes()), b64(good.to_string().as_bytes()));
         let sig =
             jsonwebtoken::crypto::sign(msg.as_bytes(), &k, jsonwebtoken::Algorithm::RS256).unwrap();
         format!("{msg}.{sig}")
@@ -88,44 +85,18 @@ fn attack_tokens_are_refused_with_their_reason() {
         ),
         (
             "HS256 signed with the RSA public key",
-            sign_hs(
-                rsa_pub_pem.as_bytes(),
-                "HS256",
-                Some(DOKA_KID),
-                good.clone(),
-            ),
+            sign_hs(rsa_pub_pem.as_bytes(), "HS256", Some(DOKA_KID), good.clone()),
             "algorithm_not_allowed",
         ),
         (
             "kid path traversal",
-            sign(
-                "rsa.key",
-                "RS256",
-                Some("../../../../../dev/null"),
-                good.clone(),
-            ),
+            sign("rsa.key", "RS256", Some("../../../../../dev/null"), good.clone()),
             "unknown_key",
         ),
-        (
-            "jku header",
-            with_header(json!({"jku": key_url})),
-            "invalid_signature",
-        ),
-        (
-            "x5u header",
-            with_header(json!({"x5u": key_url})),
-            "invalid_signature",
-        ),
-        (
-            "embedded jwk header",
-            with_header(json!({"jwk": attacker_jwk})),
-            "invalid_signature",
-        ),
-        (
-            "signature stripped",
-            format!("{h}.{p}."),
-            "invalid_signature",
-        ),
+        ("jku header", with_header(json!({"jku": key_url})), "invalid_signature"),
+        ("x5u header", with_header(json!({"x5u": key_url})), "invalid_signature"),
+        ("embedded jwk header", with_header(json!({"jwk": attacker_jwk})), "invalid_signature"),
+        ("signature stripped", format!("{h}.{p}."), "invalid_signature"),
         (
             "signature of another token",
             format!("{h}.{}.{s}", b64(tampered.to_string().as_bytes())),
@@ -145,41 +116,16 @@ fn attack_tokens_are_refused_with_their_reason() {
             sign("rsa.key", "RS256", Some(DOKA_KID), exp_str),
             "malformed_credentials",
         ),
-        (
-            "expired",
-            sign("rsa.key", "RS256", Some(DOKA_KID), expired),
-            "token_expired",
-        ),
-        (
-            "nbf in the future",
-            sign("rsa.key", "RS256", Some(DOKA_KID), nbf),
-            "token_not_yet_valid",
-        ),
-        (
-            "type mismatch",
-            sign("rsa.key", "RS256", Some(DOKA_KID), wrong_type),
-            "claim_mismatch",
-        ),
+        ("expired", sign("rsa.key", "RS256", Some(DOKA_KID), expired), "token_expired"),
+        ("nbf in the future", sign("rsa.key", "RS256", Some(DOKA_KID), nbf), "token_not_yet_valid"),
+        ("type mismatch", sign("rsa.key", "RS256", Some(DOKA_KID), wrong_type), "claim_mismatch"),
         (
             "workspace not allowed",
-            sign(
-                "rsa.key",
-                "RS256",
-                Some(DOKA_KID),
-                customer_claims("c", "OTHER999"),
-            ),
+            sign("rsa.key", "RS256", Some(DOKA_KID), customer_claims("c", "OTHER999")),
             "claim_mismatch",
         ),
-        (
-            "missing sub",
-            sign("rsa.key", "RS256", Some(DOKA_KID), no_sub),
-            "missing_claim",
-        ),
-        (
-            "CRLF in sub",
-            sign("rsa.key", "RS256", Some(DOKA_KID), crlf),
-            "malformed_credentials",
-        ),
+        ("missing sub", sign("rsa.key", "RS256", Some(DOKA_KID), no_sub), "missing_claim"),
+        ("CRLF in sub", sign("rsa.key", "RS256", Some(DOKA_KID), crlf), "malformed_credentials"),
         (
             // Over max_token_bytes (8 KiB) but under max_request_header_bytes (32 KiB); a
             // 64 KiB head is refused before parsing (431, tests/limits.rs).
@@ -187,43 +133,19 @@ fn attack_tokens_are_refused_with_their_reason() {
             format!("{h}.{}.{s}", "A".repeat(16 * 1024)),
             "malformed_credentials",
         ),
-        (
-            "non-base64 garbage",
-            "%%%not a token at all%%%".to_string(),
-            "malformed_credentials",
-        ),
+        ("non-base64 garbage", "%%%not a token at all%%%".to_string(), "malformed_credentials"),
         ("two segments", format!("{h}.{p}"), "malformed_credentials"),
-        (
-            "header not JSON",
-            format!("{}.{p}.{s}", b64(b"not json")),
-            "malformed_credentials",
-        ),
-        (
-            "crit header",
-            with_header(json!({"crit": ["exp"]})),
-            "malformed_credentials",
-        ),
+        ("header not JSON", format!("{}.{p}.{s}", b64(b"not json")), "malformed_credentials"),
+        ("crit header", with_header(json!({"crit": ["exp"]})), "malformed_credentials"),
     ];
     let before = up.hits();
     for (what, token, reason) in &cases {
-        let r = kg.get(
-            "/api/v1/notifications",
-            &[("Authorization", &format!("Bearer {token}"))],
-        );
-        assert_eq!(
-            (r.status, r.reason().as_str()),
-            (401, *reason),
-            "{what}: {}",
-            r.text()
-        );
+        let r = kg.get("/api/v1/notifications", &[("Authorization", &format!("Bearer {token}"))]);
+        assert_eq!((r.status, r.reason().as_str()), (401, *reason), "{what}: {}", r.text());
         assert!(!r.text().contains(token.as_str()), "{what}: token echoed");
     }
     assert_eq!(up.hits(), before, "an attack token reached the upstream");
-    assert_eq!(
-        fetches.load(Ordering::SeqCst),
-        0,
-        "a jku/x5u URL was fetched"
-    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 0, "a jku/x5u URL was fetched");
 
     // RS/HS confusion where HS256 *is* allowed: the kid names an RSA key, which never verifies HS256.
     let multi = sign_hs(
@@ -232,20 +154,13 @@ fn attack_tokens_are_refused_with_their_reason() {
         Some("rsa"),
         json!({"sub": "m", "iss": "issuer.test", "aud": "aud-1", "exp": t + 60}),
     );
-    kg.get("/multi/x", &[("X-Multi-Token", &multi)])
-        .assert_denied(401, "algorithm_not_allowed");
+    kg.get("/multi/x", &[("X-Multi-Token", &multi)]).assert_denied(401, "algorithm_not_allowed");
     // The untampered token still works afterwards.
-    let r = kg.get(
-        "/api/v1/notifications",
-        &[("Authorization", &format!("Bearer {valid}"))],
-    );
+    let r = kg.get("/api/v1/notifications", &[("Authorization", &format!("Bearer {valid}"))]);
     assert_eq!(r.status, 200);
     // Nothing of a token appears in the logs.
     let logs = kg.logs();
-    assert!(
-        !logs.contains(&s[..40]),
-        "a token signature appears in the logs"
-    );
+    assert!(!logs.contains(&s[..40]), "a token signature appears in the logs");
 }
 
 #[test]
@@ -259,10 +174,8 @@ fn a_token_without_exp_needs_an_explicit_require() {
     };
     let no_exp = sign("rsa.key", "RS256", None, json!({"sub": "u1"}));
     let bearer = format!("Bearer {no_exp}");
-    let strict = Keygate::start(&body(""), up.addr);
-    strict
-        .get("/x", &[("Authorization", &bearer)])
-        .assert_denied(401, "missing_claim");
-    let lax = Keygate::start(&body("    require: [sub]\n"), up.addr);
+    let strict = Keygate::builder().config(&body("")).upstream(up.addr).start();
+    strict.get("/x", &[("Authorization", &bearer)]).assert_denied(401, "missing_claim");
+    let lax = Keygate::builder().config(&body("    require: [sub]\n")).upstream(up.addr).start();
     assert_eq!(lax.get("/x", &[("Authorization", &bearer)]).status, 200);
 }

@@ -72,11 +72,7 @@ fn layer_of(module: &str) -> Option<u8> {
     SUBMODULE_LAYERS
         .iter()
         .find(|(m, _)| module == *m || module.starts_with(&format!("{m}::")))
-        .or_else(|| {
-            LAYERS
-                .iter()
-                .find(|(m, _)| module.split("::").next() == Some(*m))
-        })
+        .or_else(|| LAYERS.iter().find(|(m, _)| module.split("::").next() == Some(*m)))
         .map(|(_, l)| *l)
 }
 
@@ -84,11 +80,8 @@ fn layer_of(module: &str) -> Option<u8> {
 /// deepest module of the table each names.
 fn imports(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let code: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code: String =
+        text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
     let text = code.as_str();
     for (i, _) in text.match_indices("crate::") {
         let rest: String = text[i + 7..]
@@ -121,9 +114,8 @@ fn files_are_small_and_modules_import_only_downward_without_cycles() {
             problems.push(format!("{}: {lines} lines", f.display()));
         }
         let module = module_of(&src, f);
-        let test_file = f
-            .file_stem()
-            .is_some_and(|s| s == "tests" || s.to_string_lossy().ends_with("_tests"));
+        let test_file =
+            f.file_stem().is_some_and(|s| s == "tests" || s.to_string_lossy().ends_with("_tests"));
         if module == "lib" || module == "main" || test_file {
             continue;
         }
@@ -136,19 +128,14 @@ fn files_are_small_and_modules_import_only_downward_without_cycles() {
         let node = SUBMODULE_LAYERS
             .iter()
             .find(|(m, _)| module.starts_with(m))
-            .map_or_else(
-                || module.split("::").next().unwrap().to_string(),
-                |(m, _)| m.to_string(),
-            );
+            .map_or_else(|| module.split("::").next().unwrap().to_string(), |(m, _)| m.to_string());
         for dep in imports(code) {
             let Some(dl) = layer_of(&dep) else {
                 problems.push(format!("{module}: imports unknown module {dep}"));
                 continue;
             };
             if dl > layer {
-                problems.push(format!(
-                    "{module} (layer {layer}) imports {dep} (layer {dl})"
-                ));
+                problems.push(format!("{module} (layer {layer}) imports {dep} (layer {dl})"));
             }
             if dep != node {
                 graph.entry(node.clone()).or_default().insert(dep);
@@ -180,9 +167,5 @@ fn files_are_small_and_modules_import_only_downward_without_cycles() {
     for n in graph.keys() {
         visit(n, &graph, &mut Vec::new(), &mut done, &mut problems);
     }
-    assert!(
-        problems.is_empty(),
-        "layout problems:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "layout problems:\n{}", problems.join("\n"));
 }

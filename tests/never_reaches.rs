@@ -34,11 +34,7 @@ const TARGETS: [&str; 10] = [
 
 /// A path mutation: how a careless backend might read what keygate matched differently.
 fn mutate(path: &str, how: u8, at: usize) -> String {
-    let i = if path.len() > 1 {
-        1 + at % (path.len() - 1)
-    } else {
-        1
-    };
+    let i = if path.len() > 1 { 1 + at % (path.len() - 1) } else { 1 };
     let (a, b) = path.split_at(i.min(path.len()));
     match how % 14 {
         0 => path.to_string(),
@@ -47,11 +43,7 @@ fn mutate(path: &str, how: u8, at: usize) -> String {
         3 => format!("{a}/{b}"),
         4 => {
             let c = b.chars().next().unwrap_or('x');
-            format!(
-                "{a}%{:02X}{}",
-                c as u32 & 0x7f,
-                &b[c.len_utf8().min(b.len())..]
-            )
+            format!("{a}%{:02X}{}", c as u32 & 0x7f, &b[c.len_utf8().min(b.len())..])
         }
         5 => format!("{a}%2e%2e/{b}"),
         6 => format!("{a};x/{b}"),
@@ -117,51 +109,47 @@ fn probe() -> impl Strategy<Value = Probe> {
         credential,
         prop::option::of(prop::collection::vec(b'a'..=b'z', 0..40)),
     )
-        .prop_map(
-            |(method, target, (how, at), query, http10, extra, cred, body)| {
-                let mut headers: Vec<(String, String)> = extra
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                let alice = customer_token("alice");
-                match cred {
-                    0 => headers.push(("Authorization".into(), format!("Bearer {alice}"))),
-                    1 => {
-                        headers.push(("Authorization".into(), "Bearer pk_test_1".into()));
-                        headers.push(("X-Knock-User-Token".into(), user_token("alice")));
-                    }
-                    2 => {
-                        headers.push(("X-User-Id".into(), "alice".into()));
-                        headers.push(("X-User-Token".into(), hmac_token("alice")));
-                    }
-                    3 => {
-                        headers.push(("X-Client-Key".into(), "ck_live_7f3a".into()));
-                        headers.push(("X-Client-Secret".into(), "billing-secret-value".into()));
-                    }
-                    4 => headers.push(("Authorization".into(), "Bearer not.a.token".into())),
-                    5 => {
-                        headers.push(("Authorization".into(), format!("Bearer {alice}")));
-                        headers.push(("Authorization".into(), "Bearer second".into()));
-                    }
-                    _ => {}
+        .prop_map(|(method, target, (how, at), query, http10, extra, cred, body)| {
+            let mut headers: Vec<(String, String)> =
+                extra.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let alice = customer_token("alice");
+            match cred {
+                0 => headers.push(("Authorization".into(), format!("Bearer {alice}"))),
+                1 => {
+                    headers.push(("Authorization".into(), "Bearer pk_test_1".into()));
+                    headers.push(("X-Knock-User-Token".into(), user_token("alice")));
                 }
-                let body = body.unwrap_or_default();
-                if !body.is_empty() {
-                    if how % 3 == 0 {
-                        headers.push(("Content-Length".into(), format!("{0}, {0}", body.len())));
-                    } else {
-                        headers.push(("Content-Length".into(), body.len().to_string()));
-                    }
+                2 => {
+                    headers.push(("X-User-Id".into(), "alice".into()));
+                    headers.push(("X-User-Token".into(), hmac_token("alice")));
                 }
-                Probe {
-                    method,
-                    target: format!("{}{query}", mutate(target, how, at)),
-                    http10,
-                    headers,
-                    body,
+                3 => {
+                    headers.push(("X-Client-Key".into(), "ck_live_7f3a".into()));
+                    headers.push(("X-Client-Secret".into(), "billing-secret-value".into()));
                 }
-            },
-        )
+                4 => headers.push(("Authorization".into(), "Bearer not.a.token".into())),
+                5 => {
+                    headers.push(("Authorization".into(), format!("Bearer {alice}")));
+                    headers.push(("Authorization".into(), "Bearer second".into()));
+                }
+                _ => {}
+            }
+            let body = body.unwrap_or_default();
+            if !body.is_empty() {
+                if how % 3 == 0 {
+                    headers.push(("Content-Length".into(), format!("{0}, {0}", body.len())));
+                } else {
+                    headers.push(("Content-Length".into(), body.len().to_string()));
+                }
+            }
+            Probe {
+                method,
+                target: format!("{}{query}", mutate(target, how, at)),
+                http10,
+                headers,
+                body,
+            }
+        })
 }
 
 fn send(kg: &Keygate, p: &Probe) {
@@ -200,9 +188,7 @@ fn check(records: &[Value], p: &Probe) -> Result<(), TestCaseError> {
                 );
             }
         }
-        let upgrade = header_of(r, "upgrade")
-            .iter()
-            .any(|u| u.eq_ignore_ascii_case("websocket"))
+        let upgrade = header_of(r, "upgrade").iter().any(|u| u.eq_ignore_ascii_case("websocket"))
             && url.to_ascii_lowercase().starts_with(SIO);
         if is_protected(r) && !upgrade {
             let method = header_of(r, "x-auth-method");
@@ -219,11 +205,8 @@ fn check(records: &[Value], p: &Probe) -> Result<(), TestCaseError> {
 }
 
 fn run(kg: &Keygate, records: impl Fn() -> Vec<Value>) {
-    let mut runner = TestRunner::new(Config {
-        cases: 150,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner =
+        TestRunner::new(Config { cases: 150, failure_persistence: None, ..Config::default() });
     runner
         .run(&probe(), |p| {
             send(kg, &p);

@@ -14,15 +14,10 @@ fn an_observed_route_forwards_denials_without_identity_and_counts_them() {
         "  - { name: admin, path: \"/admin/{*rest}\", methods: [GET], enforce: observe, auth: [doka_customer] }",
     );
     assert!(body.contains("enforce: observe"));
-    let kg = Keygate::start(&body, up.addr);
+    let kg = Keygate::builder().config(&body).upstream(up.addr).start();
     // Would be denied: forwarded anyway, without identity, spoofs stripped.
-    let r = kg.get(
-        "/admin/x",
-        &[
-            ("Authorization", "Bearer not.a.token"),
-            ("X-Auth-User-Id", "victim"),
-        ],
-    );
+    let r = kg
+        .get("/admin/x", &[("Authorization", "Bearer not.a.token"), ("X-Auth-User-Id", "victim")]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.upstream_header("x-auth-user-id"), None);
     assert_eq!(r.upstream_header("x-auth-method"), None);
@@ -31,25 +26,16 @@ fn an_observed_route_forwards_denials_without_identity_and_counts_them() {
     // Would be allowed: forwarded with identity.
     let tok = format!("Bearer {}", customer_token("alice"));
     let r = kg.get("/admin/x", &[("Authorization", &tok)]);
-    assert_eq!(
-        r.upstream_header("x-auth-user-id").as_deref(),
-        Some("alice")
-    );
+    assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), Some("alice"));
     // The request's shape is still enforced: another method is 405, a bad path 400.
-    kg.get("/admin/../x", &[])
-        .assert_denied(400, "malformed_path");
+    kg.get("/admin/../x", &[]).assert_denied(400, "malformed_path");
     request(kg.addr, "DELETE", "/admin/x", &[], b"").assert_denied(405, "method_not_allowed");
     // Other routes enforce as usual.
-    kg.get("/api/v1/x", &[])
-        .assert_denied(401, "missing_credentials");
+    kg.get("/api/v1/x", &[]).assert_denied(401, "missing_credentials");
     kg.metrics_with(&[
         r#"keygate_requests_total{outcome="observed",reason="malformed_credentials",route="admin"} 1"#,
         r#"keygate_requests_total{outcome="observed",reason="missing_credentials",route="admin"} 1"#,
         r#"keygate_requests_total{outcome="allowed",reason="none",route="admin"} 1"#,
     ]);
-    assert!(
-        kg.logs().contains(r#""outcome":"observed""#),
-        "{}",
-        kg.logs()
-    );
+    assert!(kg.logs().contains(r#""outcome":"observed""#), "{}", kg.logs());
 }

@@ -11,11 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Config A: `/public` is anonymous. Config B: `/public` needs the API key.
 fn body(public_needs_key: bool) -> String {
-    let auth = if public_needs_key {
-        "[ingest]"
-    } else {
-        "anonymous"
-    };
+    let auth = if public_needs_key { "[ingest]" } else { "anonymous" };
     format!(
         r#"authenticators:
   ingest:
@@ -36,23 +32,17 @@ fn replace(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Waits until `f` holds; panics after `secs`.
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(what, Duration::from_secs(secs), || f().then_some(()));
 }
 
 #[test]
 fn reload_under_continuous_load_never_fails_a_request() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    let text = |b: bool| Keygate::config_text(&body(b), up.addr, port, admin);
-    std::fs::write(&cfg, text(false)).unwrap();
-    let kg = Keygate::launch(dir, &cfg, port, admin, &[], "info");
+    let kg = Keygate::builder().config(body(false)).upstream(up.addr).start();
+    let cfg = kg.config_path();
+    let text = |b: bool| kg.config_text(&body(b));
 
     // Clients on keep-alive connections, without pause, recording every answer.
     let stop = Arc::new(AtomicBool::new(false));
@@ -76,10 +66,7 @@ fn reload_under_continuous_load_never_fails_a_request() {
     replace(&cfg, "version: 1\nroutes: [\n"); // invalid
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(status_now(), 401, "the invalid file changed nothing");
-    assert_eq!(
-        kg.get("/public/x", &[("X-Api-Key", "key-true")]).status,
-        200
-    );
+    assert_eq!(kg.get("/public/x", &[("X-Api-Key", "key-true")]).status, 200);
     replace(&cfg, &text(false)); // valid again
     wait_for("config A", 10, || status_now() == 200);
     std::thread::sleep(Duration::from_millis(300));
@@ -92,9 +79,7 @@ fn reload_under_continuous_load_never_fails_a_request() {
     assert!(
         seen.iter().all(|s| *s == 200 || *s == 401),
         "unexpected answers: {:?}",
-        seen.iter()
-            .filter(|s| **s != 200 && **s != 401)
-            .collect::<Vec<_>>()
+        seen.iter().filter(|s| **s != 200 && **s != 401).collect::<Vec<_>>()
     );
     assert!(seen.contains(&401) && seen.contains(&200));
     kg.metrics_with(&[
@@ -111,78 +96,55 @@ fn reload_under_continuous_load_never_fails_a_request() {
 #[test]
 fn a_configmap_symlink_swap_and_sighup_reload() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let (port, admin) = (free_port(), free_port());
+    let builder = Keygate::builder().upstream(up.addr);
+    let text = |b: bool| builder.clone().config(body(b)).text();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The layout the kubelet writes for a ConfigMap volume.
     std::fs::create_dir(d.join("..2026_11_25_a")).unwrap();
-    std::fs::write(
-        d.join("..2026_11_25_a/config.yaml"),
-        Keygate::config_text(&body(false), up.addr, port, admin),
-    )
-    .unwrap();
+    std::fs::write(d.join("..2026_11_25_a/config.yaml"), text(false)).unwrap();
     std::os::unix::fs::symlink("..2026_11_25_a", d.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/config.yaml", d.join("config.yaml")).unwrap();
     let cfg = d.join("config.yaml");
-    let kg = Keygate::launch(tempfile::tempdir().unwrap(), &cfg, port, admin, &[], "info");
+    let kg = builder.clone().config_file(&cfg).start();
     assert_eq!(kg.get("/public/x", &[]).status, 200);
 
     // The update: a new timestamped directory, then an atomic swap of `..data`.
     std::fs::create_dir(d.join("..2026_11_25_b")).unwrap();
-    std::fs::write(
-        d.join("..2026_11_25_b/config.yaml"),
-        Keygate::config_text(&body(true), up.addr, port, admin),
-    )
-    .unwrap();
+    std::fs::write(d.join("..2026_11_25_b/config.yaml"), text(true)).unwrap();
     std::os::unix::fs::symlink("..2026_11_25_b", d.join("..data_tmp")).unwrap();
     std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
     std::fs::remove_dir_all(d.join("..2026_11_25_a")).unwrap();
-    wait_for("the swapped ConfigMap", 10, || {
-        kg.get("/public/x", &[]).status == 401
-    });
+    wait_for("the swapped ConfigMap", 10, || kg.get("/public/x", &[]).status == 401);
 
     // SIGHUP reloads even an unchanged file.
-    let ok_before = kg
-        .metric(r#"keygate_config_reloads_total{result="ok"}"#)
-        .unwrap();
+    let ok_before = kg.metric(r#"keygate_config_reloads_total{result="ok"}"#).unwrap();
     kg.signal("HUP");
     wait_for("the SIGHUP reload", 10, || {
-        kg.metric(r#"keygate_config_reloads_total{result="ok"}"#)
-            .unwrap()
-            == ok_before + 1.0
+        kg.metric(r#"keygate_config_reloads_total{result="ok"}"#).unwrap() == ok_before + 1.0
     });
     assert_eq!(kg.get("/public/x", &[]).status, 401);
-    assert_eq!(
-        kg.admin_get("/healthz").status,
-        200,
-        "SIGHUP did not stop the process"
-    );
+    assert_eq!(kg.admin_get("/healthz").status, 200, "SIGHUP did not stop the process");
 }
 
 #[test]
 fn a_listen_change_is_reported_as_needing_a_restart() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let kg = Keygate::start(&body(false), up.addr);
+    let kg = Keygate::builder().config(&body(false)).upstream(up.addr).start();
     let path = kg.config_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(&kg.addr.to_string(), "127.0.0.1:1");
+    let text = std::fs::read_to_string(&path).unwrap().replace(&kg.addr.to_string(), "127.0.0.1:1");
     replace(&path, &text);
     wait_for("the reload", 10, || kg.logs().contains("needs a restart"));
-    assert_eq!(
-        kg.get("/public/x", &[]).status,
-        200,
-        "still serving on the old address"
-    );
+    assert_eq!(kg.get("/public/x", &[]).status, 200, "still serving on the old address");
 }
 
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_0() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let mut kg = Keygate::start(
-        &format!("shutdown_grace_seconds: 6\n{}", body(false)),
-        up.addr,
-    );
+    let mut kg = Keygate::builder()
+        .config(&format!("shutdown_grace_seconds: 6\n{}", body(false)))
+        .upstream(up.addr)
+        .start();
     let addr = kg.addr;
     let slow = std::thread::spawn(move || {
         let started = Instant::now();
@@ -203,60 +165,33 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     assert!(signalled.elapsed() < Duration::from_millis(1000));
     assert_eq!(kg.admin_get("/readyz").json()["draining"], json!(true));
     // New connections are no longer accepted.
-    wait_for("the listener to close", 3, || {
-        std::net::TcpStream::connect(addr).is_err()
-    });
+    wait_for("the listener to close", 3, || std::net::TcpStream::connect(addr).is_err());
     // The in-flight request completes.
     let (status, took, body_len) = slow.join().unwrap();
     assert_eq!((status, body_len), (200, Some(100_000)));
     assert!(took >= Duration::from_millis(1900));
     // Then the process exits 0, well within the grace period.
-    let deadline = Instant::now() + Duration::from_secs(6);
-    let code = loop {
-        if let Some(s) = kg.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not exit within the grace period"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = kg.wait_exit(Duration::from_secs(6));
     assert!(code.success(), "exit status {code:?}");
-    assert!(
-        signalled.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        signalled.elapsed()
-    );
+    assert!(signalled.elapsed() < Duration::from_secs(5), "took {:?}", signalled.elapsed());
 
     // Nothing in flight: exits at once.
-    let mut idle = Keygate::start(
-        &format!("shutdown_grace_seconds: 6\n{}", body(false)),
-        up.addr,
-    );
+    let mut idle = Keygate::builder()
+        .config(&format!("shutdown_grace_seconds: 6\n{}", body(false)))
+        .upstream(up.addr)
+        .start();
     let t = Instant::now();
     idle.signal("TERM");
-    let code = loop {
-        if let Some(s) = idle.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "an idle keygate waited for the grace period"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = idle.wait_exit(Duration::from_secs(3));
     assert!(code.success());
+    assert!(t.elapsed() < Duration::from_secs(3), "an idle keygate waited for the grace period");
 }
 
 #[test]
 fn metrics_after_real_traffic() {
     use common::jwks_server::{jwk, JwksServer};
     let jwks = JwksServer::start(vec![jwk("rsa.jwk.json", Some("j1"), json!({}))]);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let up = echo::spawn("127.0.0.1:0").unwrap();
     let body = format!(
         r#"authenticators:
@@ -271,31 +206,20 @@ routes:
 "#,
         jwks.url()
     );
-    let kg = Keygate::start(&body, up.addr);
+    let kg = Keygate::builder().config(&body).upstream(up.addr).start();
     kg.wait_readyz(200, 10);
     let t = now();
-    let tok = sign(
-        "rsa.key",
-        "RS256",
-        Some("j1"),
-        json!({"sub": "u", "exp": t + 60}),
-    );
+    let tok = sign("rsa.key", "RS256", Some("j1"), json!({"sub": "u", "exp": t + 60}));
     for _ in 0..3 {
-        assert_eq!(
-            kg.get("/app/x", &[("Authorization", &format!("Bearer {tok}"))])
-                .status,
-            200
-        );
+        assert_eq!(kg.get("/app/x", &[("Authorization", &format!("Bearer {tok}"))]).status, 200);
     }
-    kg.get("/app/x", &[])
-        .assert_denied(401, "missing_credentials");
+    kg.get("/app/x", &[]).assert_denied(401, "missing_credentials");
     kg.get("/nowhere", &[]).assert_denied(403, "no_route");
     assert_eq!(kg.get("/open", &[]).status, 200);
     // Upstream errors: the same keygate pointed at a dead upstream after a reload.
     let path = kg.config_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(&up.addr.to_string(), &dead.to_string());
+    let text =
+        std::fs::read_to_string(&path).unwrap().replace(&up.addr.to_string(), &dead.to_string());
     replace(&path, &text);
     wait_for("the reload", 10, || kg.get("/open", &[]).status == 502);
 
@@ -331,31 +255,16 @@ routes:
 #[test]
 fn logs_never_contain_a_token_secret_or_key() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("config.yaml");
-    std::fs::write(
-        &cfg,
-        Keygate::config_text(&full_config("production"), up.addr, port, admin),
-    )
-    .unwrap();
-    let kg = Keygate::launch(
-        dir,
-        &cfg,
-        port,
-        admin,
-        &[("KG_TEST_HMAC_SECRET", HMAC_SECRET)],
-        "debug",
-    );
+    let kg = Keygate::builder()
+        .config(full_config("production"))
+        .upstream(up.addr)
+        .env("KG_TEST_HMAC_SECRET", HMAC_SECRET)
+        .log_level("debug")
+        .start();
     let tok = user_token("user-1");
     let expired = {
         let t = now();
-        sign(
-            "rsa.key",
-            "RS256",
-            None,
-            json!({"sub": "user-1", "iat": t - 900, "exp": t - 600}),
-        )
+        sign("rsa.key", "RS256", None, json!({"sub": "user-1", "iat": t - 900, "exp": t - 600}))
     };
     let mac = hmac_token("u1");
     type Sent<'a> = (&'a str, String, Vec<(&'a str, String)>);
@@ -363,10 +272,7 @@ fn logs_never_contain_a_token_secret_or_key() {
         (
             "GET",
             "/v1/users/user-1/feeds/f".into(),
-            vec![
-                ("Authorization", "Bearer pk_test_1".into()),
-                ("X-Knock-User-Token", tok.clone()),
-            ],
+            vec![("Authorization", "Bearer pk_test_1".into()), ("X-Knock-User-Token", tok.clone())],
         ),
         (
             "GET",
@@ -376,16 +282,8 @@ fn logs_never_contain_a_token_secret_or_key() {
                 ("X-Knock-User-Token", expired.clone()),
             ],
         ),
-        (
-            "GET",
-            format!("/v1/users/user-1/feeds/f?user_token={tok}&api_key=pk_test_1"),
-            vec![],
-        ),
-        (
-            "GET",
-            format!("/v1/users/user-2/feeds/f?user_token={expired}&api_key=pk_test_1"),
-            vec![],
-        ),
+        ("GET", format!("/v1/users/user-1/feeds/f?user_token={tok}&api_key=pk_test_1"), vec![]),
+        ("GET", format!("/v1/users/user-2/feeds/f?user_token={expired}&api_key=pk_test_1"), vec![]),
         (
             "POST",
             "/v1/events/x".into(),
@@ -402,11 +300,7 @@ fn logs_never_contain_a_token_secret_or_key() {
                 ("X-Client-Secret", "crm-secret-WRONG".into()),
             ],
         ),
-        (
-            "POST",
-            "/v1/events/x".into(),
-            vec![("Authorization", "Bearer ek_ingest_1".into())],
-        ),
+        ("POST", "/v1/events/x".into(), vec![("Authorization", "Bearer ek_ingest_1".into())]),
         (
             "GET",
             "/widget/x".into(),
@@ -420,23 +314,11 @@ fn logs_never_contain_a_token_secret_or_key() {
     ];
     for (method, path, headers) in &sent {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        request(
-            kg.addr,
-            method,
-            path,
-            &h,
-            if *method == "POST" { b"{}" } else { b"" },
-        );
+        request(kg.addr, method, path, &h, if *method == "POST" { b"{}" } else { b"" });
     }
     std::thread::sleep(Duration::from_millis(300));
     let logs = kg.logs();
-    assert!(
-        logs.lines()
-            .filter(|l| l.contains("keygate::access"))
-            .count()
-            >= sent.len(),
-        "{logs}"
-    );
+    assert!(logs.lines().filter(|l| l.contains("keygate::access")).count() >= sent.len(), "{logs}");
     let access = logs
         .lines()
         .find(|l| l.contains("keygate::access") && l.contains("\"status\":200"))
@@ -452,10 +334,7 @@ fn logs_never_contain_a_token_secret_or_key() {
         "upstream_status",
         "duration_ms",
     ] {
-        assert!(
-            access.contains(&format!("\"{field}\"")),
-            "access log lacks {field}: {access}"
-        );
+        assert!(access.contains(&format!("\"{field}\"")), "access log lacks {field}: {access}");
     }
     let signature = |t: &str| t.rsplit('.').next().unwrap().to_string();
     for secret in [
@@ -479,20 +358,17 @@ fn logs_never_contain_a_token_secret_or_key() {
     }
     for l in logs.lines() {
         let lower = l.to_ascii_lowercase();
-        assert!(
-            !lower.contains("bearer "),
-            "an Authorization value in the logs: {l}"
-        );
+        assert!(!lower.contains("bearer "), "an Authorization value in the logs: {l}");
     }
 }
 
 #[test]
 fn an_open_websocket_keeps_working_during_the_drain() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let mut kg = Keygate::start(
-        &format!("shutdown_grace_seconds: 6\n{}", body(false)),
-        up.addr,
-    );
+    let mut kg = Keygate::builder()
+        .config(&format!("shutdown_grace_seconds: 6\n{}", body(false)))
+        .upstream(up.addr)
+        .start();
     let mut ws =
         ws_connect(kg.addr, "/public/live", &[]).unwrap_or_else(|r| panic!("{}", r.text()));
     ws.read_text().unwrap(); // the echo's description of the upgrade
@@ -503,23 +379,12 @@ fn an_open_websocket_keeps_working_during_the_drain() {
     std::thread::sleep(Duration::from_millis(500));
     ws.send_text("during the drain");
     assert_eq!(ws.read_text().as_deref(), Some("during the drain"));
-    assert!(
-        kg.child.try_wait().unwrap().is_none(),
-        "exited with a websocket open"
-    );
+    assert!(kg.child.try_wait().unwrap().is_none(), "exited with a websocket open");
     let closed = Instant::now();
     drop(ws);
-    let code = loop {
-        if let Some(s) = kg.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            closed.elapsed() < Duration::from_secs(3),
-            "did not exit once the websocket closed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = kg.wait_exit(Duration::from_secs(3));
     assert!(code.success());
+    assert!(closed.elapsed() < Duration::from_secs(3), "did not exit once the websocket closed");
 }
 
 #[test]
@@ -529,23 +394,17 @@ fn a_reload_starts_a_clean_token_cache() {
         "authenticators:\n  user:\n    type: jwt\n    from: {{ header: x-token }}\n    algorithms: [RS256]\n    keys: [{{ pem_file: \"{}\" }}]\nroutes:\n  - {{ name: app, path: \"/app\", auth: [user] }}\n",
         fixture("rsa.pub")
     );
-    let kg = Keygate::start(&body, up.addr);
+    let kg = Keygate::builder().config(&body).upstream(up.addr).start();
     let tok = user_token("u1");
     for _ in 0..2 {
         assert_eq!(kg.get("/app", &[("X-Token", &tok)]).status, 200);
     }
-    kg.metrics_with(&[
-        "keygate_token_cache_misses_total 1",
-        "keygate_token_cache_hits_total 1",
-    ]);
+    kg.metrics_with(&["keygate_token_cache_misses_total 1", "keygate_token_cache_hits_total 1"]);
     let path = kg.config_path();
     let text = std::fs::read_to_string(&path).unwrap()
         + "  - { name: extra, path: /extra, auth: anonymous }\n";
     replace(&path, &text);
     wait_for("the reload", 10, || kg.get("/extra", &[]).status == 200);
     assert_eq!(kg.get("/app", &[("X-Token", &tok)]).status, 200);
-    kg.metrics_with(&[
-        "keygate_token_cache_misses_total 2",
-        "keygate_token_cache_hits_total 1",
-    ]);
+    kg.metrics_with(&["keygate_token_cache_misses_total 2", "keygate_token_cache_hits_total 1"]);
 }

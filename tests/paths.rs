@@ -37,13 +37,7 @@ fn path_tricks_are_refused_or_stay_on_their_route() {
     }
     assert_eq!(up.hits(), before, "a refused path reached the upstream");
     // Case and one trailing `/` do not change the route: protected paths stay protected.
-    for p in [
-        "/API/V1/x",
-        "/api/v1",
-        "/api/v1/",
-        "/Api/V1/x/",
-        "/WIDGET/inbox",
-    ] {
+    for p in ["/API/V1/x", "/api/v1", "/api/v1/", "/Api/V1/x/", "/WIDGET/inbox"] {
         let r = request(kg.addr, "GET", p, &[], b"");
         r.assert_denied(401, "missing_credentials");
     }
@@ -65,11 +59,7 @@ fn path_tricks_are_refused_or_stay_on_their_route() {
         b"",
     );
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.json()["target"],
-        "/wid%67et/x",
-        "the original bytes are forwarded"
-    );
+    assert_eq!(r.json()["target"], "/wid%67et/x", "the original bytes are forwarded");
     assert_eq!(up.hits(), before + 1);
 }
 
@@ -79,29 +69,16 @@ fn path_params_are_compared_decoded_and_forwarded_raw() {
     let tok = user_token("user 1");
     let r = kg.get(
         "/v1/users/user%201/feeds/f%2Dx?x=%2F&&y",
-        &[
-            ("Authorization", "Bearer pk_test_1"),
-            ("X-Knock-User-Token", &tok),
-        ],
+        &[("Authorization", "Bearer pk_test_1"), ("X-Knock-User-Token", &tok)],
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        r.json()["target"],
-        "/v1/users/user%201/feeds/f%2Dx?x=%2F&&y"
-    );
-    assert_eq!(
-        r.upstream_header("x-auth-user-id").as_deref(),
-        Some("user 1")
-    );
+    assert_eq!(r.json()["target"], "/v1/users/user%201/feeds/f%2Dx?x=%2F&&y");
+    assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), Some("user 1"));
     // One trailing slash is the same route (Express's default router agrees); parameters keep
     // their case and are bound as such.
-    let headers = [
-        ("Authorization", "Bearer pk_test_1"),
-        ("X-Knock-User-Token", tok.as_str()),
-    ];
+    let headers = [("Authorization", "Bearer pk_test_1"), ("X-Knock-User-Token", tok.as_str())];
     let r = kg.get("/V1/Users/user%201/feeds/f/", &headers);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["target"], "/V1/Users/user%201/feeds/f/");
-    kg.get("/v1/users/USER%201/feeds/f", &headers)
-        .assert_denied(403, "identity_mismatch");
+    kg.get("/v1/users/USER%201/feeds/f", &headers).assert_denied(403, "identity_mismatch");
 }

@@ -18,27 +18,15 @@ fn forwards_requests_byte_for_byte_with_forwarded_headers() {
     assert_eq!(j["target"], "/public/a%20b/c.json?q=1&x=%2F&&y=");
     assert_eq!(j["body_len"], 5);
     let h = r.upstream_headers();
-    assert!(
-        h.contains(&("X-Custom-Thing".into(), "Value  With   Spaces".into())),
-        "{h:?}"
-    );
+    assert!(h.contains(&("X-Custom-Thing".into(), "Value  With   Spaces".into())), "{h:?}");
     assert!(h.contains(&("Host".into(), "app.example".into())), "{h:?}");
     // The peer is not a trusted proxy: its X-Forwarded-For, Forwarded and X-Real-IP are not
     // believed (replaced or removed).
-    assert_eq!(
-        r.upstream_header("x-forwarded-for").as_deref(),
-        Some("127.0.0.1")
-    );
+    assert_eq!(r.upstream_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(r.upstream_header("forwarded"), None);
     assert_eq!(r.upstream_header("x-real-ip"), None);
-    assert_eq!(
-        r.upstream_header("x-forwarded-proto").as_deref(),
-        Some("http")
-    );
-    assert_eq!(
-        r.upstream_header("x-forwarded-host").as_deref(),
-        Some("app.example")
-    );
+    assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(r.upstream_header("x-forwarded-host").as_deref(), Some("app.example"));
 }
 
 #[test]
@@ -66,15 +54,8 @@ fn spoofed_identity_headers_never_reach_upstream() {
                 );
             }
         }
-        assert_eq!(
-            r.upstream_header("x-auth-user-id").as_deref(),
-            expected_user
-        );
-        assert!(
-            !r.text().contains("admin"),
-            "a spoofed value reached upstream: {}",
-            r.text()
-        );
+        assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), expected_user);
+        assert!(!r.text().contains("admin"), "a spoofed value reached upstream: {}", r.text());
     };
     // A hop-by-hop listing cannot make a later hop drop the identity keygate sets.
     let mac = hmac_token("user-9");
@@ -86,18 +67,9 @@ fn spoofed_identity_headers_never_reach_upstream() {
             ("Connection", "keep-alive, X-Auth-User-Id"),
         ],
     );
-    assert_eq!(
-        r.upstream_header("x-auth-user-id").as_deref(),
-        Some("user-9")
-    );
-    let conn = r
-        .upstream_header("connection")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    assert!(
-        !conn.contains("x-auth"),
-        "identity header listed in Connection upstream: {conn}"
-    );
+    assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), Some("user-9"));
+    let conn = r.upstream_header("connection").unwrap_or_default().to_ascii_lowercase();
+    assert!(!conn.contains("x-auth"), "identity header listed in Connection upstream: {conn}");
 
     // Anonymous route, authenticated route, and unmatched-but-forwarded are all stripped.
     let mut headers: Vec<(&str, &str)> = spoofs.to_vec();
@@ -108,7 +80,8 @@ fn spoofed_identity_headers_never_reach_upstream() {
     check(&kg.get("/widget/x", &headers), Some("user-9"));
 
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let open = Keygate::start("routes: []\nunmatched: anonymous\n", up.addr);
+    let open =
+        Keygate::builder().config("routes: []\nunmatched: anonymous\n").upstream(up.addr).start();
     check(&open.get("/anything", &spoofs), None);
 }
 
@@ -118,24 +91,15 @@ fn denied_requests_never_reach_upstream_and_keep_the_connection() {
     let before = up.hits();
     let mut c = Conn::open(kg.addr);
     for _ in 0..3 {
-        let r = c.request(
-            "POST",
-            "/v1/events/x",
-            &[("Authorization", "Bearer nope")],
-            &[b'x'; 1000],
-        );
+        let r =
+            c.request("POST", "/v1/events/x", &[("Authorization", "Bearer nope")], &[b'x'; 1000]);
         r.assert_denied(401, "invalid_api_key");
         let r = c.request("GET", "/api/v1/x", &[], b"");
         r.assert_denied(401, "missing_credentials");
     }
     assert_eq!(up.hits(), before);
     // The same connection then carries an allowed request.
-    let r = c.request(
-        "POST",
-        "/v1/events/x",
-        &[("Authorization", "Bearer ek_ingest_1")],
-        b"{}",
-    );
+    let r = c.request("POST", "/v1/events/x", &[("Authorization", "Bearer ek_ingest_1")], b"{}");
     assert_eq!(r.status, 200);
     assert_eq!(up.hits(), before + 1);
 }
@@ -148,8 +112,7 @@ fn streams_large_bodies_both_ways() {
     let head = "POST /v1/events/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ek_ingest_1\r\nTransfer-Encoding: chunked\r\n\r\n";
     s.write_all(head.as_bytes()).unwrap();
     for chunk in body.chunks(1 << 20) {
-        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-            .unwrap();
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
         s.write_all(chunk).unwrap();
         s.write_all(b"\r\n").unwrap();
     }
@@ -165,11 +128,7 @@ fn streams_large_bodies_both_ways() {
     let r = kg.get("/public/big", &[("X-Echo-Response-Bytes", &n.to_string())]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), n);
-    assert!(r
-        .body
-        .iter()
-        .enumerate()
-        .all(|(i, b)| *b == ((i % 65536) % 251) as u8));
+    assert!(r.body.iter().enumerate().all(|(i, b)| *b == ((i % 65536) % 251) as u8));
 }
 
 #[test]
@@ -178,10 +137,10 @@ fn upstream_failure_is_502_and_keygate_keeps_serving() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let kg = Keygate::start(
-        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
-        dead,
-    );
+    let kg = Keygate::builder()
+        .config("routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n")
+        .upstream(dead)
+        .start();
     for _ in 0..3 {
         let r = kg.get("/x", &[]);
         assert_eq!(r.status, 502);
@@ -198,7 +157,7 @@ fn terminates_tls() {
         fixture("tls.crt"),
         fixture("tls.key")
     );
-    let kg = Keygate::start(&body, up.addr);
+    let kg = Keygate::builder().config(&body).upstream(up.addr).start();
     let out = std::process::Command::new("curl")
         .args([
             "-sS",
@@ -208,17 +167,10 @@ fn terminates_tls() {
         ])
         .output()
         .expect("curl is installed (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let headers: Vec<(String, String)> = serde_json::from_value(v["headers"].clone()).unwrap();
-    assert!(
-        headers.contains(&("x-forwarded-proto".into(), "https".into())),
-        "{headers:?}"
-    );
+    assert!(headers.contains(&("x-forwarded-proto".into(), "https".into())), "{headers:?}");
 }
 
 #[test]
@@ -244,17 +196,17 @@ fn admin_port_serves_health_readiness_and_metrics() {
     assert_eq!(kg.admin_get("/api/v1/x").status, 404);
 
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let ready = Keygate::start("routes: []\n", up.addr);
+    let ready = Keygate::builder().config("routes: []\n").upstream(up.addr).start();
     assert_eq!(ready.admin_get("/readyz").status, 200);
 }
 
 #[test]
 fn a_hostname_upstream_is_resolved_lazily() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let kg = Keygate::start_upstream(
-        "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n",
-        &format!("url: \"http://localhost:{}\"", up.addr.port()),
-    );
+    let kg = Keygate::builder()
+        .config("routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n")
+        .upstream_map(&format!("url: \"http://localhost:{}\"", up.addr.port()))
+        .start();
     let r = kg.get("/x", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.hits(), 1);
@@ -270,10 +222,13 @@ fn forwards_to_an_https_upstream() {
         fixture("upstream.crt"),
         fixture("upstream.key")
     );
-    let https_upstream = Keygate::start(&tls, echo_up.addr);
+    let https_upstream = Keygate::builder().config(&tls).upstream(echo_up.addr).start();
     let url = format!("url: \"https://localhost:{}\"", https_upstream.addr.port());
     // keygate in front of it, over https, trusting the test CA.
-    let kg = Keygate::start_upstream(OPEN, &format!("{url}, ca_file: \"{}\"", fixture("ca.crt")));
+    let kg = Keygate::builder()
+        .config(OPEN)
+        .upstream_map(&format!("{url}, ca_file: \"{}\"", fixture("ca.crt")))
+        .start();
     let r = kg.get("/over/tls", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["target"], "/over/tls");
@@ -285,7 +240,7 @@ fn forwards_to_an_https_upstream() {
     assert_eq!(echo_up.hits(), 1);
 
     // Without the CA the upstream certificate is not trusted: 502, never forwarded in clear.
-    let untrusting = Keygate::start_upstream(OPEN, &url);
+    let untrusting = Keygate::builder().config(OPEN).upstream_map(&url).start();
     assert_eq!(untrusting.get("/x", &[]).status, 502);
     assert_eq!(echo_up.hits(), 1);
 }
@@ -303,10 +258,7 @@ fn a_content_length_list_is_forwarded_as_one_value() {
 #[test]
 fn a_trusted_proxy_chain_is_extended_not_replaced() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let kg = Keygate::start(
-        "trusted_proxies: [127.0.0.0/8]\nroutes: [{ name: open, path: \"/{*rest}\", auth: anonymous }]\n",
-        up.addr,
-    );
+    let kg = Keygate::builder().config("trusted_proxies: [127.0.0.0/8]\nroutes: [{ name: open, path: \"/{*rest}\", auth: anonymous }]\n").upstream(up.addr).start();
     let r = kg.get(
         "/x",
         &[
@@ -315,16 +267,7 @@ fn a_trusted_proxy_chain_is_extended_not_replaced() {
             ("Forwarded", "for=198.51.100.7"),
         ],
     );
-    assert_eq!(
-        r.upstream_header("x-forwarded-for").as_deref(),
-        Some("198.51.100.7, 127.0.0.1")
-    );
-    assert_eq!(
-        r.upstream_header("x-forwarded-proto").as_deref(),
-        Some("https")
-    );
-    assert_eq!(
-        r.upstream_header("forwarded").as_deref(),
-        Some("for=198.51.100.7")
-    );
+    assert_eq!(r.upstream_header("x-forwarded-for").as_deref(), Some("198.51.100.7, 127.0.0.1"));
+    assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(r.upstream_header("forwarded").as_deref(), Some("for=198.51.100.7"));
 }

@@ -16,11 +16,7 @@ fn config(srv: &JwksServer, static_kids: &[&str]) -> String {
         .map(|k| {
             format!(
                 "{{ kid: {k}, pem_file: \"{}\" }}",
-                fixture(if *k == "s2" {
-                    "rsa_other.pub"
-                } else {
-                    "rsa.pub"
-                })
+                fixture(if *k == "s2" { "rsa_other.pub" } else { "rsa.pub" })
             )
         })
         .collect();
@@ -47,11 +43,7 @@ routes:
 }
 
 fn connect(ws: &mut WsClient, nsp: &str, token: &str) -> String {
-    let prefix = if nsp == "/" {
-        String::new()
-    } else {
-        format!("{nsp},")
-    };
+    let prefix = if nsp == "/" { String::new() } else { format!("{nsp},") };
     ws.send_text(&format!(r#"40{prefix}{{"token":"Bearer {token}"}}"#));
     ws.read_text().unwrap_or_default()
 }
@@ -64,50 +56,31 @@ fn claims(sub: &str) -> serde_json::Value {
 #[test]
 fn open_sockets_do_not_pin_old_configs_and_later_connects_use_the_new_rules() {
     let node = Program::node("socketio_server.js", &[SIO]);
-    let srv = JwksServer::start(vec![jwk(
-        "rsa.jwk.json",
-        Some("j1"),
-        json!({"alg": "RS256"}),
-    )]);
-    let kg = Keygate::start(&config(&srv, &["s1", "s2"]), node.addr());
+    let srv = JwksServer::start(vec![jwk("rsa.jwk.json", Some("j1"), json!({"alg": "RS256"}))]);
+    let kg = Keygate::builder().config(&config(&srv, &["s1", "s2"])).upstream(node.addr()).start();
     kg.wait_readyz(200, 10);
     let target = format!("{SIO}/?EIO=4&transport=websocket");
     // A socket opened under each config generation, with a reload after each; the last reload
     // removes static key s1.
     let path = kg.config_path();
     let mut sockets = Vec::new();
-    for (i, kids) in [&["s1", "s2"][..], &["s1", "s2"][..], &["s2"][..]]
-        .iter()
-        .enumerate()
-    {
+    for (i, kids) in [&["s1", "s2"][..], &["s1", "s2"][..], &["s2"][..]].iter().enumerate() {
         let mut ws = ws_connect(kg.addr, &target, &[]).unwrap_or_else(|r| panic!("{}", r.text()));
         assert!(ws.read_text().unwrap().starts_with("0{"));
         let tok = sign("rsa.key", "RS256", Some("j1"), claims(&format!("u{i}")));
         assert!(connect(&mut ws, "/", &tok).starts_with("40{\"sid\""));
         sockets.push(ws);
-        let text = Keygate::config_text(
-            &config(&srv, kids),
-            node.addr(),
-            kg.addr.port(),
-            kg.admin.port(),
-        ) + &format!("# reload {i}\n");
+        let text = kg.config_text(&config(&srv, kids)) + &format!("# reload {i}\n");
         std::fs::write(&path, text).unwrap();
         std::thread::sleep(Duration::from_millis(600));
     }
-    assert!(
-        kg.metric(r#"keygate_config_reloads_total{result="ok"}"#)
-            .unwrap()
-            >= 3.0
-    );
+    assert!(kg.metric(r#"keygate_config_reloads_total{result="ok"}"#).unwrap() >= 3.0);
     // One live provider refreshing every second, not one per generation an open socket holds.
     std::thread::sleep(Duration::from_millis(1500));
     let before = srv.fetches();
     std::thread::sleep(Duration::from_secs(4));
     let fetched = srv.fetches() - before;
-    assert!(
-        (2..=6).contains(&fetched),
-        "{fetched} JWK-set fetches in 4 s with 3 old sockets open"
-    );
+    assert!((2..=6).contains(&fetched), "{fetched} JWK-set fetches in 4 s with 3 old sockets open");
     // A later CONNECT on an old socket: the removed key no longer works, the kept one does.
     let old = sign("rsa.key", "RS256", Some("s1"), claims("late"));
     assert_eq!(

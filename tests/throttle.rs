@@ -9,13 +9,10 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn throttled_keygate(up: std::net::SocketAddr) -> Keygate {
-    Keygate::start(
-        &format!(
+    Keygate::builder().config(&format!(
             "trusted_proxies: [127.0.0.0/8]\nthrottle: {{ max_failures: 20, window_seconds: 60, block_seconds: 2 }}\n{}",
             attack_config()
-        ),
-        up,
-    )
+        )).upstream(up).start()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -34,10 +31,7 @@ fn twenty_one_bad_tokens_block_the_address_until_block_seconds_pass() {
     let good = format!("Bearer {}", customer_token("alice"));
     let mut c = Conn::open(kg.addr);
     let from = |ip: &'static str, auth: &str| {
-        vec![
-            ("X-Forwarded-For", ip.to_string()),
-            ("Authorization", auth.to_string()),
-        ]
+        vec![("X-Forwarded-For", ip.to_string()), ("Authorization", auth.to_string())]
     };
     let send = |c: &mut Conn, h: &Vec<(&str, String)>| {
         let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -45,12 +39,7 @@ fn twenty_one_bad_tokens_block_the_address_until_block_seconds_pass() {
     };
     // Missing credentials are not failures: a browser before login is not blocked.
     for _ in 0..30 {
-        let r = c.request(
-            "GET",
-            "/api/v1/me",
-            &[("X-Forwarded-For", "198.51.100.1")],
-            b"",
-        );
+        let r = c.request("GET", "/api/v1/me", &[("X-Forwarded-For", "198.51.100.1")], b"");
         r.assert_denied(401, "missing_credentials");
     }
     for _ in 0..21 {
@@ -60,11 +49,7 @@ fn twenty_one_bad_tokens_block_the_address_until_block_seconds_pass() {
     let blocked_at = Instant::now();
     let r = send(&mut c, &from("198.51.100.1", &good));
     r.assert_denied(429, "too_many_failures");
-    let retry: u64 = r
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .unwrap();
+    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     // Decided before the credential is looked at: even a garbage one gets 429, not 401.
     send(&mut c, &from("198.51.100.1", "Bearer garbage")).assert_denied(429, "too_many_failures");

@@ -59,31 +59,24 @@ fn serve(mut sock: TcpStream) -> std::io::Result<()> {
 #[test]
 fn an_upgrade_answered_before_its_request_is_read_stays_open() {
     let up = eager_upgrade_upstream();
-    let kg = Keygate::start(
-        "routes: [{ name: ws, path: \"/ws\", auth: anonymous }]\n",
-        up,
-    );
+    let kg = Keygate::builder()
+        .config("routes: [{ name: ws, path: \"/ws\", auth: anonymous }]\n")
+        .upstream(up)
+        .start();
     let mut failed = Vec::new();
     for i in 0..100 {
         let Ok(mut ws) = ws_connect(kg.addr, "/ws", &[]) else {
             failed.push((i, "no 101"));
             continue;
         };
-        ws.rd
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .unwrap();
+        ws.rd.get_ref().set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let text = format!("frame {i}");
         ws.send_text(&text);
         if ws.read_text().as_deref() != Some(text.as_str()) {
             failed.push((i, "closed after the 101"));
         }
     }
-    assert!(
-        failed.is_empty(),
-        "{} of 100 upgrades failed: {failed:?}",
-        failed.len()
-    );
+    assert!(failed.is_empty(), "{} of 100 upgrades failed: {failed:?}", failed.len());
 }
 
 #[test]
@@ -120,10 +113,7 @@ fn socketio_connects_succeed_under_concurrent_http_load() {
                 continue;
             }
         };
-        ws.rd
-            .get_ref()
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .unwrap();
+        ws.rd.get_ref().set_read_timeout(Some(Duration::from_secs(3))).unwrap();
         let ok = ws.read_text().is_some_and(|t| t.starts_with("0{")) && {
             ws.send_text(&format!(r#"40{{"token":"Bearer {token}"}}"#));
             ws.read_text().is_some_and(|t| t.starts_with("40{\"sid\""))
@@ -133,14 +123,9 @@ fn socketio_connects_succeed_under_concurrent_http_load() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent: u64 = load.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(sent > 100, "the load ran ({sent} requests)");
-    assert_eq!(
-        failed, 0,
-        "{failed} of 60 Socket.IO connects failed under load"
-    );
+    assert_eq!(failed, 0, "{failed} of 60 Socket.IO connects failed under load");
     // pingora's harmless pool hand-over race is counted, not logged as an ERROR.
-    let races = kg
-        .metric("keygate_upstream_pool_races_total")
-        .expect("registered");
+    let races = kg.metric("keygate_upstream_pool_races_total").expect("registered");
     eprintln!("pool hand-over races: {races}");
     assert!(!kg.logs().contains("failed to acquire reusable stream"));
 }

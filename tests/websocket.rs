@@ -19,13 +19,7 @@ fn sio_server() -> Program {
 fn client(kg: &Keygate, token: Option<&str>, nsp: &str, rounds: u32) -> Vec<Value> {
     programs::run(
         "socketio_client.js",
-        &[
-            &format!("http://{}", kg.addr),
-            SIO_PATH,
-            token.unwrap_or("-"),
-            nsp,
-            &rounds.to_string(),
-        ],
+        &[&format!("http://{}", kg.addr), SIO_PATH, token.unwrap_or("-"), nsp, &rounds.to_string()],
     )
 }
 
@@ -50,7 +44,7 @@ routes:
 "#,
         fixture("rsa.pub")
     );
-    Keygate::start(&body, upstream)
+    Keygate::builder().config(&body).upstream(upstream).start()
 }
 
 fn token(claims: Value) -> String {
@@ -65,34 +59,16 @@ fn socketio_clients_are_authenticated_by_their_connect_packet() {
 
     // A valid token: connected, the server sees the verified identity (not the client's), and
     // events flow both ways for a while.
-    let events = client(
-        &kg,
-        Some(&token(customer_claims("cust-1", "ONAVZK8J"))),
-        "/",
-        10,
-    );
+    let events = client(&kg, Some(&token(customer_claims("cust-1", "ONAVZK8J"))), "/", 10);
     assert_eq!(events[0]["event"], "connect", "{events:?}");
-    assert_eq!(
-        events.iter().filter(|e| e["event"] == "pong").count(),
-        10,
-        "{events:?}"
-    );
+    assert_eq!(events.iter().filter(|e| e["event"] == "pong").count(), 10, "{events:?}");
     let seen = node.events(Duration::from_millis(500));
-    let conn = seen
-        .iter()
-        .find(|e| e["event"] == "connection")
-        .expect("server saw the connection");
+    let conn = seen.iter().find(|e| e["event"] == "connection").expect("server saw the connection");
     assert_eq!(conn["nsp"], "/");
     assert_eq!(conn["auth"]["identity"]["user_id"], "cust-1");
     assert_eq!(conn["auth"]["identity"]["method"], "jwt");
-    assert_eq!(
-        conn["auth"]["identity"]["credential"],
-        format!("doka_customer/{DOKA_KID}")
-    );
-    assert_eq!(
-        conn["auth"]["identity"]["claims"]["workspace_id"],
-        "ONAVZK8J"
-    );
+    assert_eq!(conn["auth"]["identity"]["credential"], format!("doka_customer/{DOKA_KID}"));
+    assert_eq!(conn["auth"]["identity"]["claims"]["workspace_id"], "ONAVZK8J");
     assert_eq!(conn["auth"]["extra"], "kept");
     assert_eq!(
         conn["user"],
@@ -102,20 +78,12 @@ fn socketio_clients_are_authenticated_by_their_connect_packet() {
     assert_eq!(seen.iter().filter(|e| e["event"] == "ping").count(), 10);
 
     // A namespace.
-    let events = client(
-        &kg,
-        Some(&token(customer_claims("cust-2", "ONAVZK8J"))),
-        "/tenant",
-        2,
-    );
+    let events = client(&kg, Some(&token(customer_claims("cust-2", "ONAVZK8J"))), "/tenant", 2);
     assert_eq!(events[0]["event"], "connect", "{events:?}");
     let seen = node.events(Duration::from_millis(300));
     let conn = seen.iter().find(|e| e["event"] == "connection").unwrap();
     assert_eq!(
-        (
-            conn["nsp"].as_str(),
-            conn["auth"]["identity"]["user_id"].as_str()
-        ),
+        (conn["nsp"].as_str(), conn["auth"]["identity"]["user_id"].as_str()),
         (Some("/tenant"), Some("cust-2"))
     );
 
@@ -132,12 +100,7 @@ fn socketio_clients_are_authenticated_by_their_connect_packet() {
             "token_expired",
         ),
         (
-            Some(sign(
-                "rsa_other.key",
-                "RS256",
-                Some(DOKA_KID),
-                customer_claims("x", "ONAVZK8J"),
-            )),
+            Some(sign("rsa_other.key", "RS256", Some(DOKA_KID), customer_claims("x", "ONAVZK8J"))),
             "invalid_signature",
         ),
         (Some(token(wrong_type)), "claim_mismatch"),
@@ -145,10 +108,7 @@ fn socketio_clients_are_authenticated_by_their_connect_packet() {
     for (tok, reason) in &cases {
         for nsp in ["/", "/tenant"] {
             let events = client(&kg, tok.as_deref(), nsp, 1);
-            assert_eq!(
-                events[0]["event"], "connect_error",
-                "{reason} {nsp}: {events:?}"
-            );
+            assert_eq!(events[0]["event"], "connect_error", "{reason} {nsp}: {events:?}");
             assert_eq!(events[0]["message"], "unauthorized");
             assert_eq!(events[0]["data"]["reason"], *reason);
         }
@@ -194,10 +154,7 @@ fn connect_split_across_writes_and_fragments_and_protocol_rules() {
     // Like socket.io-client, emit only once connected (the server refuses events for a
     // namespace it has not acknowledged yet). Later frames pass through untouched.
     ws.send_text(r#"42["ping",{"raw":true}]"#);
-    assert_eq!(
-        ws.read_text().as_deref(),
-        Some(r#"42["pong",{"raw":true}]"#)
-    );
+    assert_eq!(ws.read_text().as_deref(), Some(r#"42["pong",{"raw":true}]"#));
     let seen = node.events(Duration::from_millis(300));
     let conn = seen.iter().find(|e| e["event"] == "connection").unwrap();
     assert_eq!(
@@ -237,11 +194,7 @@ fn connect_split_across_writes_and_fragments_and_protocol_rules() {
         Some(r#"44/tenant,{"message":"unauthorized","data":{"reason":"malformed_credentials"}}"#)
     );
     let seen = node.events(Duration::from_millis(300));
-    assert!(
-        seen.iter()
-            .all(|e| e["event"] != "ping" && e["event"] != "connection"),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|e| e["event"] != "ping" && e["event"] != "connection"), "{seen:?}");
 
     // A later CONNECT to another namespace on the same connection is checked too.
     let mut ws = ws_connect(kg.addr, &target, &[]).unwrap();
@@ -276,11 +229,7 @@ fn connect_split_across_writes_and_fragments_and_protocol_rules() {
     kg.get(&format!("{SIO_PATH}/?EIO=4&transport=polling"), &[])
         .assert_denied(400, "websocket_required");
     // A valid Bearer header on the upgrade itself is an ordinary authenticated upgrade.
-    let ws = ws_connect(
-        kg.addr,
-        &target,
-        &[("Authorization", &format!("Bearer {tok}"))],
-    );
+    let ws = ws_connect(kg.addr, &target, &[("Authorization", &format!("Bearer {tok}"))]);
     assert!(ws.is_ok());
 }
 
@@ -295,7 +244,11 @@ fn phoenix_websocket_with_query_credentials() {
     );
     drop(up);
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let kg = Keygate::start_with_env(&body, up.addr, &[("KG_TEST_HMAC_SECRET", HMAC_SECRET)]);
+    let kg = Keygate::builder()
+        .config(&body)
+        .upstream(up.addr)
+        .env("KG_TEST_HMAC_SECRET", HMAC_SECRET)
+        .start();
 
     let target = format!("/ws/v1/websocket?user_token={tok}&api_key=pk_test_1&&vsn=2.0.0");
     let mut ws = ws_connect(kg.addr, &target, &[("X-Auth-User-Id", "spoof")])
@@ -312,10 +265,7 @@ fn phoenix_websocket_with_query_credentials() {
     assert_eq!(described["target"], target, "query forwarded byte for byte");
     // Frames flow both ways through the upgraded connection.
     ws.send_text(r#"["1","1","phoenix","phx_join",{}]"#);
-    assert_eq!(
-        ws.read_text().as_deref(),
-        Some(r#"["1","1","phoenix","phx_join",{}]"#)
-    );
+    assert_eq!(ws.read_text().as_deref(), Some(r#"["1","1","phoenix","phx_join",{}]"#));
 
     let before = up.hits();
     let bad = format!(

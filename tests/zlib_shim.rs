@@ -6,9 +6,7 @@ use std::io::{Read, Write};
 
 #[test]
 fn gzip_and_deflate_round_trip_through_the_shim() {
-    let data: Vec<u8> = (0..200_000u32)
-        .map(|i| (i % 251) as u8 ^ (i >> 9) as u8)
-        .collect();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8 ^ (i >> 9) as u8).collect();
     for level in [0, 1, 6, 9] {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
         enc.write_all(&data).unwrap();
@@ -17,9 +15,7 @@ fn gzip_and_deflate_round_trip_through_the_shim() {
             assert!(gz.len() < data.len(), "level {level} compressed nothing");
         }
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut out)
-            .unwrap();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
         assert_eq!(out, data, "level {level}");
     }
     // Raw deflate with a preset dictionary exercises deflateSetDictionary / inflateSetDictionary.
@@ -27,16 +23,10 @@ fn gzip_and_deflate_round_trip_through_the_shim() {
     let mut c = flate2::Compress::new(flate2::Compression::best(), false);
     c.set_dictionary(dict).unwrap();
     let mut packed = Vec::with_capacity(1024);
-    c.compress_vec(
-        b"keygate keygate!",
-        &mut packed,
-        flate2::FlushCompress::Finish,
-    )
-    .unwrap();
+    c.compress_vec(b"keygate keygate!", &mut packed, flate2::FlushCompress::Finish).unwrap();
     let mut d = flate2::Decompress::new(false);
     d.set_dictionary(dict).unwrap();
     let mut unpacked = Vec::with_capacity(1024);
-    d.decompress_vec(&packed, &mut unpacked, flate2::FlushDecompress::Finish)
-        .unwrap();
+    d.decompress_vec(&packed, &mut unpacked, flate2::FlushDecompress::Finish).unwrap();
     assert_eq!(unpacked, b"keygate keygate!");
 }

@@ -8,14 +8,8 @@ use serde_json::Value;
 use super::*;
 
 /// Route paths that need credentials, as a backend sees them (lower-case prefixes).
-pub const PROTECTED: [&str; 6] = [
-    "/api/v1",
-    "/v1/users/",
-    "/v1/messages/",
-    "/widget",
-    "/v1/events",
-    "/admin",
-];
+pub const PROTECTED: [&str; 6] =
+    ["/api/v1", "/v1/users/", "/v1/messages/", "/widget", "/v1/events", "/admin"];
 
 /// The Socket.IO path.
 pub const SIO: &str = "/api/v1/wss/socket.io";
@@ -81,17 +75,12 @@ unmatched: anonymous
 
 /// keygate with [`attack_config`] in front of `upstream`.
 pub fn attack_keygate(upstream: std::net::SocketAddr) -> Keygate {
-    Keygate::start(&attack_config(), upstream)
+    Keygate::builder().config(&attack_config()).upstream(upstream).start()
 }
 
 /// A valid DokaAI customer token for `sub`.
 pub fn customer_token(sub: &str) -> String {
-    sign(
-        "rsa.key",
-        "RS256",
-        Some(DOKA_KID),
-        customer_claims(sub, "ONAVZK8J"),
-    )
+    sign("rsa.key", "RS256", Some(DOKA_KID), customer_claims(sub, "ONAVZK8J"))
 }
 
 /// Whether the path of a request a backend received is on a protected route: by the route
@@ -105,9 +94,8 @@ pub fn is_protected(record: &Value) -> bool {
     }
     let url = record["url"].as_str().unwrap_or("");
     let raw = url.split(['?', '#']).next().unwrap_or("");
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .to_ascii_lowercase();
+    let decoded =
+        percent_encoding::percent_decode_str(raw).decode_utf8_lossy().to_ascii_lowercase();
     let path = match decoded.strip_suffix('/') {
         Some(p) if !p.is_empty() => p.to_string(),
         _ => decoded.clone(),
@@ -121,10 +109,7 @@ pub fn is_protected(record: &Value) -> bool {
             }
             _ => {
                 segs.len() == tsegs.len()
-                    && tsegs
-                        .iter()
-                        .zip(&segs)
-                        .all(|(p, s)| *p == "*" && !s.is_empty() || p == s)
+                    && tsegs.iter().zip(&segs).all(|(p, s)| *p == "*" && !s.is_empty() || p == s)
             }
         }
     })

@@ -85,11 +85,7 @@ impl JwksServer {
                 });
             }
         });
-        JwksServer {
-            addr,
-            state,
-            fetches,
-        }
+        JwksServer { addr, state, fetches }
     }
 
     pub fn url(&self) -> String {

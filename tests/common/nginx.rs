@@ -94,10 +94,6 @@ impl Nginx {
             assert!(Instant::now() < deadline, "nginx did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Nginx {
-            child,
-            addr,
-            _dir: dir,
-        }
+        Nginx { child, addr, _dir: dir }
     }
 }

@@ -56,10 +56,7 @@ impl Program {
     /// Starts `tests/backends/<script>` with python3 and waits for its `listening` line.
     pub fn python(script: &str) -> Program {
         let mut cmd = Command::new("python3");
-        cmd.arg(format!(
-            "{}/tests/backends/{script}",
-            env!("CARGO_MANIFEST_DIR")
-        ));
+        cmd.arg(format!("{}/tests/backends/{script}", env!("CARGO_MANIFEST_DIR")));
         Self::spawn(cmd)
     }
 
@@ -84,9 +81,8 @@ impl Program {
     pub fn events(&self, wait: Duration) -> Vec<Value> {
         let mut out = Vec::new();
         let deadline = Instant::now() + wait;
-        while let Ok(l) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        while let Ok(l) =
+            self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
             out.push(serde_json::from_str(&l).unwrap());
         }
@@ -97,13 +93,7 @@ impl Program {
 /// Runs `tests/node/<script> <args>` to completion; its JSON lines.
 pub fn run(script: &str, args: &[&str]) -> Vec<Value> {
     ensure_node_modules();
-    let out = Command::new("node")
-        .arg(format!("{}/{script}", node_dir()))
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let out =
+        Command::new("node").arg(format!("{}/{script}", node_dir())).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

@@ -38,6 +38,19 @@ impl KeyType {
     }
 }
 
+impl std::fmt::Display for KeyType {
+    /// The name an operator knows the key by: `RSA`, `EC P-256`, `EC P-384`, `Ed25519`, `HMAC`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyType::Rsa => "RSA",
+            KeyType::EcP256 => "EC P-256",
+            KeyType::EcP384 => "EC P-384",
+            KeyType::Ed25519 => "Ed25519",
+            KeyType::Hmac => "HMAC",
+        })
+    }
+}
+
 /// One usable key.
 pub struct VerifyKey {
     /// `kid` (RFC 7515 §4.1.4), if the key has one.

@@ -30,7 +30,7 @@ pub(super) fn static_keys(
             let key = decoded.restrict(algorithms, name).ok_or_else(|| {
                 FieldError::new(
                     &p,
-                    format!("this {ty:?} key cannot verify any of the allowed algorithms"),
+                    format!("this {ty} key cannot verify any of the allowed algorithms"),
                 )
             })?;
             keys.push(key);
