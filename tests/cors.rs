@@ -91,7 +91,7 @@ fn without_a_cors_block_preflights_are_denied_or_forwarded_stripped() {
 
     // forward: a genuine preflight reaches the backend with four headers only.
     let fwd = Keygate::builder()
-        .config(&format!("cors_preflight: forward\n{body}"))
+        .config(format!("cors_preflight: forward\n{body}"))
         .upstream(up.addr)
         .env(env[0].0, env[0].1)
         .start();

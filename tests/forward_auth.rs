@@ -11,7 +11,7 @@ use common::*;
 fn forward_auth_keygate(up: std::net::SocketAddr) -> (Keygate, std::net::SocketAddr) {
     let port = free_port();
     let kg = Keygate::builder()
-        .config(&format!("forward_auth: {{ listen: \"127.0.0.1:{port}\" }}\n{}", attack_config()))
+        .config(format!("forward_auth: {{ listen: \"127.0.0.1:{port}\" }}\n{}", attack_config()))
         .upstream(up)
         .start();
     (kg, format!("127.0.0.1:{port}").parse().unwrap())

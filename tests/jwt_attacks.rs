@@ -174,8 +174,8 @@ fn a_token_without_exp_needs_an_explicit_require() {
     };
     let no_exp = sign("rsa.key", "RS256", None, json!({"sub": "u1"}));
     let bearer = format!("Bearer {no_exp}");
-    let strict = Keygate::builder().config(&body("")).upstream(up.addr).start();
+    let strict = Keygate::builder().config(body("")).upstream(up.addr).start();
     strict.get("/x", &[("Authorization", &bearer)]).assert_denied(401, "missing_claim");
-    let lax = Keygate::builder().config(&body("    require: [sub]\n")).upstream(up.addr).start();
+    let lax = Keygate::builder().config(body("    require: [sub]\n")).upstream(up.addr).start();
     assert_eq!(lax.get("/x", &[("Authorization", &bearer)]).status, 200);
 }

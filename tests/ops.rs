@@ -130,7 +130,7 @@ fn a_configmap_symlink_swap_and_sighup_reload() {
 #[test]
 fn a_listen_change_is_reported_as_needing_a_restart() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
-    let kg = Keygate::builder().config(&body(false)).upstream(up.addr).start();
+    let kg = Keygate::builder().config(body(false)).upstream(up.addr).start();
     let path = kg.config_path();
     let text = std::fs::read_to_string(&path).unwrap().replace(&kg.addr.to_string(), "127.0.0.1:1");
     replace(&path, &text);
@@ -142,7 +142,7 @@ fn a_listen_change_is_reported_as_needing_a_restart() {
 fn sigterm_drains_in_flight_requests_then_exits_0() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
     let mut kg = Keygate::builder()
-        .config(&format!("shutdown_grace_seconds: 6\n{}", body(false)))
+        .config(format!("shutdown_grace_seconds: 6\n{}", body(false)))
         .upstream(up.addr)
         .start();
     let addr = kg.addr;
@@ -177,7 +177,7 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
 
     // Nothing in flight: exits at once.
     let mut idle = Keygate::builder()
-        .config(&format!("shutdown_grace_seconds: 6\n{}", body(false)))
+        .config(format!("shutdown_grace_seconds: 6\n{}", body(false)))
         .upstream(up.addr)
         .start();
     let t = Instant::now();
@@ -366,7 +366,7 @@ fn logs_never_contain_a_token_secret_or_key() {
 fn an_open_websocket_keeps_working_during_the_drain() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
     let mut kg = Keygate::builder()
-        .config(&format!("shutdown_grace_seconds: 6\n{}", body(false)))
+        .config(format!("shutdown_grace_seconds: 6\n{}", body(false)))
         .upstream(up.addr)
         .start();
     let mut ws =

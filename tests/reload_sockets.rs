@@ -57,7 +57,7 @@ fn claims(sub: &str) -> serde_json::Value {
 fn open_sockets_do_not_pin_old_configs_and_later_connects_use_the_new_rules() {
     let node = Program::node("socketio_server.js", &[SIO]);
     let srv = JwksServer::start(vec![jwk("rsa.jwk.json", Some("j1"), json!({"alg": "RS256"}))]);
-    let kg = Keygate::builder().config(&config(&srv, &["s1", "s2"])).upstream(node.addr()).start();
+    let kg = Keygate::builder().config(config(&srv, &["s1", "s2"])).upstream(node.addr()).start();
     kg.wait_readyz(200, 10);
     let target = format!("{SIO}/?EIO=4&transport=websocket");
     // A socket opened under each config generation, with a reload after each; the last reload

@@ -9,7 +9,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn throttled_keygate(up: std::net::SocketAddr) -> Keygate {
-    Keygate::builder().config(&format!(
+    Keygate::builder().config(format!(
             "trusted_proxies: [127.0.0.0/8]\nthrottle: {{ max_failures: 20, window_seconds: 60, block_seconds: 2 }}\n{}",
             attack_config()
         )).upstream(up).start()

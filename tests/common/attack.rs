@@ -75,7 +75,7 @@ unmatched: anonymous
 
 /// keygate with [`attack_config`] in front of `upstream`.
 pub fn attack_keygate(upstream: std::net::SocketAddr) -> Keygate {
-    Keygate::builder().config(&attack_config()).upstream(upstream).start()
+    Keygate::builder().config(attack_config()).upstream(upstream).start()
 }
 
 /// A valid DokaAI customer token for `sub`.
