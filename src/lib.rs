@@ -2,9 +2,9 @@
 //! per route (public keys, API keys, client secrets, HMAC user tokens, JWTs) and forwards
 //! trusted identity headers to an unmodified backend.
 //!
-//! Layout: [`config`] (YAML schema) -> [`ruleset`] + [`settings`] (compiled, immutable) ->
-//! [`proxy`] (the request path) using [`decide`], [`routes`], [`policy`], [`auth`] and
-//! [`identity`]; [`admin`] and [`metrics`] for operators.
+//! Layout: [`config`] (YAML schema) -> [`ruleset`] + `settings` (compiled, immutable) ->
+//! `proxy` (the request path) using `decide`, `routes`, `policy`, [`auth`] and
+//! `identity`; `admin` and `metrics` for operators.
 
 mod admin;
 pub mod auth;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (`docs/config.md`, "Admin port"), declared once in [`families!`]: name,
+//! Prometheus metrics (`docs/config.md`, "Admin port"), declared once in `families!`: name,
 //! help, labels. Label values come only from the config (route and authenticator names) and
 //! fixed enums. The request path uses handles resolved in advance ([`RouteCounters`], one per
 //! route and per authenticator), so counting a request hashes no label set.

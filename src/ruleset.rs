@@ -1,4 +1,4 @@
-//! The compile step: a loaded [`Config`] becomes the restart-only [`ServerSettings`] and an
+//! The compile step: a loaded [`Config`] becomes the restart-only `ServerSettings` and an
 //! immutable [`Ruleset`] (decoded keys, route table, header names, digests), so the request path
 //! parses nothing that could be precomputed. A `Ruleset` is swapped whole (arc-swap) on reload.
 

@@ -2,7 +2,7 @@
 //! routes with `socketio: true` (`docs/config.md`, "Socket.IO").
 //!
 //! [`scan`] reads the client's frames message by message and finds every CONNECT, whatever its
-//! framing; [`gate`] authenticates each one (or stamps it with the identity that authenticated
+//! framing; `gate` authenticates each one (or stamps it with the identity that authenticated
 //! the upgrade) and re-encodes it here with keygate's identity under `identity.socketio_key`, or
 //! refuses it with `44{...}` and a close frame 1008.
 

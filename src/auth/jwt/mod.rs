@@ -1,6 +1,6 @@
 //! `type: jwt`: JSON Web Tokens (RFC 7519) verified with jsonwebtoken 11 (aws-lc-rs backend).
 //!
-//! Keys come from the config ([`static_keys`]) or from a JWK-set provider ([`super::jwks`]),
+//! Keys come from the config (`static_keys`) or from a JWK-set provider ([`super::jwks`]),
 //! both behind [`KeySource`]; a token's `kid` (RFC 7515 §4.1.4) selects them, and a token without
 //! one is tried against every key whose type fits its `alg`, in order. Verification itself is
 //! pure ([`verify`]); successful ones are remembered in the shared verified-token [`cache`].
