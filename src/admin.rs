@@ -63,6 +63,9 @@ fn answer(state: &State, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
             let m = crate::metrics::metrics();
             m.throttle_blocked
                 .set(state.throttle.blocked_addresses() as i64);
+            let dropped = crate::access_log::dropped();
+            m.access_log_dropped
+                .inc_by(dropped.saturating_sub(m.access_log_dropped.get()));
             (StatusCode::OK, "text/plain; version=0.0.4", m.render())
         }
         _ => json(

@@ -50,7 +50,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let limits = self.state.rules.load().limits.clone();
+        let (limits, access_log) = {
+            let rules = self.state.rules.load();
+            (rules.limits.clone(), rules.access_log)
+        };
         let open = Counted::new(&self.state.connections);
         if self.state.connections.load(Ordering::Acquire) > limits.max_connections {
             metrics().connections_refused.inc();
@@ -61,6 +64,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             stream,
             limits.max_request_header_bytes,
             Duration::from_secs(limits.request_header_timeout_seconds.max(1)),
+            access_log,
         );
         self.app.process_new(Box::new(guarded), shutdown).await;
         drop(open);
@@ -105,6 +109,8 @@ pub(crate) struct Guarded {
     deadline: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
     next_head: AtomicBool,
+    /// For the access-log line of a refused head.
+    access_log: crate::access_log::Policy,
 }
 
 impl std::fmt::Debug for Guarded {
@@ -116,8 +122,14 @@ impl std::fmt::Debug for Guarded {
 }
 
 impl Guarded {
-    fn new(inner: Stream, max_head: usize, timeout: Duration) -> Guarded {
+    fn new(
+        inner: Stream,
+        max_head: usize,
+        timeout: Duration,
+        access_log: crate::access_log::Policy,
+    ) -> Guarded {
         Guarded {
+            access_log,
             inner,
             phase: Phase::Head {
                 bytes: 0,
@@ -180,7 +192,14 @@ impl Guarded {
         let _ = Pin::new(&mut *self.inner).poll_write(cx, resp.as_bytes());
         let _ = Pin::new(&mut *self.inner).poll_flush(cx);
         RouteCounters::unmatched().count(Outcome::Denied(reason));
-        tracing::info!(target: "keygate::access", route = NO_ROUTE, status = &status[..3], outcome = "denied", reason = reason.as_str(), "request head refused");
+        let line = crate::access_log::Line {
+            route: NO_ROUTE,
+            status: status[..3].parse().unwrap_or(0),
+            outcome: "denied",
+            reason: reason.as_str(),
+            ..Default::default()
+        };
+        crate::access_log::write(self.access_log, &line);
         io::Error::new(io::ErrorKind::InvalidData, reason.as_str())
     }
 }

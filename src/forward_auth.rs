@@ -101,7 +101,22 @@ impl ServeHttp for ForwardAuth {
         };
         counters.count(counted);
         counters.observe_duration(started.elapsed().as_secs_f64());
-        tracing::info!(target: "keygate::access", listener = "forward_auth", route = &*counters.name, method = %req.method, status = resp.status().as_u16(), reason = match counted { Counted::Allowed => "none", Counted::Denied(r) | Counted::Observed(r) => r.as_str() });
+        let (outcome, reason) = match counted {
+            Counted::Allowed => ("allowed", "none"),
+            Counted::Denied(r) => ("denied", r.as_str()),
+            Counted::Observed(r) => ("observed", r.as_str()),
+        };
+        let line = crate::access_log::Line {
+            listener: Some("forward_auth"),
+            route: &counters.name,
+            method: req.method.as_str(),
+            status: resp.status().as_u16(),
+            outcome,
+            reason,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ..Default::default()
+        };
+        crate::access_log::write(rules.access_log, &line);
         resp
     }
 }

@@ -6,6 +6,7 @@
 //! `proxy` (the request path) using `decide`, `routes`, `policy`, [`auth`] and
 //! `identity`; `admin` and `metrics` for operators.
 
+pub mod access_log;
 mod admin;
 pub mod auth;
 pub mod config;

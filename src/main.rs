@@ -101,6 +101,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             keygate::logs::init(cli.log_format.as_deref());
+            keygate::access_log::init(keygate::access_log::Output::Stdout);
             let path = match config() {
                 Ok(p) => p,
                 Err(e) => return fail(e),
@@ -132,6 +133,7 @@ fn main() -> ExitCode {
             admin_listen,
         } => {
             keygate::logs::init(Some(cli.log_format.as_deref().unwrap_or("text")));
+            keygate::access_log::init(keygate::access_log::Output::Stderr);
             let (rt, echo, examples) = match keygate::demo::prepare(&listen, &admin_listen) {
                 Ok(x) => x,
                 Err(e) => return fail(e),

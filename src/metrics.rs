@@ -132,6 +132,8 @@ families! {
     throttled: IntCounterVec = ("keygate_throttled_requests_total", "Requests refused with 429 too_many_failures, by route.", ["route"]);
     /// Client addresses blocked now (set at each scrape).
     throttle_blocked: IntGauge = ("keygate_throttle_blocked_addresses", "Client addresses blocked by failed-authentication throttling now.", []);
+    /// Access-log lines dropped because stdout fell behind (brought up to date at each scrape).
+    access_log_dropped: IntCounter = ("keygate_access_log_dropped_total", "Access-log lines dropped because stdout could not keep up.", []);
     /// Pooled upstream connections pingora discarded in a harmless race between its per-thread
     /// runtimes (each cost one extra upstream connect; see `crate::logs`).
     upstream_pool_races: IntCounter = ("keygate_upstream_pool_races_total", "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).", []);

@@ -36,6 +36,8 @@ pub(crate) struct Done<'a> {
     pub(crate) upstream_status: u16,
     /// When keygate started deciding it.
     pub(crate) started: Instant,
+    /// Whether and how often to write its access-log line.
+    pub(crate) access_log: crate::access_log::Policy,
 }
 
 /// What the Socket.IO gate of a websocket saw.
@@ -51,7 +53,7 @@ pub(crate) struct Stream<'a> {
 }
 
 /// Counts a finished request (`keygate_requests_total`, `keygate_request_duration_seconds`,
-/// `keygate_upstream_errors_total`) and writes its access-log line (`keygate::access`).
+/// `keygate_upstream_errors_total`) and writes its access-log line ([`crate::access_log`]).
 pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<'_>) {
     let counters = d.route.unwrap_or_else(|| RouteCounters::unmatched());
     let outcome = match (d.denied, &d.stream) {
@@ -80,21 +82,20 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
         Outcome::Denied(r) => ("denied", r.as_str()),
         Outcome::Observed(r) => ("observed", r.as_str()),
     };
-    let route: &str = &counters.name;
     let identity = d.identity.or(d.stream.as_ref().and_then(|g| g.identity));
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    tracing::info!(
-        target: "keygate::access",
-        route,
-        method = %session.req_header().method,
-        status,
+    let line = crate::access_log::Line {
+        listener: None,
+        route: &counters.name,
+        method: session.req_header().method.as_str(),
+        status: session.response_written().map_or(0, |r| r.status.as_u16()),
         outcome,
         reason,
-        authenticator = identity.map_or("", |i| &*i.credential),
-        user_id = identity.and_then(|i| i.user_id.as_deref()).unwrap_or(""),
-        upstream_status = d.upstream_status,
-        duration_ms = elapsed * 1000.0,
-    );
+        authenticator: identity.map_or("", |i| &*i.credential),
+        user_id: identity.and_then(|i| i.user_id.as_deref()).unwrap_or(""),
+        upstream_status: d.upstream_status,
+        duration_ms: elapsed * 1000.0,
+    };
+    crate::access_log::write(d.access_log, &line);
 }
 
 /// The `kind` label of `keygate_upstream_errors_total` for a proxy error, if it is one.

@@ -48,6 +48,8 @@ pub struct Ruleset {
     pub(crate) limits: crate::config::LimitsConfig,
     /// `throttle`, when set.
     pub(crate) throttle: Option<crate::config::ThrottleConfig>,
+    /// `access_log` and `access_log_sample_ratio`.
+    pub(crate) access_log: crate::access_log::Policy,
 }
 
 /// A compiled config: what needs a restart, and the rules.
@@ -120,6 +122,12 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
         authenticators.push(Authenticator::compile(name, a, &shared, &p)?);
     }
     let routes = RouteTable::compile(&cfg.routes, &index, &authenticators)?;
+    if !(0.0..=1.0).contains(&cfg.access_log_sample_ratio) {
+        return Err(FieldError::new(
+            "access_log_sample_ratio",
+            "must be between 0.0 and 1.0",
+        ));
+    }
     Ok(Ruleset {
         mode: cfg.mode,
         upstream: Arc::new(Upstream::compile(&cfg.upstream)?),
@@ -142,6 +150,10 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
         trusted_proxies: crate::forwarding::TrustedProxies::compile(&cfg.trusted_proxies)?,
         limits: cfg.limits.clone(),
         throttle: cfg.throttle.clone(),
+        access_log: crate::access_log::Policy {
+            enabled: cfg.access_log,
+            sample_ratio: cfg.access_log_sample_ratio,
+        },
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),

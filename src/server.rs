@@ -129,6 +129,7 @@ fn drain_on_sigterm(server: &Server, state: Arc<State>, grace: Duration) {
                     inflight = state.inflight.load(Ordering::Acquire),
                     "drained; exiting"
                 );
+                crate::access_log::flush();
                 std::process::exit(0);
             }
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[(&str, u8)] = &[
+    ("access_log", 0),
     ("reason", 0),
     ("secret", 0),
     ("websocket", 0),

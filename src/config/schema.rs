@@ -48,6 +48,11 @@ pub struct Config {
     pub throttle: Option<ThrottleConfig>,
     /// A second listener answering auth decisions for another proxy; off when absent.
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// One JSON line per request on stdout (true).
+    pub access_log: bool,
+    /// Fraction of allowed requests written to the access log, 0.0 to 1.0 (1.0); denials are
+    /// always written.
+    pub access_log_sample_ratio: f64,
 }
 
 impl Default for Config {
@@ -71,6 +76,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             throttle: None,
             forward_auth: None,
+            access_log: true,
+            access_log_sample_ratio: 1.0,
         }
     }
 }

@@ -234,6 +234,10 @@ impl ProxyHttp for Keygate {
                 }),
                 upstream_status: ctx.upstream_status,
                 started: ctx.started,
+                access_log: ctx
+                    .rules
+                    .as_ref()
+                    .map_or_else(|| self.state.rules.load().access_log, |r| r.access_log),
             },
         );
         if session.is_body_done() {

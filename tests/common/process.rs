@@ -18,7 +18,7 @@ pub struct Keygate {
     pub admin: SocketAddr,
     /// Holds the config file and the log; removed on drop.
     pub dir: tempfile::TempDir,
-    /// keygate's stderr (logs at `log_level`).
+    /// keygate's stderr (logs at `log_level`) and stdout (the access log).
     pub log: PathBuf,
     /// The config file keygate runs with.
     config: PathBuf,
@@ -202,14 +202,16 @@ impl Builder {
                 f
             }
         };
+        // stderr (process logs) and stdout (the access log) into one file.
         let log = dir.path().join("keygate.log");
+        let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin());
         cmd.args(["run", "--config"])
             .arg(&config)
             .env("KEYGATE_LOG", &self.level)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
         let kg = Keygate {
             child: cmd.spawn().expect("spawn keygate"),
             addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
