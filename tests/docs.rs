@@ -2,6 +2,7 @@
 //! - every ```yaml block in it passes `keygate check` (the first one, "The whole document", as it
 //!   is; a block whose first line is `# fragment` merged over it), so a misspelt or removed field
 //!   fails here (the schema denies unknown fields);
+//! - every field of the config schema appears in one of those blocks;
 //! - its reasons table lists exactly the reasons of `src/reason.rs`, with their statuses, and its
 //!   metrics table exactly the families of `src/metrics.rs`, with their types and labels;
 //! - its reload section names every restart-only field of `src/settings.rs`;
@@ -228,6 +229,47 @@ fn every_yaml_block_passes_keygate_check() {
         failures.len(),
         blocks.len(),
         failures.join("\n")
+    );
+}
+
+/// Every mapping key in `v`, recursively.
+fn keys_of(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                if let Some(k) = k.as_str() {
+                    out.insert(k.to_string());
+                }
+                keys_of(v, out);
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|v| keys_of(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_schema_field_appears_in_a_checked_block() {
+    // The fields of the config structs: `    pub name: Type,` in the schema files.
+    let mut fields = BTreeSet::new();
+    for file in ["src/config/schema.rs", "src/config/authenticators.rs"] {
+        for l in read(file).lines() {
+            if let Some((name, _)) = l.strip_prefix("    pub ").and_then(|r| r.split_once(": ")) {
+                fields.insert(name.to_string());
+            }
+        }
+    }
+    assert!(fields.len() >= 60, "parsed {fields:?}");
+    let mut documented = BTreeSet::new();
+    for b in yaml_blocks(&doc()) {
+        let v: Value = serde_yaml::from_str(&b.text)
+            .unwrap_or_else(|e| panic!("docs/config.md:{}: not YAML: {e}", b.line));
+        keys_of(&v, &mut documented);
+    }
+    let missing: Vec<&String> = fields.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "config fields that appear in no yaml block of docs/config.md: {missing:?}"
     );
 }
 
