@@ -1,4 +1,4 @@
-//! The `keygate` command line (spec: "CLI" in `../shared/spec/config-v1.md`).
+//! The `keygate` command line (`docs/config.md`, "CLI").
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! Credential sources (`from`, `token_from`, `key_from`, ...): where a credential is read from a
-//! request. Spec: "Credential sources" in `../shared/spec/config-v1.md`.
+//! request. Reference: `docs/config.md`, "Credential sources".
 
 use std::borrow::Cow;
 
