@@ -14,7 +14,8 @@
 //! ```
 //!
 //! (one line in the output). `access_log: false` turns it off; `access_log_sample_ratio` keeps
-//! that fraction of *allowed* requests; denials and observed failures are always written. Never
+//! that fraction of *allowed* requests answered below 500; denials, observed failures and
+//! errors are always written. Never
 //! a credential, a query string or a header value.
 
 use std::cell::RefCell;
@@ -125,6 +126,7 @@ pub(crate) fn write(policy: Policy, line: &Line<'_>) {
         return;
     }
     if line.outcome == "allowed"
+        && line.status < 500
         && policy.sample_ratio < 1.0
         && fastrand::f64() >= policy.sample_ratio
     {
