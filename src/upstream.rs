@@ -138,9 +138,12 @@ impl Upstream {
         let _ = tokio::time::timeout(self.connect_timeout, rx.changed()).await;
         match self.resolved.load_full() {
             Some(r) => Ok(Box::new(r.peer.clone())),
-            None => Err(Error::explain(
+            // An upstream failure: 502 for the client, `kind="connect"` in the metrics.
+            None => Err(Error::create(
                 ErrorType::ConnectNoRoute,
-                format!("cannot resolve the upstream host {}", self.host),
+                pingora::ErrorSource::Upstream,
+                Some(format!("cannot resolve the upstream host {}", self.host).into()),
+                None,
             )),
         }
     }

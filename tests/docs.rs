@@ -56,10 +56,7 @@ fn yaml_blocks(md: &str) -> Vec<Block> {
             Some((line, ind, yaml, text)) => {
                 if t.starts_with("```") {
                     if *yaml {
-                        out.push(Block {
-                            line: *line,
-                            text: std::mem::take(text),
-                        });
+                        out.push(Block { line: *line, text: std::mem::take(text) });
                     }
                     open = None;
                 } else {
@@ -159,10 +156,7 @@ fn check(yaml: &str, path: &Path) -> Result<(), String> {
         if has_default {
             cmd.env_remove(&name); // the documented default is what is checked
         } else {
-            cmd.env(
-                &name,
-                format!("docs-test-{name}-0123456789abcdef0123456789"),
-            );
+            cmd.env(&name, format!("docs-test-{name}-0123456789abcdef0123456789"));
         }
     }
     let out = cmd.output().expect("run keygate check");
@@ -180,15 +174,8 @@ fn check(yaml: &str, path: &Path) -> Result<(), String> {
 #[test]
 fn every_yaml_block_passes_keygate_check() {
     let blocks = yaml_blocks(&doc());
-    assert!(
-        blocks.len() >= 10,
-        "only {} yaml blocks found",
-        blocks.len()
-    );
-    assert!(
-        !blocks[0].is_fragment(),
-        "the first yaml block must be the whole document"
-    );
+    assert!(blocks.len() >= 10, "only {} yaml blocks found", blocks.len());
+    assert!(!blocks[0].is_fragment(), "the first yaml block must be the whole document");
     let dir = tempfile::tempdir().unwrap();
     let whole_text = with_files(&blocks[0].text, dir.path());
     let whole: Value = serde_yaml::from_str(&whole_text).expect("the whole document is YAML");
@@ -214,11 +201,7 @@ fn every_yaml_block_passes_keygate_check() {
             failures.push(format!(
                 "docs/config.md:{} ({}): {}",
                 b.line,
-                if b.is_fragment() {
-                    "fragment"
-                } else {
-                    "complete"
-                },
+                if b.is_fragment() { "fragment" } else { "complete" },
                 e.trim()
             ));
         }
@@ -290,12 +273,7 @@ fn table_after(md: &str, heading: &str) -> Vec<Vec<String>> {
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
         .skip(2) // header and separator
-        .map(|l| {
-            l.trim_matches('|')
-                .split(" | ")
-                .map(|c| c.trim().to_string())
-                .collect()
-        })
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
         .collect()
 }
 
@@ -309,9 +287,7 @@ fn code_reasons() -> BTreeMap<String, String> {
     let src = read("src/reason.rs");
     let mut out = BTreeMap::new();
     for l in src.lines().map(str::trim) {
-        if let Some((variant, s)) = l
-            .strip_prefix("Reason::")
-            .and_then(|r| r.split_once(" => \""))
+        if let Some((variant, s)) = l.strip_prefix("Reason::").and_then(|r| r.split_once(" => \""))
         {
             out.insert(variant.to_string(), s.trim_end_matches("\",").to_string());
         }
@@ -340,10 +316,7 @@ fn code_statuses(names: &BTreeMap<String, String>) -> BTreeMap<String, String> {
             default = Some(status);
             continue;
         }
-        for v in
-            l.0.split('|')
-                .map(|v| v.trim().trim_start_matches("Reason::"))
-        {
+        for v in l.0.split('|').map(|v| v.trim().trim_start_matches("Reason::")) {
             out.insert(names[v].clone(), status.clone());
         }
     }
@@ -359,10 +332,8 @@ fn reasons_table_is_the_code() {
     let names = code_reasons();
     let statuses = code_statuses(&names);
     let rows = table_after(&doc(), "### Reasons");
-    let documented: BTreeMap<String, String> = rows
-        .iter()
-        .map(|r| (code(&r[0]).to_string(), r[1].clone()))
-        .collect();
+    let documented: BTreeMap<String, String> =
+        rows.iter().map(|r| (code(&r[0]).to_string(), r[1].clone())).collect();
     assert_eq!(
         documented.keys().collect::<BTreeSet<_>>(),
         statuses.keys().collect::<BTreeSet<_>>(),
@@ -435,11 +406,8 @@ fn reload_section_names_every_restart_only_field() {
         .and_then(|(_, r)| r.split_once("];"))
         .map(|(l, _)| l)
         .expect("ServerSettings::FIELDS in src/settings.rs");
-    let fields: Vec<&str> = list
-        .split(',')
-        .map(|s| s.trim().trim_matches('"'))
-        .filter(|s| !s.is_empty())
-        .collect();
+    let fields: Vec<&str> =
+        list.split(',').map(|s| s.trim().trim_matches('"')).filter(|s| !s.is_empty()).collect();
     assert!(fields.len() >= 5, "parsed {fields:?}");
     let md = doc();
     let section = md
@@ -482,9 +450,5 @@ fn no_tracked_file_points_outside_the_repository_for_the_spec() {
             }
         }
     }
-    assert!(
-        offenders.is_empty(),
-        "link docs/config.md instead:\n{}",
-        offenders.join("\n")
-    );
+    assert!(offenders.is_empty(), "link docs/config.md instead:\n{}", offenders.join("\n"));
 }

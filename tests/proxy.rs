@@ -213,6 +213,17 @@ fn a_hostname_upstream_is_resolved_lazily() {
 }
 
 #[test]
+fn an_upstream_name_that_never_resolves_is_a_502() {
+    let kg = Keygate::builder()
+        .config("routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n")
+        .upstream_map("url: \"http://no-such-backend.invalid:3000\"")
+        .start();
+    let r = kg.get("/x", &[]);
+    assert_eq!(r.status, 502, "{}", r.text());
+    kg.metrics_with(&[r#"keygate_upstream_errors_total{kind="connect"} 1"#]);
+}
+
+#[test]
 fn forwards_to_an_https_upstream() {
     const OPEN: &str = "routes: [{ name: open, path: '/{*rest}', auth: anonymous }]\n";
     // The https upstream: a keygate terminating TLS (certificate from a test CA) before an echo.
