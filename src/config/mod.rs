@@ -68,6 +68,29 @@ pub fn rebase_files(cfg: &mut Config, dir: &Path) {
 
 /// Parses YAML `text`; `file` is only used in error messages.
 pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+    // A key given twice in one mapping (two authenticators of one name, say) is an error
+    // anywhere: typed maps would otherwise keep the last silently. serde_yaml's own `Value`
+    // refuses duplicates, with their location.
+    if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+        if e.to_string().contains("duplicate entry") {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let mut text = e.to_string();
+            if let Some(i) = text.find(" at line ") {
+                text.truncate(i);
+            }
+            let (path, message) = match text.split_once(": duplicate") {
+                Some((path, rest)) => (path.to_string(), format!("duplicate{rest}")),
+                None => (".".to_string(), text),
+            };
+            return Err(ConfigError::Parse {
+                file: file.to_string(),
+                line,
+                column,
+                path,
+                message,
+            });
+        }
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
