@@ -17,7 +17,7 @@ struct Cli {
     /// Config file (for `run`, the default command).
     #[arg(long, short, global = true, env = "KEYGATE_CONFIG")]
     config: Option<PathBuf>,
-    /// Log format: json (default when stdout is not a terminal) or text.
+    /// Process-log format on stderr: json (default when stderr is not a terminal) or text.
     #[arg(long, global = true, value_parser = ["json", "text"])]
     log_format: Option<String>,
     #[command(subcommand)]
