@@ -37,6 +37,9 @@ enum Command {
         listen: String,
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: String,
+        /// Print only the self-check table, not the curl commands.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Show how keygate would decide one request, without sending it anywhere; exits 0 when it
     /// would be allowed, 1 when denied. Credentials are never echoed.
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
         Command::Demo {
             listen,
             admin_listen,
+            quiet,
         } => {
             keygate::logs::init(Some(cli.log_format.as_deref().unwrap_or("text")));
             keygate::access_log::init(keygate::access_log::Output::Stderr);
@@ -138,14 +142,26 @@ fn main() -> ExitCode {
                 Ok(x) => x,
                 Err(e) => return fail(e),
             };
-            println!("keygate demo: proxy on http://{listen}, admin on http://{admin_listen} (/metrics, /healthz, /readyz), echo upstream on http://{}", echo.addr);
-            println!("Paste any of these into another terminal; Ctrl-C stops the demo.\n");
-            for e in &examples {
-                println!("# expect: {}  ({})", e.expect, e.what);
-                println!("{}\n", e.curl);
-            }
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
+            println!("keygate demo: proxy on http://{listen}, admin on http://{admin_listen} (/metrics, /healthz, /readyz), echo upstream on http://{}\n", echo.addr);
+            // Once the proxy listens: every scenario once, the table, then the commands.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let outcomes = keygate::demo::check::run(&listen, &examples);
+                let mut out = keygate::demo::check::table(&outcomes);
+                if !quiet {
+                    out += "\nPaste any of these into another terminal; Ctrl-C stops the demo.\n\n";
+                    for e in &examples {
+                        out += &format!(
+                            "# expect: {}  ({})\n{}\n\n",
+                            e.expect,
+                            e.what,
+                            e.curl(&format!("http://{listen}"))
+                        );
+                    }
+                }
+                print!("{out}");
+                let _ = std::io::stdout().flush();
+            });
             keygate::server::run(rt, None)
         }
         Command::Explain {

@@ -208,17 +208,13 @@ fn token_commands_mint_credentials_keygate_accepts() {
     );
 }
 
-#[test]
-fn demo_prints_curl_commands_that_give_their_printed_results() {
+/// Starts `keygate demo` on fresh ports with `args`: a guard killing it, and its stdout.
+fn demo(args: &[&str]) -> (impl Drop, std::sync::mpsc::Receiver<String>) {
     let (port, admin) = (free_port(), free_port());
     let mut child = Command::new(bin())
-        .args([
-            "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -231,7 +227,27 @@ fn demo_prints_curl_commands_that_give_their_printed_results() {
         }
     }
     let lines = spawn_line_reader(child.stdout.take().unwrap());
-    let _guard = Kill(child);
+    (Kill(child), lines)
+}
+
+#[test]
+fn demo_quiet_prints_the_self_check_table_only() {
+    let (_guard, lines) = demo(&["--quiet"]);
+    let mut out = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(3)) {
+        out.push(line);
+    }
+    let last = out.iter().rev().find(|l| !l.is_empty()).expect("some output");
+    assert!(last.ends_with(" passed"), "{out:#?}");
+    let (passed, total) = last.trim_end_matches(" passed").split_once('/').unwrap();
+    assert_eq!(passed, total, "{out:#?}");
+    assert!(out.iter().all(|l| !l.starts_with("curl ") && !l.starts_with("# expect")), "{out:#?}");
+}
+
+#[test]
+fn demo_prints_curl_commands_that_give_their_printed_results() {
+    let (_guard, lines) = demo(&[]);
+    let mut table = Vec::new();
     let mut examples = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut pending: Option<String> = None;
@@ -239,19 +255,20 @@ fn demo_prints_curl_commands_that_give_their_printed_results() {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) else {
             break;
         };
-        if let Some(exp) = line.strip_prefix("# expect: ") {
+        if line.starts_with("  ok  ") || line.starts_with("  FAIL") || line.ends_with(" passed") {
+            table.push(line);
+        } else if let Some(exp) = line.strip_prefix("# expect: ") {
             pending = Some(exp.to_string());
         } else if line.starts_with("curl ") {
             examples.push((pending.take().expect("an expectation before each curl"), line));
         }
     }
     assert!(examples.len() >= 10, "demo printed {} examples", examples.len());
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        && start.elapsed() < Duration::from_secs(10)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The self-check table came first: one passing line per example, then the count.
+    let n = examples.len();
+    assert_eq!(table.len(), n + 1, "{table:#?}");
+    assert!(table[..n].iter().all(|l| l.starts_with("  ok  ")), "{table:#?}");
+    assert_eq!(table[n], format!("{n}/{n} passed"));
     let mut statuses = std::collections::HashSet::new();
     for (expect, curl) in &examples {
         let mut parts = expect.split_whitespace();

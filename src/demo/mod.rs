@@ -1,8 +1,10 @@
 //! `keygate demo`: keygate in front of a built-in [`echo`] upstream, with a built-in config that
-//! exercises every authenticator kind (its RS256 key pair generated at start), and printed,
+//! exercises every authenticator kind (its RS256 key pair generated at start), a self-check that
+//! sends every scenario once and prints a pass/fail table ([`check`]), and printed,
 //! ready-to-paste curl commands, each with the result it gives. Behind the `demo` cargo feature
 //! (on by default): a production build can leave it out with `--no-default-features`.
 
+pub mod check;
 pub mod echo;
 
 use aws_lc_rs::encoding::AsDer;
@@ -113,14 +115,43 @@ unmatched: deny
     )
 }
 
-/// One printed example: what to expect and the curl command.
+/// One scenario: a request, what it shows and the answer it must get. The self-check sends it
+/// ([`check`]); the printed curl command is rendered from it, so both always agree.
 pub struct Example {
-    /// `200 user-1`, `401 token_expired`, ...: status, then the user id or reason.
-    pub expect: String,
+    /// `200 user-1`, `401 token_expired`, ...: the status, then the user id the backend got
+    /// (`-` for none) or the denial reason.
+    pub expect: &'static str,
     /// What the example shows.
     pub what: &'static str,
-    /// The command to paste.
-    pub curl: String,
+    /// The request method.
+    pub method: &'static str,
+    /// Path and query, sent as written (dot segments included).
+    pub target: String,
+    /// Request headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// A request body (JSON), if any.
+    pub body: Option<&'static str>,
+}
+
+impl Example {
+    /// The curl command for a proxy at `base` (`http://127.0.0.1:8080`).
+    pub fn curl(&self, base: &str) -> String {
+        let mut c = String::from("curl -s");
+        if self.method != "GET" {
+            c += &format!(" -X {}", self.method);
+        }
+        if self.target.contains("/../") || self.target.contains("/./") {
+            c += " --path-as-is";
+        }
+        c += &format!(" '{base}{}'", self.target);
+        for (k, v) in &self.headers {
+            c += &format!(" -H '{k}: {v}'");
+        }
+        if let Some(b) = self.body {
+            c += &format!(" -d '{b}'");
+        }
+        c
+    }
 }
 
 fn jwt(key: &EncodingKey, kid: Option<&str>, claims: Value) -> String {
@@ -128,8 +159,8 @@ fn jwt(key: &EncodingKey, kid: Option<&str>, claims: Value) -> String {
     sign(key, Algorithm::RS256, kid, &map).expect("demo token signs")
 }
 
-/// The examples for a proxy at `base` (`http://127.0.0.1:8080`), signed with `private_pem`.
-pub fn examples(base: &str, private_pem: &str) -> Vec<Example> {
+/// The scenarios, with tokens signed by `private_pem`.
+pub fn examples(private_pem: &str) -> Vec<Example> {
     let key = EncodingKey::from_rsa_pem(private_pem.as_bytes()).expect("generated key");
     let t = now();
     let user = jwt(
@@ -143,60 +174,65 @@ pub fn examples(base: &str, private_pem: &str) -> Vec<Example> {
         json!({"sub": "user-1", "iat": t - 7200, "exp": t - 3600}),
     );
     let cust = |ws: &str| {
-        jwt(
-            &key,
-            Some(DOKA_KID),
-            json!({"sub": "cust-42", "type": "customer", "workspace_id": ws, "iat": t, "exp": t + 900}),
-        )
+        let claims = json!({"sub": "cust-42", "type": "customer", "workspace_id": ws, "iat": t, "exp": t + 900});
+        format!("Bearer {}", jwt(&key, Some(DOKA_KID), claims))
     };
     let hmac = hex::encode(crate::auth::hmac_token::compute(
         HmacScheme::HmacSha256,
         HMAC_SECRET.as_bytes(),
         b"user-1",
     ));
-    let pk = format!("-H 'Authorization: Bearer {PUBLIC_KEY}'");
-    let ex = |expect: &str, what: &'static str, curl: String| Example {
-        expect: expect.into(),
+    let pk = ("Authorization", format!("Bearer {PUBLIC_KEY}"));
+    let utok = |tok: &str| ("X-Knock-User-Token", tok.to_string());
+    let h = |k: &'static str, v: &str| (k, v.to_string());
+    let ex = |expect, what, method, target: &str, headers: Vec<(&'static str, String)>| Example {
+        expect,
         what,
-        curl,
+        method,
+        target: target.to_string(),
+        headers,
+        body: None,
     };
+    let with_body = |e: Example, body| Example {
+        body: Some(body),
+        ..e
+    };
+    let feed = "/v1/users/user-1/feeds/feed-1";
     vec![
         ex("200 user-1", "Knock feed: public key + user token; the echo shows x-auth-user-id: user-1",
-            format!("curl -s {base}/v1/users/user-1/feeds/feed-1 {pk} -H 'X-Knock-User-Token: {user}'")),
-        ex("200 user-1", "Knock mark-as-read: POST /v1/messages/batch/read",
-            format!("curl -s -X POST {base}/v1/messages/batch/read {pk} -H 'X-Knock-User-Token: {user}' -H 'Content-Type: application/json' -d '{{\"message_ids\":[\"m1\"]}}'")),
+            "GET", feed, vec![pk.clone(), utok(&user)]),
+        with_body(ex("200 user-1", "Knock mark-as-read: POST /v1/messages/batch/read",
+            "POST", "/v1/messages/batch/read", vec![pk.clone(), utok(&user), h("Content-Type", "application/json")]),
+            r#"{"message_ids":["m1"]}"#),
         ex("403 identity_mismatch", "user-1's token on user-2's feed",
-            format!("curl -s {base}/v1/users/user-2/feeds/feed-1 {pk} -H 'X-Knock-User-Token: {user}'")),
+            "GET", "/v1/users/user-2/feeds/feed-1", vec![pk.clone(), utok(&user)]),
         ex("401 missing_credentials", "public key alone (production mode needs the user token)",
-            format!("curl -s {base}/v1/users/user-1/feeds/feed-1 {pk}")),
-        ex("401 token_expired", "an expired user token",
-            format!("curl -s {base}/v1/users/user-1/feeds/feed-1 {pk} -H 'X-Knock-User-Token: {expired}'")),
+            "GET", feed, vec![pk.clone()]),
+        ex("401 token_expired", "an expired user token", "GET", feed, vec![pk.clone(), utok(&expired)]),
         ex("200 user-1", "Notifizz widget: HMAC user token beside the user id; a spoofed X-Auth-User-Id is replaced",
-            format!("curl -s {base}/widget/inbox -H 'X-User-Id: user-1' -H 'X-User-Token: {hmac}' -H 'X-Auth-User-Id: admin'")),
+            "GET", "/widget/inbox", vec![h("X-User-Id", "user-1"), h("X-User-Token", &hmac), h("X-Auth-User-Id", "admin")]),
         ex("401 invalid_hmac", "the same token for another user",
-            format!("curl -s {base}/widget/inbox -H 'X-User-Id: user-2' -H 'X-User-Token: {hmac}'")),
-        ex("200 -", "DokaAI server-to-server: client key + secret",
-            format!("curl -s -X POST {base}/v1/events/track -H 'X-Client-Key: {CLIENT_KEY}' -H 'X-Client-Secret: {CLIENT_SECRET}' -d '{{}}'")),
-        ex("401 invalid_client", "wrong client secret",
-            format!("curl -s -X POST {base}/v1/events/track -H 'X-Client-Key: {CLIENT_KEY}' -H 'X-Client-Secret: wrong' -d '{{}}'")),
-        ex("200 -", "Notivize-style ingestion API key",
-            format!("curl -s -X POST {base}/v1/events/track -H 'Authorization: Bearer {EVENTS_KEY}' -d '{{}}'")),
+            "GET", "/widget/inbox", vec![h("X-User-Id", "user-2"), h("X-User-Token", &hmac)]),
+        with_body(ex("200 -", "DokaAI server-to-server: client key + secret",
+            "POST", "/v1/events/track", vec![h("X-Client-Key", CLIENT_KEY), h("X-Client-Secret", CLIENT_SECRET)]), "{}"),
+        with_body(ex("401 invalid_client", "wrong client secret",
+            "POST", "/v1/events/track", vec![h("X-Client-Key", CLIENT_KEY), h("X-Client-Secret", "wrong")]), "{}"),
+        with_body(ex("200 -", "Notivize-style ingestion API key",
+            "POST", "/v1/events/track", vec![h("Authorization", &format!("Bearer {EVENTS_KEY}"))]), "{}"),
         ex("200 cust-42", "DokaAI customer JWT (kid, type=customer, workspace ONAVZK8J)",
-            format!("curl -s {base}/api/v1/notifications -H 'Authorization: Bearer {}'", cust("ONAVZK8J"))),
+            "GET", "/api/v1/notifications", vec![("Authorization", cust("ONAVZK8J"))]),
         ex("401 claim_mismatch", "customer JWT for a workspace that is not allowed",
-            format!("curl -s {base}/api/v1/notifications -H 'Authorization: Bearer {}'", cust("OTHERWS1"))),
+            "GET", "/api/v1/notifications", vec![("Authorization", cust("OTHERWS1"))]),
         ex("405 method_not_allowed", "DELETE on the GET-only feed route (never another route)",
-            format!("curl -s -X DELETE {base}/v1/users/user-1/feeds/feed-1")),
+            "DELETE", feed, vec![]),
         ex("204 -", "a browser's CORS preflight from the allowed origin: answered by keygate, never forwarded",
-            format!("curl -s -X OPTIONS {base}/v1/users/user-1/feeds/feed-1 -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET' -H 'Access-Control-Request-Headers: authorization, x-knock-user-token'")),
+            "OPTIONS", feed, vec![h("Origin", "http://localhost:3000"), h("Access-Control-Request-Method", "GET"),
+                h("Access-Control-Request-Headers", "authorization, x-knock-user-token")]),
         ex("400 websocket_required", "Engine.IO long-polling on the Socket.IO route (clients use transports: [\"websocket\"])",
-            format!("curl -s '{base}/api/v1/wss/socket.io/?EIO=4&transport=polling'")),
-        ex("403 no_route", "a path no route matches (deny by default)",
-            format!("curl -s {base}/internal/admin")),
-        ex("400 malformed_path", "a dot-segment path trick",
-            format!("curl -s --path-as-is {base}/widget/../api/v1/notifications")),
-        ex("200 -", "anonymous route",
-            format!("curl -s {base}/healthz")),
+            "GET", "/api/v1/wss/socket.io/?EIO=4&transport=polling", vec![]),
+        ex("403 no_route", "a path no route matches (deny by default)", "GET", "/internal/admin", vec![]),
+        ex("400 malformed_path", "a dot-segment path trick", "GET", "/widget/../api/v1/notifications", vec![]),
+        ex("200 -", "anonymous route", "GET", "/healthz", vec![]),
     ]
 }
 
@@ -208,6 +244,5 @@ pub fn prepare(listen: &str, admin: &str) -> Result<(Loaded, echo::Echo, Vec<Exa
     let (private, public) = generate_rsa()?;
     let yaml = config_yaml(listen, admin, &echo.addr.to_string(), &public);
     let rt = crate::ruleset::load_str(&yaml, "<demo config>").map_err(|e| e.to_string())?;
-    let base = format!("http://{listen}");
-    Ok((rt, echo, examples(&base, &private)))
+    Ok((rt, echo, examples(&private)))
 }
