@@ -52,13 +52,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{/*
-Pods roll only when a field keygate cannot reload changes; everything else is hot-reloaded
-from the mounted ConfigMap.
+Pods roll only when a field keygate cannot reload changes (its restart-only settings,
+`ServerSettings::FIELDS` in src/settings.rs; .ci/chart_check.py checks each one); everything
+else is hot-reloaded from the mounted ConfigMap.
 */}}
 {{- define "keygate.restartChecksum" -}}
 {{- $cfg := fromYaml (include "keygate.config" .) -}}
 {{- $upstream := default dict $cfg.upstream -}}
-{{- list (pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds") (get $upstream "ca_file") | toJson | sha256sum -}}
+{{- $forwardAuth := default dict $cfg.forward_auth -}}
+{{- list (pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds" "telemetry") (get $upstream "ca_file") (get $forwardAuth "listen") .Values.ports | toJson | sha256sum -}}
 {{- end -}}
 
 {{/*
