@@ -1,6 +1,7 @@
 //! A real nginx for the forward-auth tests, run unprivileged from a temporary prefix. Found on
 //! PATH or in /usr/sbin; when missing, installed the way `.ci/run` does (apt, as root or with
-//! passwordless sudo), or unpacked from Debian's nginx-light package into `target/test-tools`.
+//! passwordless sudo), or, unprivileged, downloaded by apt with private package lists and
+//! unpacked from Debian's packages into `target/test-tools`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,27 +19,30 @@ pub fn nginx_binary() -> PathBuf {
             return p;
         }
         let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
-        let apt = |sudo: bool| {
-            let mut c = Command::new(if sudo { "sudo" } else { "apt-get" });
-            if sudo {
-                c.args(["-n", "apt-get"]);
-            }
-            c.args(["install", "-y", "-qq", "--no-install-recommends", "nginx-light"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if (root && apt(false)) || (!root && apt(true)) {
+        // As root (or with passwordless sudo): install it, updating the package lists first if
+        // the machine never did (a fresh image has none).
+        let sudo = if root { "" } else { "sudo -n " };
+        let install = format!(
+            "export DEBIAN_FRONTEND=noninteractive; \
+             {sudo}apt-get install -y -qq --no-install-recommends nginx-light >/dev/null 2>&1 || \
+             {{ {sudo}apt-get update -qq && {sudo}apt-get install -y -qq --no-install-recommends nginx-light; }}"
+        );
+        if Command::new("sh").arg("-c").arg(&install).status().is_ok_and(|s| s.success()) {
             if let Some(p) = system() {
                 return p;
             }
         }
-        // Unprivileged: download the package and unpack it.
+        // Unprivileged: apt with private package lists downloads Debian's nginx (the binary) and
+        // nginx-common, unpacked under target/test-tools.
         let dir = local.parent().and_then(Path::parent).and_then(Path::parent).unwrap().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
+        let download = "set -e; mkdir -p apt/lists/partial apt/cache/archives/partial; \
+             o=\"-o Debug::NoLocking=1 -o Dir::State::Lists=$PWD/apt/lists -o Dir::Cache=$PWD/apt/cache\"; \
+             apt-get -qq $o update; apt-get -qq $o download nginx nginx-common; \
+             for d in nginx*.deb; do dpkg-deb -x \"$d\" .; done";
         let ok = Command::new("sh")
             .arg("-c")
-            .arg("apt-get download nginx-light nginx-common >/dev/null && for d in nginx*.deb; do dpkg-deb -x \"$d\" .; done")
+            .arg(download)
             .current_dir(&dir)
             .status()
             .is_ok_and(|s| s.success());
