@@ -231,10 +231,9 @@ fn keys_of(v: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
-#[test]
-fn every_schema_field_appears_in_a_checked_block() {
-    // The fields of the config structs: `    pub name: Type,` in the files of `src/config/`
-    // (all of them but `error.rs`, whose structs are errors, not schema).
+/// The fields of the config structs: `    pub name: Type,` in the files of `src/config/` (all of
+/// them but `error.rs`, whose structs are errors, not schema).
+fn schema_fields() -> BTreeSet<String> {
     let mut fields = BTreeSet::new();
     let dir = repo().join("src/config");
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -249,6 +248,12 @@ fn every_schema_field_appears_in_a_checked_block() {
         }
     }
     assert!(fields.len() >= 60, "parsed {fields:?}");
+    fields
+}
+
+#[test]
+fn every_schema_field_appears_in_a_checked_block() {
+    let fields = schema_fields();
     let mut documented = BTreeSet::new();
     for b in yaml_blocks(&doc()) {
         let v: Value = serde_yaml::from_str(&b.text)
@@ -260,6 +265,24 @@ fn every_schema_field_appears_in_a_checked_block() {
         missing.is_empty(),
         "config fields that appear in no yaml block of docs/config.md: {missing:?}"
     );
+}
+
+#[test]
+fn config_example_names_every_field() {
+    // A complete instance: every field is set, or (for alternatives such as `pem` / `pem_file`)
+    // named in a comment as `field:`.
+    let example = read("config.example.yaml");
+    let missing: Vec<String> = schema_fields()
+        .into_iter()
+        .filter(|f| {
+            !example.match_indices(&format!("{f}:")).any(|(i, _)| {
+                i == 0
+                    || !example.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && example.as_bytes()[i - 1] != b'_'
+            })
+        })
+        .collect();
+    assert!(missing.is_empty(), "config.example.yaml never names: {missing:?}");
 }
 
 /// The rows of the first Markdown table after the heading `heading`: cells, trimmed.
