@@ -34,6 +34,7 @@ pub mod server;
 mod settings;
 pub mod socketio;
 mod state;
+mod telemetry;
 mod throttle;
 pub mod token;
 mod upstream;
