@@ -405,8 +405,12 @@ fn sample_ratio_zero_exports_only_traces_with_a_sampled_parent() {
     let unsampled = "11111111111111111111111111111111";
     let tp = format!("00-{unsampled}-2222222222222222-00");
     let r = kg.get("/public/b", &[("traceparent", &tp)]);
-    let (tid, _, flags) = parts(&r.upstream_header("traceparent").unwrap());
+    let (tid, pid, flags) = parts(&r.upstream_header("traceparent").unwrap());
     assert_eq!((tid.as_str(), flags.as_str()), (unsampled, "00"));
+    assert_ne!(
+        pid, "2222222222222222",
+        "keygate's span is the upstream's parent"
+    );
     // A sampled parent is honoured.
     let sampled = "33333333333333333333333333333333";
     let tp = format!("00-{sampled}-4444444444444444-01");

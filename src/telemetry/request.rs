@@ -17,7 +17,8 @@
 //! reason) and `keygate.authenticator` (the credential that passed, `name/key` as in
 //! `X-Auth-Credential`; for a denial, the authenticator whose failure is the reason). Never a
 //! credential, a token, a path or a query string: only values from the config and fixed enums.
-//! Attributes other than the method are written only to sampled (recording) spans.
+//! Attributes are written only to sampled (recording) spans, and an unsampled request gets no
+//! child spans: its server span's id is the upstream's parent (W3C `traceparent`, flags `00`).
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -50,6 +51,8 @@ pub(crate) struct RequestTrace {
     server: Context,
     /// `http.request.method`: the method, or `_OTHER`.
     method: &'static str,
+    /// The server span is sampled (so are its children: parent-based).
+    recording: bool,
     auth: Option<Span>,
     upstream: Option<Span>,
     /// Authenticators that ran and why each failed (recording traces only).
@@ -90,19 +93,21 @@ impl Telemetry {
     pub(crate) fn request(&self, req: &RequestHeader, tls: bool) -> Box<RequestTrace> {
         let parent = propagation::parent(req);
         let method = method(req.method.as_str());
-        let span = self
+        let mut span = self
             .tracer
             .span_builder(name_of(method))
             .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new(METHOD, method),
-                KeyValue::new(SCHEME, if tls { "https" } else { "http" }),
-            ])
             .start_with_context(&self.tracer, &parent);
+        let recording = span.is_recording();
+        if recording {
+            span.set_attribute(KeyValue::new(METHOD, method));
+            span.set_attribute(KeyValue::new(SCHEME, if tls { "https" } else { "http" }));
+        }
         Box::new(RequestTrace {
             tracer: self.tracer.clone(),
             server: parent.with_span(span),
             method,
+            recording,
             auth: None,
             upstream: None,
             steps: Vec::new(),
@@ -114,16 +119,19 @@ impl Telemetry {
 impl RequestTrace {
     /// Names the server span after the matched route (`name`, path `template`).
     pub(crate) fn route(&self, name: &str, template: &str) {
-        let span = self.server.span();
-        if span.is_recording() {
+        if self.recording {
+            let span = self.server.span();
             span.update_name(format!("{} {template}", name_of(self.method)));
             span.set_attribute(KeyValue::new(ROUTE, template.to_string()));
             span.set_attribute(KeyValue::new(KG_ROUTE, name.to_string()));
         }
     }
 
-    /// Starts the authenticate span.
+    /// Starts the authenticate span (of a sampled request).
     pub(crate) fn start_auth(&mut self) {
+        if !self.recording {
+            return;
+        }
         let span = self
             .tracer
             .span_builder("authenticate")
@@ -170,9 +178,9 @@ impl RequestTrace {
         auth.end_with_timestamp(at);
     }
 
-    /// Starts the upstream span (once), towards `host:port`.
+    /// Starts the upstream span (once, of a sampled request), towards `host:port`.
     pub(crate) fn start_upstream(&mut self, host: &str, port: u16) {
-        if self.upstream.is_some() {
+        if !self.recording || self.upstream.is_some() {
             return;
         }
         let mut span = self
@@ -180,11 +188,9 @@ impl RequestTrace {
             .span_builder(name_of(self.method))
             .with_kind(SpanKind::Client)
             .start_with_context(&self.tracer, &self.server);
-        if span.is_recording() {
-            span.set_attribute(KeyValue::new(METHOD, self.method));
-            span.set_attribute(KeyValue::new(SERVER_ADDRESS, host.to_string()));
-            span.set_attribute(KeyValue::new(SERVER_PORT, i64::from(port)));
-        }
+        span.set_attribute(KeyValue::new(METHOD, self.method));
+        span.set_attribute(KeyValue::new(SERVER_ADDRESS, host.to_string()));
+        span.set_attribute(KeyValue::new(SERVER_PORT, i64::from(port)));
         self.upstream = Some(span);
     }
 
