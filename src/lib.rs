@@ -35,6 +35,7 @@ pub mod server;
 mod settings;
 pub mod socketio;
 mod state;
+mod telemetry;
 mod throttle;
 pub mod token;
 mod upstream;

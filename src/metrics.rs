@@ -137,6 +137,8 @@ families! {
     /// Pooled upstream connections pingora discarded in a harmless race between its per-thread
     /// runtimes (each cost one extra upstream connect; see `crate::logs`).
     upstream_pool_races: IntCounter = ("keygate_upstream_pool_races_total", "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).", []);
+    /// OTLP trace exports that failed (their spans are dropped); see `crate::telemetry`.
+    trace_export_failures: IntCounter = ("keygate_trace_export_failures_total", "Trace exports to telemetry.otlp_endpoint that failed; the spans of each are dropped.", []);
 }
 
 impl Metrics {

@@ -1,5 +1,6 @@
 //! What the request path records: the time each authenticator took (observed through
-//! [`crate::policy::Observer`]), and, when a request ends, its metrics and access-log line.
+//! [`crate::policy::Observer`], and in the request's trace), and, when a request ends, its
+//! metrics, access-log line and the end of its spans.
 
 use std::time::Instant;
 
@@ -10,13 +11,24 @@ use crate::metrics::{metrics, Outcome, RouteCounters};
 use crate::policy::{Observer, Step};
 use crate::reason::Reason;
 use crate::ruleset::Ruleset;
+use crate::telemetry::{Finished, RequestTrace};
 
-/// Records each authenticator run of one authorization in `keygate_auth_duration_seconds`.
-pub(crate) struct Timings<'a>(pub(crate) &'a Ruleset);
+/// Records each authenticator run of one authorization in `keygate_auth_duration_seconds`,
+/// and in the request's authenticate span when it is traced.
+pub(crate) struct Timings<'a>(
+    pub(crate) &'a Ruleset,
+    pub(crate) Option<&'a mut RequestTrace>,
+);
 
 impl Observer for Timings<'_> {
     fn step(&mut self, step: Step) {
         self.0.auth_timers[step.authenticator].observe(step.seconds);
+        if let Some(trace) = self.1.as_mut() {
+            trace.auth_step(
+                self.0.authenticators[step.authenticator].name(),
+                step.failed,
+            );
+        }
     }
 }
 
@@ -53,8 +65,14 @@ pub(crate) struct Stream<'a> {
 }
 
 /// Counts a finished request (`keygate_requests_total`, `keygate_request_duration_seconds`,
-/// `keygate_upstream_errors_total`) and writes its access-log line ([`crate::access_log`]).
-pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d: &Done<'_>) {
+/// `keygate_upstream_errors_total`), writes its access-log line ([`crate::access_log`]) and
+/// ends its spans with the same outcome.
+pub(crate) fn request_done(
+    session: &Session,
+    error: Option<&pingora::Error>,
+    d: &Done<'_>,
+    trace: Option<Box<RequestTrace>>,
+) {
     let counters = d.route.unwrap_or_else(|| RouteCounters::unmatched());
     let outcome = match (d.denied, &d.stream) {
         (Some(r), _) => Outcome::Denied(r),
@@ -72,10 +90,11 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
     }
     let elapsed = d.started.elapsed().as_secs_f64();
     counters.observe_duration(elapsed);
-    if let (Some(e), None) = (error, d.denied) {
-        if let Some(kind) = upstream_error_kind(e) {
-            metrics().upstream_errors.with_label_values(&[kind]).inc();
-        }
+    let upstream_error = error
+        .filter(|_| d.denied.is_none())
+        .and_then(upstream_error_kind);
+    if let Some(kind) = upstream_error {
+        metrics().upstream_errors.with_label_values(&[kind]).inc();
     }
     let (outcome, reason) = match outcome {
         Outcome::Allowed => ("allowed", "none"),
@@ -83,11 +102,12 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
         Outcome::Observed(r) => ("observed", r.as_str()),
     };
     let identity = d.identity.or(d.stream.as_ref().and_then(|g| g.identity));
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let line = crate::access_log::Line {
         listener: None,
         route: &counters.name,
         method: session.req_header().method.as_str(),
-        status: session.response_written().map_or(0, |r| r.status.as_u16()),
+        status,
         outcome,
         reason,
         authenticator: identity.map_or("", |i| &*i.credential),
@@ -96,6 +116,16 @@ pub(crate) fn request_done(session: &Session, error: Option<&pingora::Error>, d:
         duration_ms: elapsed * 1000.0,
     };
     crate::access_log::write(d.access_log, &line);
+    if let Some(trace) = trace {
+        trace.finish(&Finished {
+            status,
+            outcome,
+            reason,
+            credential: identity.map(|i| &*i.credential),
+            upstream_status: d.upstream_status,
+            upstream_error,
+        });
+    }
 }
 
 /// The `kind` label of `keygate_upstream_errors_total` for a proxy error, if it is one.

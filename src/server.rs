@@ -3,7 +3,8 @@
 //!
 //! SIGTERM: pingora stops accepting at once; `/readyz` turns 503; keygate exits 0 as soon as no
 //! request or websocket is in flight, and at the latest after `shutdown_grace_seconds`
-//! (pingora's own grace period, 300 s by default, is set from it).
+//! (pingora's own grace period, 300 s by default, is set from it), after at most 2 s more to
+//! export the spans still queued.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -54,7 +55,16 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
     let m = crate::metrics::metrics(); // register every family before the first scrape
     m.init();
     m.config_last_reload_success.set(crate::metrics::unix_now());
-    let state = Arc::new(State::new(loaded, config_path));
+    let telemetry = settings.telemetry.as_ref().map(|t| {
+        crate::telemetry::Telemetry::start(t).unwrap_or_else(|e| {
+            eprintln!("keygate: telemetry: {e}");
+            std::process::exit(1);
+        })
+    });
+    if let Some(t) = &settings.telemetry {
+        tracing::info!(endpoint = %t.traces_url, sample_ratio = t.sample_ratio, "exporting traces");
+    }
+    let state = Arc::new(State::new(loaded, config_path, telemetry));
 
     let app = pingora::proxy::http_proxy(
         &server.configuration,
@@ -108,6 +118,9 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
     server.run_forever()
 }
 
+/// How long the spans still queued at exit may take to export.
+const TRACE_FLUSH: Duration = Duration::from_secs(2);
+
 /// On SIGTERM: mark the state draining (`/readyz` 503) and exit 0 once nothing is in flight or
 /// the grace period is over.
 fn drain_on_sigterm(server: &Server, state: Arc<State>, grace: Duration) {
@@ -130,6 +143,9 @@ fn drain_on_sigterm(server: &Server, state: Arc<State>, grace: Duration) {
                     "drained; exiting"
                 );
                 crate::access_log::flush();
+                if let Some(t) = &state.telemetry {
+                    t.shutdown(TRACE_FLUSH);
+                }
                 std::process::exit(0);
             }
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

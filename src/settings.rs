@@ -1,5 +1,5 @@
 //! Settings that take effect only when keygate starts: the listening addresses, TLS, the drain
-//! time and the upstream CA file. A reload compares them with those in force and logs each
+//! time, the upstream CA file and `telemetry` (its exporter owns a thread and a connection). A reload compares them with those in force and logs each
 //! change as needing a restart (the Helm chart rolls pods when one of these changes).
 
 use std::net::SocketAddr;
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use crate::config::{Config, FieldError};
 
 /// The restart-only part of the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ServerSettings {
     /// `listen` (ip:port).
     pub(crate) listen: String,
@@ -21,17 +21,20 @@ pub(crate) struct ServerSettings {
     pub(crate) upstream_ca_file: Option<String>,
     /// `forward_auth.listen`: the forward-auth listener (ip:port), if any.
     pub(crate) forward_auth_listen: Option<String>,
+    /// `telemetry`, when it has an `otlp_endpoint` (traces are off otherwise).
+    pub(crate) telemetry: Option<crate::telemetry::Settings>,
 }
 
 impl ServerSettings {
     /// The config fields that need a restart, as `docs/config.md` names them.
-    pub(crate) const FIELDS: [&'static str; 6] = [
+    pub(crate) const FIELDS: [&'static str; 7] = [
         "listen",
         "admin_listen",
         "tls",
         "shutdown_grace_seconds",
         "upstream.ca_file",
         "forward_auth.listen",
+        "telemetry",
     ];
 
     /// Reads and checks them (addresses parse and differ, TLS files are readable).
@@ -79,6 +82,7 @@ impl ServerSettings {
             shutdown_grace_seconds: cfg.shutdown_grace_seconds,
             upstream_ca_file: cfg.upstream.ca_file.as_ref().map(|f| f.0.clone()),
             forward_auth_listen,
+            telemetry: crate::telemetry::Settings::from_config(cfg.telemetry.as_ref())?,
         })
     }
 
@@ -91,6 +95,7 @@ impl ServerSettings {
             self.shutdown_grace_seconds != other.shutdown_grace_seconds,
             self.upstream_ca_file != other.upstream_ca_file,
             self.forward_auth_listen != other.forward_auth_listen,
+            self.telemetry != other.telemetry,
         ];
         Self::FIELDS
             .iter()

@@ -26,6 +26,8 @@ pub(crate) struct State {
     pub(crate) throttle: crate::throttle::Throttle,
     /// The config file, watched for reloads (`None` for the built-in demo config).
     pub(crate) config_path: Option<std::path::PathBuf>,
+    /// The tracer, when `telemetry.otlp_endpoint` is set (restart-only).
+    pub(crate) telemetry: Option<crate::telemetry::Telemetry>,
 }
 
 impl State {
@@ -33,6 +35,7 @@ impl State {
     pub(crate) fn new(
         loaded: crate::ruleset::Loaded,
         config_path: Option<std::path::PathBuf>,
+        telemetry: Option<crate::telemetry::Telemetry>,
     ) -> State {
         State {
             rules: ArcSwap::from_pointee(loaded.rules),
@@ -42,6 +45,7 @@ impl State {
             connections: Arc::new(AtomicUsize::new(0)),
             throttle: crate::throttle::Throttle::default(),
             config_path,
+            telemetry,
         }
     }
 }

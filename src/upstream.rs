@@ -98,6 +98,11 @@ impl Upstream {
         Ok(up)
     }
 
+    /// The configured host and port (the upstream span's `server.address` / `server.port`).
+    pub(crate) fn address(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
     fn literal(&self) -> bool {
         self.host.parse::<IpAddr>().is_ok()
     }

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("settings", 2),
     ("token", 2),
     ("socketio", 2),
+    ("telemetry", 2),
     ("ruleset", 3),
     ("state", 3),
     ("decide", 4),

@@ -53,6 +53,8 @@ pub struct Config {
     /// Fraction of allowed requests written to the access log, 0.0 to 1.0 (1.0); denials are
     /// always written.
     pub access_log_sample_ratio: f64,
+    /// OpenTelemetry traces; nothing is traced or exported without `telemetry.otlp_endpoint`.
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             forward_auth: None,
             access_log: true,
             access_log_sample_ratio: 1.0,
+            telemetry: None,
         }
     }
 }
@@ -293,6 +296,31 @@ impl Default for ThrottleConfig {
 pub struct ForwardAuthConfig {
     /// Address of the forward-auth listener (ip:port); bind it where only the proxy reaches it.
     pub listen: Str,
+}
+
+/// `telemetry:` OpenTelemetry traces (W3C Trace Context in, OTLP/HTTP protobuf out). Needs a
+/// restart to change.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP base URL (`http://otel-collector:4318`); spans are POSTed to
+    /// `<otlp_endpoint>/v1/traces`. Unset: no span is created or exported.
+    pub otlp_endpoint: Option<Str>,
+    /// Head sampling for traces keygate starts, 0.0 to 1.0 (1.0); a client's sampled flag is
+    /// honoured (parent-based).
+    pub sample_ratio: f64,
+    /// The `service.name` resource attribute (`keygate`).
+    pub service_name: Str,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
+            service_name: Str("keygate".into()),
+        }
+    }
 }
 
 /// `routes[].enforce`.

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -17,8 +17,9 @@ use crate::metrics::RouteCounters;
 use crate::reason::Reason;
 use crate::respond::{self, Denial};
 use crate::ruleset::Ruleset;
-use crate::socketio::gate::Gate;
+use crate::socketio::gate::{Authorized, Gate};
 use crate::state::Counted;
+use crate::telemetry::{RequestTrace, Verdict};
 
 /// Per-request state.
 pub(crate) struct Ctx {
@@ -44,12 +45,53 @@ pub(crate) struct Ctx {
     /// The backend did not answer an unverified upgrade with 101: keygate answers instead.
     pub(super) refused_upgrade: bool,
     pub(super) upstream_status: u16,
+    /// Its spans, when `telemetry` is on (`None` otherwise: nothing allocated).
+    pub(super) trace: Option<Box<RequestTrace>>,
     pub(super) _inflight: Counted,
 }
 
 impl Ctx {
     pub(super) fn rules(&self) -> Option<Arc<Ruleset>> {
         self.rules.clone()
+    }
+
+    /// Names the server span after the matched route, if any.
+    pub(super) fn trace_route(&self, rules: &Ruleset) {
+        if let (Some(t), Some((_, r))) = (&self.trace, &self.route) {
+            let route = &rules.routes.routes[*r];
+            t.route(&route.name, &route.template);
+        }
+    }
+
+    /// Starts the authenticate span, when the request is traced.
+    pub(super) fn trace_auth(&mut self) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.start_auth();
+        }
+    }
+
+    /// Ends the authenticate span at `decided` with what [`Keygate::carry_out`] made of the
+    /// decision, and names the server span after the route.
+    pub(super) fn trace_decided(&mut self, rules: &Ruleset, decided: Option<SystemTime>) {
+        self.trace_route(rules);
+        let (Some(t), Some(at)) = (self.trace.as_deref_mut(), decided) else {
+            return;
+        };
+        let (outcome, reason) = match (self.denied, self.observed, self.how) {
+            (Some(r), _, _) => ("denied", Some(r)),
+            (None, Some(r), _) => ("observed", Some(r)),
+            (None, None, Forwarding::Socketio(Authorized::InStream)) => ("deferred", None),
+            _ => ("allowed", None),
+        };
+        let credential = self.identity.as_ref().map(|i| &*i.credential);
+        t.auth_done(
+            &Verdict {
+                outcome,
+                reason,
+                credential,
+            },
+            at,
+        );
     }
 }
 

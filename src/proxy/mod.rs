@@ -3,16 +3,18 @@
 //!
 //! ```text
 //!  new_ctx                 the rules in force for this request
-//!  request_filter          strip client identity headers -> decide (decide.rs) -> deny / answer / forward
-//!  upstream_peer           the backend (upstream.rs)
+//!  request_filter          server span (telemetry/) -> strip client identity headers -> decide
+//!                          (decide.rs, in the authenticate span) -> deny / answer / forward
+//!  upstream_peer           the backend (upstream.rs); the upstream span starts
 //!  upstream_request_filter the request as it leaves: preflight stripping, framing, forwarding
-//!                          headers, and identity headers last (no hop-by-hop removal follows)
+//!                          headers, traceparent, and identity headers last (no hop-by-hop
+//!                          removal follows)
 //!  request_body_filter     Socket.IO websockets: every CONNECT through the gate (socketio/gate.rs)
 //!  upstream_response_filter an upgrade forwarded without a verified credential must get 101
 //!  response_filter         CORS headers for allowed origins; a 101 drops this request's rules
 //!  response_body_filter    nothing from the backend once the gate refused the client
 //!  fail_to_proxy           keygate's own answer when the backend's must not reach the client
-//!  logging                 metrics, access log, and the next request head's limits
+//!  logging                 metrics, access log, spans ended, and the next request head's limits
 //! ```
 
 use std::sync::Arc;
@@ -60,6 +62,7 @@ impl ProxyHttp for Keygate {
             peer: None,
             refused_upgrade: false,
             upstream_status: 0,
+            trace: None,
             _inflight: Counted::new(&self.state.inflight),
         }
     }
@@ -67,6 +70,8 @@ impl ProxyHttp for Keygate {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let rules = ctx.rules().expect("rules are set until an upgrade");
         ctx.started = Instant::now();
+        let telemetry = self.state.telemetry.as_ref();
+        ctx.trace = telemetry.map(|t| t.request(session.req_header(), tls(session)));
         rules.identity.strip(session.req_header_mut());
         let req = session.req_header();
         ctx.origin = rules.cors.as_ref().and_then(|c| c.allowed_origin(req));
@@ -77,15 +82,25 @@ impl ProxyHttp for Keygate {
         ctx.client = peer.map(|p| rules.trusted_proxies.client_ip(p, req));
         ctx.peer = peer;
         if let Some(sent) = self.refuse_if_blocked(session, ctx, &rules).await {
+            ctx.trace_route(&rules);
             return sent;
         }
         let req = session.req_header();
-        let outcome = crate::decide::decide(&rules, req, &mut Timings(&rules)).await;
-        self.carry_out(session, ctx, &rules, outcome).await
+        ctx.trace_auth();
+        let mut timings = Timings(&rules, ctx.trace.as_deref_mut());
+        let outcome = crate::decide::decide(&rules, req, &mut timings).await;
+        let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
+        let sent = self.carry_out(session, ctx, &rules, outcome).await;
+        ctx.trace_decided(&rules, decided);
+        sent
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let rules = ctx.rules().expect("rules are set until an upgrade");
+        if let Some(t) = ctx.trace.as_deref_mut() {
+            let (host, port) = rules.upstream.address();
+            t.start_upstream(host, port);
+        }
         rules.upstream.peer().await
     }
 
@@ -101,11 +116,15 @@ impl ProxyHttp for Keygate {
             return Ok(());
         }
         crate::forwarding::normalise_content_length(up)?;
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        rules.trusted_proxies.apply(up, ctx.peer, tls)?;
+        rules.trusted_proxies.apply(up, ctx.peer, tls(session))?;
         if ctx.gate.is_some() {
             // keygate reads these frames: no permessage-deflate (RFC 7692) on this connection.
             up.remove_header("sec-websocket-extensions");
+        }
+        // W3C Trace Context with keygate's span as the parent; without telemetry the client's
+        // `traceparent` / `tracestate` pass unchanged.
+        if let Some(t) = &ctx.trace {
+            t.inject(up);
         }
         // Last: nothing after this removes headers, so no `Connection` line can drop these.
         if let Some(id) = &ctx.identity {
@@ -239,6 +258,7 @@ impl ProxyHttp for Keygate {
                     .as_ref()
                     .map_or_else(|| self.state.rules.load().access_log, |r| r.access_log),
             },
+            ctx.trace.take(),
         );
         if session.is_body_done() {
             crate::conn::next_head(session);
@@ -246,4 +266,9 @@ impl ProxyHttp for Keygate {
             session.set_keepalive(None);
         }
     }
+}
+
+/// Whether the client connection is TLS.
+fn tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }

@@ -226,7 +226,7 @@ impl Gate {
                     &rules.authenticators,
                     rules.mode,
                     &parts,
-                    &mut Timings(&rules),
+                    &mut Timings(&rules, None),
                 )
                 .await
                 .and_then(|id| id.ok_or(Reason::MissingCredentials))
