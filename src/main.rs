@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keygate::config::HmacScheme;
 
+/// jemalloc, not glibc malloc: under the churn soak (reloads rebuilding the token cache,
+/// connections opening and closing) glibc's arenas grew to ~2.4x the live heap over ~6 minutes
+/// before levelling off; jemalloc's RSS stayed flat at about half (BENCHMARKS.md, "Soak").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keygate",
