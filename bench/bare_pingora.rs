@@ -1,7 +1,8 @@
 //! The framework's floor for the benchmark (`bench/run`, row `pingora`): a minimal pingora
 //! `ProxyHttp` passthrough with keygate's server settings (one thread per available core, so 1
 //! under `taskset -c N`; `work_stealing: false`) and keygate's upstream peer options, and nothing
-//! else: no routing, no authentication, no identity headers, no metrics, no access log.
+//! else: no routing, no authentication, no identity headers, no metrics, no access log. It has
+//! keygate's allocator (jemalloc), so the difference between the rows is keygate's own code.
 //!
 //! Build: `cargo build --release --example bare_pingora` (shares keygate's dependency build).
 //! Run:   `bare_pingora LISTEN UPSTREAM`, e.g. `bare_pingora 127.0.0.1:18300 127.0.0.1:18080`.
@@ -12,6 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 struct Bare {
     peer: HttpPeer,

@@ -16,6 +16,11 @@ use pingora::http::RequestHeader;
 use crate::config::value::Str;
 use crate::config::FieldError;
 
+// The names inserted: pingora keeps a `&'static str` in its case map without copying it (a
+// `HeaderName` is copied there on every insert).
+const XFF_NAME: &str = "x-forwarded-for";
+const XFP_NAME: &str = "x-forwarded-proto";
+const XFH_NAME: &str = "x-forwarded-host";
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -94,10 +99,10 @@ impl TrustedProxies {
                 } else {
                     format!("{}, {ip}", chain.join(", "))
                 };
-                up.insert_header(XFF, value)?;
+                up.insert_header(XFF_NAME, value)?;
             }
             (Some(ip), false) => {
-                up.insert_header(XFF, ip.to_string())?;
+                up.insert_header(XFF_NAME, ip.to_string())?;
             }
             (None, _) => {
                 up.remove_header(&XFF);
@@ -108,11 +113,11 @@ impl TrustedProxies {
             up.remove_header(&X_REAL_IP);
         }
         if !trusted || !up.headers.contains_key(&XFP) {
-            up.insert_header(XFP, if tls { "https" } else { "http" })?;
+            up.insert_header(XFP_NAME, if tls { "https" } else { "http" })?;
         }
         if !trusted || !up.headers.contains_key(&XFH) {
             match up.headers.get(HOST).cloned() {
-                Some(host) => up.insert_header(XFH, host)?,
+                Some(host) => up.insert_header(XFH_NAME, host)?,
                 None => {
                     up.remove_header(&XFH);
                 }
