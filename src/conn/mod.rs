@@ -32,8 +32,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{metrics, Outcome, RouteCounters, NO_ROUTE};
+
+mod head;
+
 use crate::reason::Reason;
 use crate::state::{Counted, State};
+use head::{HeadScan, Scanned};
 
 /// The listening application: connection cap and guarded streams around the proxy `A`.
 pub(crate) struct Limited<A> {
@@ -89,12 +93,8 @@ pub(crate) fn next_head(session: &pingora::proxy::Session) {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Reading a head: bytes so far, whether a non-CR/LF byte came, line ends in a row.
-    Head {
-        bytes: usize,
-        started: bool,
-        ends: u8,
-    },
+    /// Reading a head.
+    Head(HeadScan),
     /// Body, idle keep-alive, or an upgraded stream: no limits here.
     Through,
 }
@@ -131,11 +131,7 @@ impl Guarded {
         Guarded {
             access_log,
             inner,
-            phase: Phase::Head {
-                bytes: 0,
-                started: false,
-                ends: 0,
-            },
+            phase: Phase::Head(HeadScan::default()),
             max_head,
             timeout,
             deadline: Some(Instant::now() + timeout),
@@ -146,40 +142,24 @@ impl Guarded {
 
     /// Scans newly read head bytes; `Some(reason)` when the head is over the limit.
     fn scan(&mut self, new: &[u8]) -> Option<Reason> {
-        let Phase::Head {
-            bytes,
-            started,
-            ends,
-        } = &mut self.phase
-        else {
+        let Phase::Head(head) = &mut self.phase else {
             return None;
         };
-        for (i, b) in new.iter().enumerate() {
-            match b {
-                // Empty lines before the request line are skipped (RFC 9112 §2.2).
-                b'\r' | b'\n' if !*started => continue,
-                b'\n' => *ends += 1,
-                b'\r' => {}
-                _ => {
-                    *started = true;
-                    *ends = 0;
-                }
-            }
-            if *ends == 2 {
+        match head.feed(new, self.max_head) {
+            Scanned::TooLarge => Some(Reason::RequestHeaderTooLarge),
+            Scanned::End => {
                 self.phase = Phase::Through;
                 self.deadline = None;
                 self.timer = None;
-                return None;
+                None
             }
-            if *bytes + i + 1 > self.max_head {
-                return Some(Reason::RequestHeaderTooLarge);
+            Scanned::More => {
+                if head.started && self.deadline.is_none() {
+                    self.deadline = Some(Instant::now() + self.timeout);
+                }
+                None
             }
         }
-        *bytes += new.len();
-        if *started && self.deadline.is_none() {
-            self.deadline = Some(Instant::now() + self.timeout);
-        }
-        None
     }
 
     /// Best effort: a final response written straight to the socket before closing it.
@@ -215,11 +195,7 @@ impl AsyncRead for Guarded {
             if !this.next_head.swap(false, Ordering::AcqRel) {
                 return Pin::new(&mut *this.inner).poll_read(cx, buf);
             }
-            this.phase = Phase::Head {
-                bytes: 0,
-                started: false,
-                ends: 0,
-            };
+            this.phase = Phase::Head(HeadScan::default());
         }
         let before = buf.filled().len();
         match Pin::new(&mut *this.inner).poll_read(cx, buf) {
@@ -241,7 +217,7 @@ impl AsyncRead for Guarded {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let started = matches!(this.phase, Phase::Head { started: true, .. });
+                let started = matches!(this.phase, Phase::Head(h) if h.started);
                 let err = if started {
                     this.refuse(cx, "408 Request Timeout", Reason::RequestHeaderTimeout)
                 } else {
