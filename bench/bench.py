@@ -40,8 +40,10 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
-KEYGATE = TARGET / "release" / "keygate"
-BARE = TARGET / "release" / "examples" / "bare_pingora"
+# The cargo profile bench/run built (dist: what the Dockerfile ships).
+PROFILE = os.environ.get("BENCH_PROFILE") or "dist"
+KEYGATE = TARGET / PROFILE / "keygate"
+BARE = TARGET / PROFILE / "examples" / "bare_pingora"
 WRK_LUA = BENCH / "wrk.lua"
 RSA_KEY = REPO / "tests" / "fixtures" / "rsa.key"
 RSA_PUB = REPO / "tests" / "fixtures" / "rsa.pub"
@@ -686,7 +688,7 @@ class Session:
                 raise BenchError(f"{tool} not found (bench/run installs it)")
         for b in (KEYGATE, BARE):
             if not b.exists():
-                raise BenchError(f"{b} missing: cargo build --release --bin keygate --example bare_pingora")
+                raise BenchError(f"{b} missing: cargo build --profile {PROFILE} --bin keygate --example bare_pingora")
         v = re.search(r"version (\d+)\.(\d+)", cmd_out(["haproxy", "-v"]))
         self.haproxy_version = (int(v[1]), int(v[2])) if v else (0, 0)
         # the harness itself (and so wrk and the upstream, unless told otherwise) on the load core
@@ -1101,7 +1103,7 @@ class Session:
     # -- output ----------------------------------------------------------------------------------
     def machine_md(self, m):
         return "\n".join([
-            f"- Date: {m['date']}; keygate {m['keygate_commit']} ({m['keygate_version']}), {m['rustc']}, `cargo build --release`",
+            f"- Date: {m['date']}; keygate {m['keygate_commit']} ({m['keygate_version']}), {m['rustc']}, `cargo build --profile {PROFILE}`",
             f"- CPU: {m['cpu']}, {m['cores']} cores{' (virtual machine)' if m['virtualized'] else ''}; "
             f"{m['memory_gib']} GiB RAM; kernel {m['kernel']}; Debian {m['debian']}",
             f"- nginx {m['nginx']}, HAProxy {m['haproxy']}, wrk {m['wrk']}, oha {m['oha']}",
