@@ -2,14 +2,15 @@
 //!
 //! Key: SHA-256 over the authenticator name and the token (never the raw token). Value: the
 //! verified identity, the `kid` and fingerprint of the key that verified it, and the token's
-//! `exp`. An entry never outlives `exp` nor `token_cache.max_ttl_seconds`; the cache holds at
-//! most `max_entries`. A hit is only used while the verifying key is still in its set (a key
+//! `exp`. An entry is never served past `exp` nor `token_cache.max_ttl_seconds`; the cache holds
+//! at most `max_entries`. moka expires every entry at `max_ttl_seconds` (one timer for all); an
+//! earlier `exp` is checked on each hit, which saves moka's per-entry timer node (~50 bytes an
+//! entry, BENCHMARKS.md "Memory"). A hit is only used while the verifying key is still in its set (a key
 //! rotated out of a JWK set invalidates what it verified); a config reload builds a new cache.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Identity;
@@ -19,20 +20,12 @@ use crate::metrics::metrics;
 pub struct Verified {
     /// The verified identity.
     pub identity: Identity,
-    /// `kid` of the key that verified the token.
-    pub kid: Option<String>,
+    /// `kid` of the key that verified the token (shared with the key).
+    pub kid: Option<Arc<str>>,
     /// Fingerprint of that key (see `KeySet::contains`).
     pub fingerprint: [u8; 32],
-    /// How long the entry may live: min(exp - now, max_ttl).
-    ttl: Duration,
-}
-
-struct ByTtl;
-
-impl Expiry<[u8; 32], Arc<Verified>> for ByTtl {
-    fn expire_after_create(&self, _: &[u8; 32], v: &Arc<Verified>, _: Instant) -> Option<Duration> {
-        Some(v.ttl)
-    }
+    /// When the entry stops being served: now + min(exp - now, max_ttl).
+    expires: Instant,
 }
 
 /// The cache.
@@ -47,7 +40,7 @@ impl TokenCache {
         TokenCache {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_entries)
-                .expire_after(ByTtl)
+                .time_to_live(Duration::from_secs(max_ttl_seconds.max(1)))
                 .build(),
             max_ttl: Duration::from_secs(max_ttl_seconds),
         }
@@ -64,7 +57,11 @@ impl TokenCache {
 
     /// A cached verification, counting the hit or miss.
     pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Verified>> {
-        let got = self.cache.get(key);
+        let mut got = self.cache.get(key);
+        if got.as_ref().is_some_and(|v| Instant::now() >= v.expires) {
+            self.cache.invalidate(key);
+            got = None;
+        }
         let m = metrics();
         if got.is_some() {
             &m.token_cache_hits
@@ -86,7 +83,7 @@ impl TokenCache {
         &self,
         key: [u8; 32],
         identity: Identity,
-        kid: Option<String>,
+        kid: Option<Arc<str>>,
         fingerprint: [u8; 32],
         exp: Option<f64>,
     ) {
@@ -104,7 +101,7 @@ impl TokenCache {
                 identity,
                 kid,
                 fingerprint,
-                ttl,
+                expires: Instant::now() + ttl,
             }),
         );
     }

@@ -54,7 +54,7 @@ impl std::fmt::Display for KeyType {
 /// One usable key.
 pub struct VerifyKey {
     /// `kid` (RFC 7515 §4.1.4), if the key has one.
-    pub kid: Option<String>,
+    pub kid: Option<Arc<str>>,
     /// The decoded key.
     pub key: DecodingKey,
     /// The authenticator's `algorithms` that this key's type (and JWK `alg`) allows; never empty.
@@ -79,7 +79,7 @@ impl KeySet {
         let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, k) in keys.iter().enumerate() {
             if let Some(kid) = &k.kid {
-                by_kid.entry(kid.clone()).or_default().push(i);
+                by_kid.entry(kid.to_string()).or_default().push(i);
             }
         }
         KeySet {
@@ -147,7 +147,7 @@ impl Decoded {
             None => credential_base.into(),
         };
         Some(VerifyKey {
-            kid: self.kid,
+            kid: self.kid.map(Arc::from),
             key: self.key,
             algs,
             fingerprint: self.fingerprint,
