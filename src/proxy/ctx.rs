@@ -55,6 +55,25 @@ impl Ctx {
         self.rules.clone()
     }
 
+    /// What [`crate::observe::request_done`] records of this request.
+    pub(super) fn done(&self, access_log: crate::access_log::Policy) -> crate::observe::Done<'_> {
+        crate::observe::Done {
+            route: self.route.as_ref().map(|(c, _)| &**c),
+            denied: self.denied,
+            observed: self.observed,
+            identity: self.identity.as_ref(),
+            stream: self.gate.as_deref().map(|g| crate::observe::Stream {
+                connects: g.connects,
+                accepted: g.accepted,
+                refused: g.refused,
+                identity: g.identity.as_ref(),
+            }),
+            upstream_status: self.upstream_status,
+            started: self.started,
+            access_log,
+        }
+    }
+
     /// Names the server span after the matched route, if any.
     pub(super) fn trace_route(&self, rules: &Ruleset) {
         if let (Some(t), Some((_, r))) = (&self.trace, &self.route) {

@@ -237,29 +237,13 @@ impl ProxyHttp for Keygate {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
-        crate::observe::request_done(
-            session,
-            error,
-            &crate::observe::Done {
-                route: ctx.route.as_ref().map(|(c, _)| &**c),
-                denied: ctx.denied,
-                observed: ctx.observed,
-                identity: ctx.identity.as_ref(),
-                stream: ctx.gate.as_deref().map(|g| crate::observe::Stream {
-                    connects: g.connects,
-                    accepted: g.accepted,
-                    refused: g.refused,
-                    identity: g.identity.as_ref(),
-                }),
-                upstream_status: ctx.upstream_status,
-                started: ctx.started,
-                access_log: ctx
-                    .rules
-                    .as_ref()
-                    .map_or_else(|| self.state.rules.load().access_log, |r| r.access_log),
-            },
-            ctx.trace.take(),
-        );
+        // An upgraded websocket dropped its rules: the access-log policy in force now applies.
+        let access_log = ctx
+            .rules
+            .as_ref()
+            .map_or_else(|| self.state.rules.load().access_log, |r| r.access_log);
+        let trace = ctx.trace.take();
+        crate::observe::request_done(session, error, &ctx.done(access_log), trace);
         if session.is_body_done() {
             crate::conn::next_head(session);
         } else {
