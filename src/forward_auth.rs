@@ -101,11 +101,7 @@ impl ServeHttp for ForwardAuth {
         };
         counters.count(counted);
         counters.observe_duration(started.elapsed().as_secs_f64());
-        let (outcome, reason) = match counted {
-            Counted::Allowed => ("allowed", "none"),
-            Counted::Denied(r) => ("denied", r.as_str()),
-            Counted::Observed(r) => ("observed", r.as_str()),
-        };
+        let (outcome, reason) = counted.labels();
         let line = crate::access_log::Line {
             listener: Some("forward_auth"),
             route: &counters.name,

@@ -171,6 +171,18 @@ pub(crate) enum Outcome {
     Observed(Reason),
 }
 
+impl Outcome {
+    /// The `outcome` and `reason` label values (`allowed`/`none`, `denied`/reason,
+    /// `observed`/reason), as in `keygate_requests_total` and the access log.
+    pub(crate) fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Outcome::Allowed => ("allowed", "none"),
+            Outcome::Denied(r) => ("denied", r.as_str()),
+            Outcome::Observed(r) => ("observed", r.as_str()),
+        }
+    }
+}
+
 /// Pre-resolved counters of one route (or of [`NO_ROUTE`]): a request is counted here, once.
 pub(crate) struct RouteCounters {
     /// The route's name (its label value).
@@ -202,16 +214,17 @@ impl RouteCounters {
 
     /// Counts one request (or Socket.IO CONNECT) with its outcome.
     pub(crate) fn count(&self, outcome: Outcome) {
-        let (cell, label, r) = match outcome {
+        let (cell, r) = match outcome {
             Outcome::Allowed => return self.allowed.inc(),
-            Outcome::Denied(r) => (&self.denied, "denied", r),
-            Outcome::Observed(r) => (&self.observed, "observed", r),
+            Outcome::Denied(r) => (&self.denied, r),
+            Outcome::Observed(r) => (&self.observed, r),
         };
         cell[r as usize]
             .get_or_init(|| {
+                let (label, reason) = outcome.labels();
                 metrics()
                     .requests
-                    .with_label_values(&[&self.name, label, r.as_str()])
+                    .with_label_values(&[&self.name, label, reason])
             })
             .inc();
     }

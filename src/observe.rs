@@ -74,12 +74,10 @@ pub(crate) fn request_done(
     trace: Option<Box<RequestTrace>>,
 ) {
     let counters = d.route.unwrap_or_else(|| RouteCounters::unmatched());
-    let outcome = match (d.denied, &d.stream) {
-        (Some(r), _) => Outcome::Denied(r),
-        (None, _) if d.observed.is_some() => {
-            Outcome::Observed(d.observed.unwrap_or(Reason::MissingCredentials))
-        }
-        (None, Some(g)) if g.accepted == 0 => {
+    let outcome = match (d.denied, d.observed, &d.stream) {
+        (Some(r), _, _) => Outcome::Denied(r),
+        (None, Some(r), _) => Outcome::Observed(r),
+        (None, None, Some(g)) if g.accepted == 0 => {
             Outcome::Denied(g.refused.unwrap_or(Reason::MissingCredentials))
         }
         _ => Outcome::Allowed,
@@ -96,11 +94,7 @@ pub(crate) fn request_done(
     if let Some(kind) = upstream_error {
         metrics().upstream_errors.with_label_values(&[kind]).inc();
     }
-    let (outcome, reason) = match outcome {
-        Outcome::Allowed => ("allowed", "none"),
-        Outcome::Denied(r) => ("denied", r.as_str()),
-        Outcome::Observed(r) => ("observed", r.as_str()),
-    };
+    let (outcome, reason) = outcome.labels();
     let identity = d.identity.or(d.stream.as_ref().and_then(|g| g.identity));
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let line = crate::access_log::Line {

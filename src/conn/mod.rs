@@ -32,11 +32,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::metrics::{metrics, Outcome, RouteCounters, NO_ROUTE};
+use crate::reason::Reason;
+use crate::state::{Counted, State};
 
 mod head;
 
-use crate::reason::Reason;
-use crate::state::{Counted, State};
 use head::{HeadScan, Scanned};
 
 /// The listening application: connection cap and guarded streams around the proxy `A`.
