@@ -31,7 +31,6 @@ python3 with `cryptography` (the JWT signing).
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import hmac
 import http.client
@@ -49,6 +48,10 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+# The helpers the throughput benchmark already has: one copy of each.
+from bench import b64url, hmac_token, nginx_conf, tamper  # noqa: E402
+
 REPO = BENCH.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
 FIX = REPO / "tests" / "fixtures"
@@ -84,10 +87,6 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Tokens
 # --------------------------------------------------------------------------------------------
-
-
-def b64url(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
 def _enc(o) -> str:
@@ -169,14 +168,8 @@ def tokens(work: Path) -> dict:
     return out
 
 
-def tamper(token: str) -> str:
-    head, sig = token.rsplit(".", 1)
-    i = len(sig) // 2
-    return head + "." + sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1:]
-
-
 def hmac_hex(user: str) -> str:
-    return hmac.new(HMAC_SECRET.encode(), user.encode(), hashlib.sha256).hexdigest()
+    return hmac_token(user, HMAC_SECRET)
 
 
 def concat_hex(user: str) -> str:
@@ -430,26 +423,7 @@ def wait_port(port: int, p: subprocess.Popen | None = None, timeout=20.0) -> Non
 
 def nginx(work: Path, port: int, node_port: int) -> subprocess.Popen:
     d = work / "nginx"
-    (d / "tmp").mkdir(parents=True, exist_ok=True)
-    conf = d / "nginx.conf"
-    conf.write_text(f"""daemon off;
-master_process on;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 20000; }}
-http {{
-    access_log off;
-    default_type text/plain;
-    keepalive_requests 100000000;
-    keepalive_timeout 600s;
-    client_body_temp_path {d}/tmp/body;
-    proxy_temp_path {d}/tmp/proxy;
-    fastcgi_temp_path {d}/tmp/fastcgi;
-    uwsgi_temp_path {d}/tmp/uwsgi;
-    scgi_temp_path {d}/tmp/scgi;
-    server {{
-        listen {HOST}:{port} backlog=4096;
+    conf = nginx_conf(work, "nginx", f"""        listen {HOST}:{port} backlog=4096;
         location / {{ return 200 "ok uid=$http_x_auth_user_id\\n"; }}
         location {SIO_PATH}/ {{
             proxy_pass http://{HOST}:{node_port};
@@ -457,10 +431,7 @@ http {{
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";
             proxy_read_timeout 600s;
-        }}
-    }}
-}}
-""")
+        }}""")
     p = spawn(["nginx", "-e", d / "error.log", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, p)
     return p
