@@ -5,7 +5,8 @@
 //! `X-Forwarded-For` set to the client chain keygate can vouch for: the peer alone, or (behind
 //! a trusted proxy) the received value with the peer appended. `Forwarded` and `X-Real-IP` from
 //! untrusted peers are removed; `X-Forwarded-Proto`/`-Host` are keygate's own unless a trusted
-//! proxy set them.
+//! proxy set them. Underscore spellings of all five (`x_forwarded_for`, which a CGI-style backend
+//! reads as `X-Forwarded-For`) are removed from every request.
 
 use std::net::IpAddr;
 
@@ -85,6 +86,7 @@ impl TrustedProxies {
         peer: Option<IpAddr>,
         tls: bool,
     ) -> pingora::Result<()> {
+        strip_underscore_spellings(up);
         let trusted = peer.is_some_and(|p| self.trusts(p));
         match (peer.map(canonical), trusted) {
             (Some(ip), true) => {
@@ -155,6 +157,26 @@ pub(crate) fn normalise_content_length(up: &mut RequestHeader) -> pingora::Resul
     }
 }
 
+/// Removes `x_forwarded_for` and the like: names that are not the forwarding headers to keygate
+/// but are to a backend that reads `_` as `-`.
+fn strip_underscore_spellings(up: &mut RequestHeader) {
+    let forwarding = [&XFF, &XFP, &XFH, &X_REAL_IP, &FORWARDED];
+    let doomed: Vec<HeaderName> = up
+        .headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .filter(|n| {
+            forwarding
+                .iter()
+                .any(|f| crate::identity::spelling_of(n.as_str().as_bytes(), f.as_str().as_bytes()))
+        })
+        .cloned()
+        .collect();
+    for n in doomed {
+        up.remove_header(&n);
+    }
+}
+
 /// IPv4-mapped IPv6 (`::ffff:10.0.0.1`) as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -194,6 +216,40 @@ mod tests {
         assert!(r.headers.get("forwarded").is_none() && r.headers.get("x-real-ip").is_none());
         assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "http");
         assert_eq!(r.headers.get("x-forwarded-host").unwrap(), "app.test");
+    }
+
+    #[test]
+    fn underscore_spellings_never_reach_the_backend_trusted_or_not() {
+        let spellings = [
+            "x_forwarded_for",
+            "X_Forwarded_Proto",
+            "x-forwarded_host",
+            "x_real_ip",
+        ];
+        for peer in ["203.0.113.9", "10.1.2.3"] {
+            let mut r = req(&[]);
+            for name in spellings {
+                r.append_header(name.to_string(), "7.7.7.7").unwrap();
+            }
+            r.append_header("x_other_thing".to_string(), "kept")
+                .unwrap();
+            trusted(&["10.0.0.0/8"])
+                .apply(&mut r, Some(peer.parse().unwrap()), false)
+                .unwrap();
+            let names: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| n.contains('_') && *n != "x_other_thing"),
+                "{names:?}"
+            );
+            assert!(names.contains(&"x_other_thing"));
+            assert!(r
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .all(|v| v != "7.7.7.7"));
+        }
     }
 
     #[test]

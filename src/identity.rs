@@ -29,6 +29,20 @@ fn header(v: &str, path: &str) -> Result<HeaderName, FieldError> {
 }
 
 /// Lower-case, `_` -> `-`.
+/// Whether header name `name` is a spelling of `canonical` (lower case, `-`): any case, and `_`
+/// for `-`, which CGI-style servers (WSGI's `HTTP_X_AUTH_USER_ID`, PHP, nginx with
+/// `underscores_in_headers`) read as the same header.
+pub(crate) fn spelling_of(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name.iter().zip(canonical).all(|(x, y)| {
+            *y == if *x == b'_' {
+                b'-'
+            } else {
+                x.to_ascii_lowercase()
+            }
+        })
+}
+
 fn normalise(name: &str) -> Vec<u8> {
     name.bytes()
         .map(|b| {
@@ -82,21 +96,11 @@ impl IdentityHeaders {
 
     fn is_identity(&self, name: &str) -> bool {
         let n = name.as_bytes();
-        let eq = |a: &[u8], b: &[u8]| {
-            a.len() == b.len()
-                && a.iter().zip(b).all(|(x, y)| {
-                    *y == if *x == b'_' {
-                        b'-'
-                    } else {
-                        x.to_ascii_lowercase()
-                    }
-                })
-        };
-        self.exact.iter().any(|e| eq(n, e))
+        self.exact.iter().any(|e| spelling_of(n, e))
             || self
                 .prefixes
                 .iter()
-                .any(|p| n.len() >= p.len() && eq(&n[..p.len()], p))
+                .any(|p| n.len() >= p.len() && spelling_of(&n[..p.len()], p))
     }
 
     /// Removes every identity header (and underscore/case variant) from `req`. Headers the

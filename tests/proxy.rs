@@ -10,7 +10,7 @@ use std::net::TcpStream;
 fn forwards_requests_byte_for_byte_with_forwarded_headers() {
     let (_up, kg) = full("production");
     let mut c = Conn::open(kg.addr);
-    let raw = "PATCH /public/a%20b/c.json?q=1&x=%2F&&y= HTTP/1.1\r\nHost: app.example\r\nX-Custom-Thing: Value  With   Spaces\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nForwarded: for=203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\nAccept: */*\r\nContent-Length: 5\r\n\r\nhello";
+    let raw = "PATCH /public/a%20b/c.json?q=1&x=%2F&&y= HTTP/1.1\r\nHost: app.example\r\nX-Custom-Thing: Value  With   Spaces\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nForwarded: for=203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\nx_forwarded_for: 7.7.7.7\r\nX_Forwarded_Proto: gopher\r\nx_forwarded_host: evil.example\r\nx_real_ip: 7.7.7.7\r\nAccept: */*\r\nContent-Length: 5\r\n\r\nhello";
     let r = c.raw(raw.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
@@ -27,6 +27,10 @@ fn forwards_requests_byte_for_byte_with_forwarded_headers() {
     assert_eq!(r.upstream_header("x-real-ip"), None);
     assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(r.upstream_header("x-forwarded-host").as_deref(), Some("app.example"));
+    // Nor their underscore spellings, which a CGI-style backend reads as the same headers.
+    for (name, _) in &h {
+        assert!(!name.contains('_'), "{name} reached upstream: {h:?}");
+    }
 }
 
 #[test]
