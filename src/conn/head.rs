@@ -30,8 +30,9 @@ pub(crate) struct HeadScan {
 }
 
 impl HeadScan {
-    /// Scans the next bytes read; a head of more than `max` bytes (leading empty lines and the
-    /// final line feed not counted against it) is [`Scanned::TooLarge`].
+    /// Scans the next bytes read. A head of more than `max` bytes, counting the empty lines
+    /// before its request line but not its final line feed, is [`Scanned::TooLarge`]; a run of
+    /// empty lines alone is bounded by the head timeout, not by `max`.
     pub(crate) fn feed(&mut self, new: &[u8], max: usize) -> Scanned {
         let mut rest = new;
         if !self.started {
