@@ -131,7 +131,7 @@ pub(crate) async fn decide(
 /// authorization failures are; the shape of the request (path, method, CORS, throttling) is
 /// not.
 pub(crate) fn observed(rules: &Ruleset, r: usize, reason: Reason) -> bool {
-    rules.routes.routes[r].observe && reason.rank() < 7
+    rules.routes.routes[r].observe && reason.observable()
 }
 
 /// The route `req` matches (for a metric label), without deciding anything.

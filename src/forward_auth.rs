@@ -166,7 +166,7 @@ impl ForwardAuth {
                 allow,
             } => {
                 if let (Some(cfg), Some(ip)) = (&rules.throttle, client) {
-                    if crate::throttle::counts(reason) {
+                    if reason.credential_failure() {
                         self.state.throttle.failed(ip, cfg);
                     }
                 }

@@ -12,6 +12,7 @@ use prometheus::{
 };
 
 use crate::reason::Reason;
+use strum::EnumCount;
 
 /// The process-wide metrics (one keygate per process; a reload keeps counting).
 pub(crate) fn metrics() -> &'static Metrics {
@@ -188,8 +189,8 @@ pub(crate) struct RouteCounters {
     /// The route's name (its label value).
     pub(crate) name: Arc<str>,
     allowed: IntCounter,
-    denied: [OnceLock<IntCounter>; Reason::ALL.len()],
-    observed: [OnceLock<IntCounter>; Reason::ALL.len()],
+    denied: [OnceLock<IntCounter>; Reason::COUNT],
+    observed: [OnceLock<IntCounter>; Reason::COUNT],
     duration: Histogram,
 }
 

@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::ThrottleConfig;
-use crate::reason::Reason;
 
 /// Most addresses tracked at once; beyond it the least recently used are forgotten.
 const TRACKED: u64 = 65_536;
@@ -39,11 +38,6 @@ impl Default for Throttle {
                 .build(),
         }
     }
-}
-
-/// Whether a denial counts as a credential failure.
-pub(crate) fn counts(reason: Reason) -> bool {
-    reason.status() == 401 && reason != Reason::MissingCredentials
 }
 
 impl Throttle {
@@ -136,11 +130,6 @@ mod tests {
         assert_eq!(t.blocked_addresses(), 1);
         std::thread::sleep(Duration::from_millis(1050));
         assert!(t.blocked(ip).is_none(), "unblocked after block_seconds");
-        assert!(!counts(Reason::MissingCredentials) && counts(Reason::InvalidSignature));
-        assert!(
-            !counts(Reason::IdentityMismatch),
-            "a 403 is not a credential failure"
-        );
     }
 
     #[test]

@@ -227,14 +227,26 @@ fn every_reason_code_is_produced_by_a_real_request() {
     // websocket_required belongs to Socket.IO routes (tests/websocket.rs, tests/attacks.rs);
     // the two head limits close the connection (tests/attacks.rs, finding 8); throttling needs
     // its own config (tests/throttle.rs). Every other reason must be covered above.
-    use keygate::reason::Reason;
+    // This round's reasons each have their own module: forward-auth (malformed_request,
+    // spoofed_identity), sessions and revocations (credential_revoked), shared state
+    // (quota_exceeded, shared_state_unavailable), conditions and bodies (condition_failed,
+    // body_too_large, malformed_body).
+    use keygate::reason::{IntoEnumIterator, Reason};
     let elsewhere = [
         Reason::WebsocketRequired,
         Reason::RequestHeaderTooLarge,
         Reason::RequestHeaderTimeout,
         Reason::TooManyFailures,
+        Reason::MalformedRequest,
+        Reason::SpoofedIdentity,
+        Reason::CredentialRevoked,
+        Reason::QuotaExceeded,
+        Reason::SharedStateUnavailable,
+        Reason::ConditionFailed,
+        Reason::BodyTooLarge,
+        Reason::MalformedBody,
     ];
-    for r in Reason::ALL {
+    for r in Reason::iter() {
         if !elsewhere.contains(&r) {
             assert!(seen.contains(r.as_str()), "reason {r} not produced by any request");
         }

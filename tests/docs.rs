@@ -305,55 +305,11 @@ fn code(cell: &str) -> &str {
     cell.trim_matches('`')
 }
 
-/// Variant name -> reason string, from `Reason::as_str`.
-fn code_reasons() -> BTreeMap<String, String> {
-    let src = read("src/reason.rs");
-    let mut out = BTreeMap::new();
-    for l in src.lines().map(str::trim) {
-        if let Some((variant, s)) = l.strip_prefix("Reason::").and_then(|r| r.split_once(" => \""))
-        {
-            out.insert(variant.to_string(), s.trim_end_matches("\",").to_string());
-        }
-    }
-    let declared: usize = src
-        .split_once("pub const ALL: [Reason; ")
-        .and_then(|(_, r)| r.split(']').next())
-        .and_then(|n| n.parse().ok())
-        .expect("Reason::ALL in src/reason.rs");
-    assert_eq!(out.len(), declared, "as_str arms vs Reason::ALL: {out:?}");
-    out
-}
-
-/// Reason string -> status, from `Reason::status`.
-fn code_statuses(names: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let src = read("src/reason.rs");
-    let body = src
-        .split_once("pub const fn status(self) -> u16 {")
-        .map(|(_, r)| r.split_once("\n    }").map_or(r, |(b, _)| b))
-        .expect("Reason::status in src/reason.rs");
-    let mut out = BTreeMap::new();
-    let mut default = None;
-    for l in body.lines().filter_map(|l| l.trim().split_once(" => ")) {
-        let status = l.1.trim_end_matches(',').to_string();
-        if l.0 == "_" {
-            default = Some(status);
-            continue;
-        }
-        for v in l.0.split('|').map(|v| v.trim().trim_start_matches("Reason::")) {
-            out.insert(names[v].clone(), status.clone());
-        }
-    }
-    let default = default.expect("a default status");
-    for s in names.values() {
-        out.entry(s.clone()).or_insert_with(|| default.clone());
-    }
-    out
-}
-
 #[test]
 fn reasons_table_is_the_code() {
-    let names = code_reasons();
-    let statuses = code_statuses(&names);
+    use keygate::reason::{IntoEnumIterator, Reason};
+    let statuses: BTreeMap<String, String> =
+        Reason::iter().map(|r| (r.as_str().to_string(), r.status().to_string())).collect();
     let rows = table_after(&doc(), "### Reasons");
     let documented: BTreeMap<String, String> =
         rows.iter().map(|r| (code(&r[0]).to_string(), r[1].clone())).collect();

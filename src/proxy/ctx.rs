@@ -217,7 +217,7 @@ impl Keygate {
     ) -> Result<bool> {
         ctx.denied = Some(reason);
         if let (Some(cfg), Some(ip)) = (&rules.throttle, ctx.client) {
-            if crate::throttle::counts(reason) && self.state.throttle.failed(ip, cfg) {
+            if reason.credential_failure() && self.state.throttle.failed(ip, cfg) {
                 tracing::warn!(client = %ip, "too many credential failures: address blocked");
             }
         }

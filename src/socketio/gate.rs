@@ -248,7 +248,7 @@ impl Gate {
             Err(r) => {
                 route.counters.count(Outcome::Denied(r));
                 if let (Some(cfg), Some(ip)) = (&rules.throttle, self.client) {
-                    if crate::throttle::counts(r) {
+                    if r.credential_failure() {
                         state.throttle.failed(ip, cfg);
                     }
                 }
