@@ -6,6 +6,9 @@
 //! `proxy` (the request path) using `decide`, `routes`, `policy`, [`auth`] and
 //! `identity`; `admin` and `metrics` for operators.
 
+// `keygate::` paths resolve inside the library too (`demo/echo.rs` is shared with the tests).
+extern crate self as keygate;
+
 pub mod access_log;
 mod admin;
 pub mod auth;

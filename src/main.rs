@@ -148,7 +148,7 @@ fn main() -> ExitCode {
                 Ok(x) => x,
                 Err(e) => return fail(e),
             };
-            println!("keygate demo: proxy on http://{listen}, admin on http://{admin_listen} (/metrics, /healthz, /readyz), echo upstream on http://{}\n", echo.addr);
+            println!("keygate demo: proxy on http://{listen}, admin on http://{admin_listen} (/metrics, /healthz, /readyz), echo upstream on http://{echo}\n");
             // Once the proxy listens: every scenario once, the table, then the commands.
             std::thread::spawn(move || {
                 use std::io::Write;

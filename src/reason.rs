@@ -244,7 +244,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in Reason::iter() {
             let s = r.as_str();
-            assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{s}");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{s}"
+            );
             assert!(seen.insert(s), "{s} twice");
             assert_eq!(Reason::parse(s), Some(r));
         }

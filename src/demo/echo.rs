@@ -5,6 +5,10 @@
 //! It answers every request with JSON describing what arrived: method, target, every header in
 //! order, and the body's length and SHA-256. It counts the requests it receives and keeps a
 //! record of each (method, target, headers) for tests that check what reached the backend.
+//!
+//! The integration tests include this very file (`tests/it/common/mod.rs`), so it names library
+//! items as `keygate::...` (the library is `extern crate self as keygate`), which resolves in
+//! both crates, and stays out of the library's public API.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,59 +19,56 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A running echo server.
 #[derive(Clone)]
-pub struct Echo {
+#[allow(
+    dead_code,
+    reason = "the counters are read by the integration tests, which include this file"
+)]
+pub(crate) struct Echo {
     /// Where it listens.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Requests received so far.
-    pub hits: Arc<AtomicU64>,
+    pub(crate) hits: Arc<AtomicU64>,
     /// `{"method", "url", "headers": [[name, value], ...]}` of each request received.
-    pub received: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    pub(crate) received: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
+#[allow(dead_code, reason = "used by the integration tests, which include this file")]
 impl Echo {
     /// Requests received so far.
-    pub fn hits(&self) -> u64 {
+    pub(crate) fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
     }
 
     /// Takes the records of the requests received since the last call.
-    pub fn take_received(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn take_received(&self) -> Vec<serde_json::Value> {
         std::mem::take(&mut *self.received.lock().expect("not poisoned"))
     }
 }
 
 /// Binds `addr` (e.g. `127.0.0.1:0`) and serves on a background thread with its own runtime.
-pub fn spawn(addr: &str) -> std::io::Result<Echo> {
+pub(crate) fn spawn(addr: &str) -> std::io::Result<Echo> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let hits = Arc::new(AtomicU64::new(0));
     let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let echo = Echo {
-        addr,
-        hits: hits.clone(),
-        received: received.clone(),
-    };
-    std::thread::Builder::new()
-        .name("echo-upstream".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = TcpListener::from_std(std_listener).expect("listener");
-                loop {
-                    let Ok((sock, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (hits, received) = (hits.clone(), received.clone());
-                    tokio::spawn(async move {
-                        let _ = serve_conn(sock, hits, received).await;
-                    });
-                }
-            });
-        })?;
+    let echo = Echo { addr, hits: hits.clone(), received: received.clone() };
+    std::thread::Builder::new().name("echo-upstream".into()).spawn(move || {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(std_listener).expect("listener");
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (hits, received) = (hits.clone(), received.clone());
+                tokio::spawn(async move {
+                    let _ = serve_conn(sock, hits, received).await;
+                });
+            }
+        });
+    })?;
     Ok(echo)
 }
 
@@ -105,18 +106,10 @@ async fn serve_conn(
         let headers: Vec<(String, String)> = req
             .headers
             .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
+            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
             .collect();
         let find = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
+            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone())
         };
         if let Ok(mut r) = received.lock() {
             r.push(serde_json::json!({
@@ -184,7 +177,7 @@ async fn serve_conn(
             "target": req.path.unwrap_or(""),
             "headers": headers,
             "body_len": body.len(),
-            "body_sha256": hex::encode(crate::secret::sha256(&body)),
+            "body_sha256": hex::encode(keygate::secret::sha256(&body)),
         })
         .to_string();
         let resp = format!(
@@ -207,15 +200,13 @@ async fn websocket_echo(
     key: &str,
     described: String,
 ) -> std::io::Result<()> {
-    use crate::websocket::{accept_key, apply_mask, encode, opcode, parse_header};
+    use keygate::websocket::{accept_key, apply_mask, encode, opcode, parse_header};
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
         accept_key(key)
     );
     rd.get_mut().write_all(head.as_bytes()).await?;
-    rd.get_mut()
-        .write_all(&encode(opcode::TEXT, described.as_bytes(), None))
-        .await?;
+    rd.get_mut().write_all(&encode(opcode::TEXT, described.as_bytes(), None)).await?;
     let mut buf = Vec::new();
     loop {
         let mut chunk = [0u8; 16384];
@@ -234,11 +225,7 @@ async fn websocket_echo(
                 apply_mask(&mut payload, m, 0);
             }
             buf.drain(..total);
-            let op = if h.opcode == opcode::CONTINUATION {
-                opcode::TEXT
-            } else {
-                h.opcode
-            };
+            let op = if h.opcode == opcode::CONTINUATION { opcode::TEXT } else { h.opcode };
             rd.get_mut().write_all(&encode(op, &payload, None)).await?;
             if h.opcode == opcode::CLOSE {
                 return Ok(());

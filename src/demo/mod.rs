@@ -5,7 +5,7 @@
 //! (on by default): a production build can leave it out with `--no-default-features`.
 
 pub mod check;
-pub mod echo;
+mod echo;
 
 use aws_lc_rs::encoding::AsDer;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -236,13 +236,17 @@ pub fn examples(private_pem: &str) -> Vec<Example> {
     ]
 }
 
-/// Builds everything `keygate demo` runs: the echo upstream, the compiled config and the
-/// examples to print.
-pub fn prepare(listen: &str, admin: &str) -> Result<(Loaded, echo::Echo, Vec<Example>), String> {
+/// Builds everything `keygate demo` runs: the echo upstream (started, serving on its own thread
+/// for the life of the process; its address is returned), the compiled config and the examples
+/// to print.
+pub fn prepare(
+    listen: &str,
+    admin: &str,
+) -> Result<(Loaded, std::net::SocketAddr, Vec<Example>), String> {
     let echo =
         echo::spawn("127.0.0.1:0").map_err(|e| format!("cannot start echo upstream: {e}"))?;
     let (private, public) = generate_rsa()?;
     let yaml = config_yaml(listen, admin, &echo.addr.to_string(), &public);
     let rt = crate::ruleset::load_str(&yaml, "<demo config>").map_err(|e| e.to_string())?;
-    Ok((rt, echo, examples(&private)))
+    Ok((rt, echo.addr, examples(&private)))
 }

@@ -1,4 +1,4 @@
-//! In-process tests of pure JWT verification: every attack family of `tests/jwt_attacks.rs`,
+//! In-process tests of pure JWT verification: every attack family of `tests/it/jwt_attacks.rs`,
 //! without a proxy. Tokens are signed with the fixture keys in `tests/fixtures/`.
 
 use super::*;
