@@ -17,6 +17,7 @@ use crate::config::{CorsPreflight, Unmatched};
 use crate::cors;
 use crate::policy::{self, Observer};
 use crate::reason::Reason;
+use crate::revocation::Revocations;
 use crate::routes::{Lookup, Match};
 use crate::ruleset::Ruleset;
 use crate::socketio::gate::Authorized;
@@ -78,10 +79,12 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
 ];
 
-/// Decides `req` under `rules`; `observer` sees each authenticator run.
+/// Decides `req` under `rules` and the `revocations` in force; `observer` sees each
+/// authenticator run.
 pub(crate) async fn decide(
     rules: &Ruleset,
     req: &RequestHeader,
+    revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
     let path = match crate::path::check(req.uri.path()) {
@@ -124,7 +127,7 @@ pub(crate) async fn decide(
         }
         Lookup::NotFound => return unmatched(rules),
     };
-    authorize(rules, req, m, observer).await
+    authorize(rules, req, m, revocations, observer).await
 }
 
 /// Whether a denial on route `r` is only observed (`enforce: observe`): credential and
@@ -160,6 +163,7 @@ async fn authorize(
     rules: &Ruleset,
     req: &RequestHeader,
     m: Match,
+    revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
     let route = &rules.routes.routes[m.route];
@@ -193,7 +197,8 @@ async fn authorize(
     } else {
         Forwarding::Plain
     };
-    match policy::authorize(route, &rules.authenticators, rules.mode, &parts, observer).await {
+    let auths = &rules.authenticators;
+    match policy::authorize(route, auths, rules.mode, &parts, revocations, observer).await {
         Ok(identity) => Outcome::Forward {
             route: Some(m.route),
             identity,

@@ -64,7 +64,8 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
         let _ = writeln!(out, "  removed client-sent identity header {name}");
     }
     let mut steps = Steps::default();
-    let outcome = decide(rules, &req, &mut steps).await;
+    let revocations = crate::revocation::Revocations::default();
+    let outcome = decide(rules, &req, &revocations, &mut steps).await;
     let route = match &outcome {
         Outcome::Forward { route, .. } | Outcome::Deny { route, .. } => *route,
         Outcome::Answer { route, .. } => Some(*route),

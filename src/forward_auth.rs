@@ -93,7 +93,9 @@ impl ServeHttp for ForwardAuth {
                 Some(left.as_secs_f64().ceil() as u64),
             );
         }
-        let outcome = crate::decide::decide(&rules, &req, &mut Timings(&rules, None)).await;
+        let revocations = self.state.revocations.load();
+        let mut timings = Timings(&rules, None);
+        let outcome = crate::decide::decide(&rules, &req, &revocations, &mut timings).await;
         let (route, resp, counted) = self.answer(&rules, &req, outcome, client);
         let counters: &RouteCounters = match route {
             Some(r) => &rules.routes.routes[r].counters,

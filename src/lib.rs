@@ -31,6 +31,7 @@ mod proxy;
 pub mod reason;
 mod reload;
 mod respond;
+pub mod revocation;
 mod routes;
 pub mod ruleset;
 pub mod secret;

@@ -5,6 +5,7 @@
 use crate::auth::{Authenticator, Identity, Kind, RequestParts, Verdict};
 use crate::config::Mode;
 use crate::reason::Reason;
+use crate::revocation::Revocations;
 use crate::routes::{BindTarget, Route, RouteAuth};
 
 /// One authenticator's result inside [`authorize`], for `keygate explain` and timing metrics.
@@ -31,14 +32,15 @@ impl Observer for () {
     fn step(&mut self, _: Step) {}
 }
 
-/// Runs a route's alternatives in order; the first that passes (and satisfies `bind`) wins.
-/// `Ok(None)` for anonymous routes. When all fail, the most specific reason is returned
-/// (`Reason::rank`), so a 503 is never hidden behind a 401.
+/// Runs a route's alternatives in order; the first that passes (satisfies `bind`, and is not
+/// revoked) wins. `Ok(None)` for anonymous routes. When all fail, the most specific reason is
+/// returned (`Reason::rank`), so a 503 is never hidden behind a 401.
 pub(crate) async fn authorize(
     route: &Route,
     auths: &[Authenticator],
     mode: Mode,
     req: &RequestParts<'_>,
+    revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Result<Option<Identity>, Reason> {
     let alts = match &route.auth {
@@ -50,7 +52,9 @@ pub(crate) async fn authorize(
         let outcome = match all_of(n, alt, auths, mode, req, observer).await {
             Ok(id) => id
                 .check_forwardable()
-                .and_then(|()| check_bind(route, &id, req).map(|()| id)),
+                .and_then(|()| check_bind(route, &id, req))
+                .and_then(|()| not_revoked(revocations, &id))
+                .map(|()| id),
             Err(r) => Err(r),
         };
         match outcome {
@@ -104,6 +108,16 @@ async fn all_of(
     let mut it = passed.into_iter();
     let first = it.next().ok_or(Reason::MissingCredentials)?;
     it.try_fold(first, Identity::merge)
+}
+
+/// `credential_revoked` when a revocation in force matches the identity (checked after
+/// verification, so a token served from the cache is checked too).
+fn not_revoked(revocations: &Revocations, id: &Identity) -> Result<(), Reason> {
+    let now = crate::metrics::unix_now() as i64;
+    match revocations.matching(id, now) {
+        Some(_) => Err(Reason::CredentialRevoked),
+        None => Ok(()),
+    }
 }
 
 /// `bind`: every bound path parameter equals the identity's user id or claim.

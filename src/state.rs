@@ -24,6 +24,9 @@ pub(crate) struct State {
     pub(crate) connections: Arc<AtomicUsize>,
     /// Failed-authentication counters per client address (kept across reloads).
     pub(crate) throttle: crate::throttle::Throttle,
+    /// The revocations in force (`revocations.file` and shared entries), swapped whole when
+    /// either source changes; kept across config reloads.
+    pub(crate) revocations: ArcSwap<crate::revocation::Revocations>,
     /// The config file, watched for reloads (`None` for the built-in demo config).
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// The tracer, when `telemetry.otlp_endpoint` is set (restart-only).
@@ -44,6 +47,7 @@ impl State {
             inflight: Arc::new(AtomicUsize::new(0)),
             connections: Arc::new(AtomicUsize::new(0)),
             throttle: crate::throttle::Throttle::default(),
+            revocations: ArcSwap::from_pointee(crate::revocation::Revocations::default()),
             config_path,
             telemetry,
         }

@@ -102,9 +102,7 @@ impl HmacToken {
         if bool::from(expected.ct_eq(&presented)) {
             Verdict::Pass(Identity {
                 user_id: Some(user_id.into_owned()),
-                method: self.method.clone(),
-                credential: self.credential.clone(),
-                claims: Vec::new(),
+                ..Identity::app(self.method.clone(), self.credential.clone())
             })
         } else {
             Verdict::Fail(Reason::InvalidHmac)

@@ -29,6 +29,16 @@ pub struct Identity {
     pub credential: Arc<str>,
     /// Claims to forward or bind, as (claim name, string value).
     pub claims: Vec<(Arc<str>, String)>,
+    /// When the credential stops being valid, Unix seconds: a JWT's `exp` plus its
+    /// authenticator's `leeway_seconds` (the earliest in an all-of alternative); `None` for
+    /// credentials that do not expire (keys, client secrets, HMAC tokens). Open sessions are
+    /// closed then (`sessions.end_at_expiry`).
+    pub valid_until: Option<u64>,
+    /// A JWT's `iat`, Unix seconds (revocations by `issued_before`); the earliest in an all-of
+    /// alternative.
+    pub issued_at: Option<u64>,
+    /// A JWT's `jti` (revocations by `jti`); the first in an all-of alternative.
+    pub jti: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -39,6 +49,9 @@ impl Identity {
             method,
             credential,
             claims: Vec::new(),
+            valid_until: None,
+            issued_at: None,
+            jti: None,
         }
     }
 
@@ -57,6 +70,10 @@ impl Identity {
             (Some(a), Some(b)) if a != b => return Err(Reason::IdentityMismatch),
             (a, b) => a.or(b),
         };
+        let earliest = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut claims = self.claims;
         claims.extend(other.claims);
         Ok(Identity {
@@ -64,6 +81,9 @@ impl Identity {
             method: format!("{}+{}", self.method, other.method).into(),
             credential: format!("{},{}", self.credential, other.credential).into(),
             claims,
+            valid_until: earliest(self.valid_until, other.valid_until),
+            issued_at: earliest(self.issued_at, other.issued_at),
+            jti: self.jti.or(other.jti),
         })
     }
 
@@ -255,6 +275,9 @@ mod tests {
             method: m.into(),
             credential: m.into(),
             claims: vec![],
+            valid_until: None,
+            issued_at: None,
+            jti: None,
         }
     }
 

@@ -88,7 +88,8 @@ impl ProxyHttp for Keygate {
         let req = session.req_header();
         ctx.trace_auth();
         let mut timings = Timings(&rules, ctx.trace.as_deref_mut());
-        let outcome = crate::decide::decide(&rules, req, &mut timings).await;
+        let revocations = self.state.revocations.load();
+        let outcome = crate::decide::decide(&rules, req, &revocations, &mut timings).await;
         let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
         let sent = self.carry_out(session, ctx, &rules, outcome).await;
         ctx.trace_decided(&rules, decided);

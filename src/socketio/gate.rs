@@ -226,6 +226,7 @@ impl Gate {
                     &rules.authenticators,
                     rules.mode,
                     &parts,
+                    &state.revocations.load(),
                     &mut Timings(&rules, None),
                 )
                 .await

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("identity", 2),
     ("path", 2),
     ("routes", 2),
+    ("revocation", 2),
     ("policy", 2),
     ("cors", 2),
     ("forwarding", 2),

@@ -125,9 +125,7 @@ mod tests {
     fn id() -> Identity {
         Identity {
             user_id: Some("u".into()),
-            method: "jwt".into(),
-            credential: "a".into(),
-            claims: vec![],
+            ..Identity::app("jwt".into(), "a".into())
         }
     }
 

@@ -143,6 +143,7 @@ impl Jwt {
             user_id_claim: cfg.user_id_claim.0.clone(),
             forward,
             method: super::Kind::Jwt.as_str().into(),
+            leeway: cfg.leeway_seconds,
         };
         Ok(Jwt {
             name: name.to_string(),

@@ -35,6 +35,8 @@ pub struct Rules {
     pub forward: Arc<[Arc<str>]>,
     /// The identity's method (`jwt`).
     pub method: Arc<str>,
+    /// `leeway_seconds`: added to `exp` for the identity's `valid_until`.
+    pub leeway: u64,
 }
 
 /// Parses the JOSE header of a compact JWS. `malformed_credentials` for anything that is not
@@ -141,11 +143,22 @@ fn check_claims(
             }
         }
     }
+    // Numeric dates (RFC 7519 §2); jsonwebtoken has already checked `exp`'s type when present.
+    let seconds = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_f64)
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| v as u64)
+    };
     Ok(Identity {
         user_id: Some(user_id),
         method: rules.method.clone(),
         credential: key.credential.clone(),
         claims: forwarded,
+        valid_until: seconds("exp").map(|e| e.saturating_add(rules.leeway)),
+        issued_at: seconds("iat"),
+        jti: claims.get("jti").and_then(scalar).map(Arc::from),
     })
 }
 

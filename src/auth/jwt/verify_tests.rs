@@ -151,6 +151,25 @@ fn keys_and_signatures() {
 }
 
 #[test]
+fn identity_carries_valid_until_iat_and_jti_for_sessions_and_revocations() {
+    let j = jwt(&format!("{BASE}leeway_seconds: 5\n"));
+    let mut c = claims();
+    c["jti"] = json!("t-42");
+    let id = check(&j, &sign("rsa.key", "RS256", None, c.clone())).unwrap();
+    assert_eq!(
+        id.valid_until,
+        Some(c["exp"].as_u64().unwrap() + 5),
+        "exp + leeway"
+    );
+    assert_eq!(id.issued_at, c["iat"].as_u64());
+    assert_eq!(id.jti.as_deref(), Some("t-42"));
+    let mut bare = claims();
+    bare.as_object_mut().unwrap().remove("iat");
+    let id = check(&j, &sign("rsa.key", "RS256", None, bare)).unwrap();
+    assert_eq!((id.issued_at, id.jti), (None, None));
+}
+
+#[test]
 fn time_claims_with_leeway() {
     let j = jwt(&format!("{BASE}leeway_seconds: 5\n"));
     let at = |exp: i64, nbf: Option<i64>| {
