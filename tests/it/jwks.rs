@@ -163,34 +163,40 @@ fn outage_serves_stale_keys_then_503_then_recovers() {
 fn a_flood_of_random_kids_fetches_at_most_once_per_interval() {
     let srv = JwksServer::start(vec![rsa_jwk("k1")]);
     let (_up, kg) =
-        start(&format!("jwks_url: \"{}\"", srv.url()), "{ min_refresh_interval_seconds: 5 }");
+        start(&format!("jwks_url: \"{}\"", srv.url()), "{ min_refresh_interval_seconds: 2 }");
     kg.wait_readyz(200, 10);
-    std::thread::sleep(Duration::from_millis(5100)); // a fetch is allowed again
+    std::thread::sleep(Duration::from_millis(2100)); // a fetch is allowed again
     let before = srv.fetches();
     let started = Instant::now();
-    let threads: Vec<_> = (0..20)
-        .map(|t| {
-            let addr = kg.addr;
-            std::thread::spawn(move || {
-                let mut c = Conn::open(addr);
-                (0..50)
-                    .map(|i| {
-                        let tok =
-                            sign("rsa.key", "RS256", Some(&format!("random-{t}-{i}")), claims("u"));
-                        let r =
-                            c.request("GET", "/idp/x", &[("Authorization", &bearer(&tok))], b"");
-                        (r.status, r.reason())
-                    })
-                    .collect::<Vec<_>>()
+    // 20 waves of 20 concurrent requests, each with a kid never seen: every request waits for
+    // the next scheduled fetch at most, and fetches stay one per interval.
+    let mut results: Vec<(u16, String)> = Vec::new();
+    for wave in 0..20 {
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let addr = kg.addr;
+                std::thread::spawn(move || {
+                    let kid = format!("random-{wave}-{i}");
+                    let tok = sign("rsa.key", "RS256", Some(&kid), claims("u"));
+                    let r =
+                        request(addr, "GET", "/idp/x", &[("Authorization", &bearer(&tok))], b"");
+                    (r.status, r.reason())
+                })
             })
-        })
-        .collect();
-    let results: Vec<(u16, String)> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let elapsed = started.elapsed().as_secs();
-    assert_eq!(results.len(), 1000);
+            .collect();
+        results.extend(threads.into_iter().map(|h| h.join().unwrap()));
+        if started.elapsed() > Duration::from_secs(12) {
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(results.len() >= 100, "{} requests in {elapsed}s", results.len());
     assert!(results.iter().all(|(s, r)| *s == 401 && r == "unknown_key"), "{:?}", &results[..5]);
     let fetched = srv.fetches() - before;
-    assert!(fetched >= 1 && fetched <= 1 + elapsed / 5, "{fetched} fetches in {elapsed}s");
+    assert!(
+        fetched >= 1 && fetched as f64 <= 1.0 + elapsed / 2.0,
+        "{fetched} fetches in {elapsed}s"
+    );
 }
 
 #[test]
@@ -433,25 +439,32 @@ fn an_over_long_kid_is_unknown_without_a_fetch() {
 }
 
 #[test]
-fn a_kid_published_right_after_a_fetch_verifies_within_the_interval() {
+fn a_kid_published_right_after_a_fetch_verifies_for_50_concurrent_requests_after_one_fetch() {
     let srv = JwksServer::start(vec![rsa_jwk("k1")]);
     let (_up, kg) =
         start(&format!("jwks_url: \"{}\"", srv.url()), "{ min_refresh_interval_seconds: 2 }");
     kg.wait_readyz(200, 10);
     let fetched_at = Instant::now();
     assert_eq!(srv.fetches(), 1);
-    // The provider rotates in a new key just after keygate fetched.
+    // The provider rotates in a new key just after keygate fetched; 50 clients use it at once,
+    // inside the rate-limit interval. They wait for the one fetch scheduled at its end.
     srv.set(|b| b.keys.push(other_jwk("k2")));
     let t2 = sign("rsa_other.key", "RS256", Some("k2"), claims("u2"));
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let (addr, t2) = (kg.addr, t2.clone());
+            std::thread::spawn(move || {
+                let r = request(addr, "GET", "/idp/x", &[("Authorization", &bearer(&t2))], b"");
+                (r.status, r.reason())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    assert!(fetched_at.elapsed() >= Duration::from_millis(1900), "waited for the interval");
+    assert_eq!(srv.fetches(), 2, "exactly one further fetch");
     let auth = [("Authorization", bearer(&t2))];
     let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    // Inside the interval: refused, and one fetch is scheduled for its end.
-    kg.get("/idp/x", &auth).assert_denied(401, "unknown_key");
-    assert!(fetched_at.elapsed() < Duration::from_secs(2));
-    // No other request arrives; the scheduled fetch alone picks the key up.
-    let left = (fetched_at + Duration::from_millis(3500)).saturating_duration_since(Instant::now());
-    eventually("a fetch at the end of the interval", left, || (srv.fetches() >= 2).then_some(()));
-    assert_eq!(srv.fetches(), 2, "no fetch at the end of the interval");
     assert_eq!(kg.get("/idp/x", &auth).status, 200);
     assert_eq!(srv.fetches(), 2, "at most one fetch per interval");
 }

@@ -6,10 +6,11 @@
 //!   `refresh_seconds` (shortened by a smaller `Cache-Control: max-age`, never below
 //!   `min_refresh_interval_seconds`), with jittered exponential backoff while failing, and when
 //!   a request meets an unknown `kid`. Concurrent requests for unknown kids share one fetch,
-//!   at most one per `min_refresh_interval_seconds`; a kid refused because the interval had not
-//!   passed schedules one fetch for the end of it, so a freshly published key works within that
-//!   interval. Unknown kids are remembered until the next fetch, so random `kid`s cannot force
-//!   fetches (lua-resty-openidc #468).
+//!   at most one per `min_refresh_interval_seconds`; a kid met inside the interval schedules one
+//!   fetch for the end of it and its requests wait for that fetch (bounded), so a key published
+//!   right after a fetch works at once for every request, after one further fetch. Unknown kids
+//!   are remembered until the next fetch, so random `kid`s cannot force fetches
+//!   (lua-resty-openidc #468).
 //! - A failing fetch keeps the last good keys for `stale_if_error_seconds` from the first
 //!   failure; then requests fail `key_source_unavailable` until a fetch succeeds again.
 
@@ -149,15 +150,23 @@ impl JwksProvider {
     }
 
     fn may_fetch_now(&self) -> bool {
-        self.state
-            .load()
-            .last_attempt
-            .is_none_or(|t| t.elapsed() >= self.min_interval())
+        self.interval_left().is_none()
     }
 
-    /// Called when a token's `kid` is not in the current set: waits for (or starts) one shared
-    /// fetch if the rate limit allows, then looks again. `unknown_key` if the kid is still
-    /// absent; `key_source_unavailable` if no usable keys remain.
+    /// What is left of the rate-limit interval since the last fetch attempt, if any.
+    fn interval_left(&self) -> Option<Duration> {
+        let since = self.state.load().last_attempt?.elapsed();
+        self.min_interval()
+            .checked_sub(since)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Called when a token's `kid` is not in the current set: waits for one shared fetch (started
+    /// now, or, inside `min_refresh_interval_seconds` of the last one, the fetch scheduled at the
+    /// interval's end), then looks again. The wait is bounded by what is left of the interval
+    /// plus twice `timeout_ms`. `unknown_key` if the kid is still absent (and at once for a kid
+    /// already found unknown by the latest fetch); `key_source_unavailable` if no usable keys
+    /// remain.
     pub async fn refresh_for(&self, kid: &str) -> Result<Arc<KeySet>, Reason> {
         let mut rx = self.generation.subscribe();
         let seen = *rx.borrow_and_update();
@@ -168,17 +177,19 @@ impl JwksProvider {
         if self.unknown.get(kid) == Some(seen) {
             return Err(Reason::UnknownKey);
         }
+        // How long this request may wait for the fetch that answers it: the fetch itself, plus,
+        // inside the rate-limit interval, what is left of it (the loop fetches at its end).
+        let mut wait = Duration::from_millis(self.cfg.timeout_ms * 2 + 100);
         if !self.state.load().fetching {
-            if !self.may_fetch_now() {
-                // Refused for now; the loop fetches once the interval has passed.
-                self.unknown.insert(kid.to_string(), seen);
+            if let Some(left) = self.interval_left() {
+                // A kid published right after the last fetch (a rotation): wait for the one
+                // fetch scheduled at the end of the interval rather than fail. Concurrent
+                // requests share it; a kid still unknown after it fails fast until the next.
                 self.deferred.store(true, Ordering::Release);
-                self.kick.notify_one();
-                return Err(Reason::UnknownKey);
+                wait += left;
             }
             self.kick.notify_one();
         }
-        let wait = Duration::from_millis(self.cfg.timeout_ms * 2 + 100);
         let _ = tokio::time::timeout(wait, rx.wait_for(|g| *g > seen)).await;
         let set = self.current()?;
         if set.candidates(Some(kid)).is_some() {
