@@ -14,7 +14,7 @@ use http::header::{
     ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD,
     CONTENT_LENGTH, HOST, ORIGIN, TRANSFER_ENCODING, UPGRADE, VARY,
 };
-use http::Method;
+use http::{HeaderMap, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::config::{CorsConfig, FieldError};
@@ -39,35 +39,35 @@ pub(crate) struct Preflight<'a> {
     pub(crate) headers: Option<&'a HeaderValue>,
 }
 
-/// The preflight in `req`, if it is one (one `Origin`, one valid `Access-Control-Request-Method`).
-pub(crate) fn preflight(req: &RequestHeader) -> Option<Preflight<'_>> {
-    if req.method != Method::OPTIONS {
+/// The preflight in a request of `method` with `headers`, if it is one (one `Origin`, one valid
+/// `Access-Control-Request-Method`).
+pub(crate) fn preflight<'a>(method: &Method, headers: &'a HeaderMap) -> Option<Preflight<'a>> {
+    if method != Method::OPTIONS {
         return None;
     }
-    let origin = single(req, &ORIGIN)?;
-    let asked = single(req, &ACCESS_CONTROL_REQUEST_METHOD)?;
+    let origin = single(headers, &ORIGIN)?;
+    let asked = single(headers, &ACCESS_CONTROL_REQUEST_METHOD)?;
     Some(Preflight {
         origin,
         method: Method::from_bytes(asked.as_bytes()).ok()?,
-        headers: single(req, &ACCESS_CONTROL_REQUEST_HEADERS),
+        headers: single(headers, &ACCESS_CONTROL_REQUEST_HEADERS),
     })
 }
 
-fn single<'a>(req: &'a RequestHeader, name: &HeaderName) -> Option<&'a HeaderValue> {
-    let mut all = req.headers.get_all(name).iter();
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    let mut all = headers.get_all(name).iter();
     let v = all.next()?;
     all.next().is_none().then_some(v)
 }
 
 /// Whether a preflight may be forwarded under `cors_preflight: forward`: no body, no `Upgrade`.
-pub(crate) fn forwardable(req: &RequestHeader) -> bool {
-    let empty_body = req.headers.get(TRANSFER_ENCODING).is_none()
-        && req
-            .headers
+pub(crate) fn forwardable(headers: &HeaderMap) -> bool {
+    let empty_body = headers.get(TRANSFER_ENCODING).is_none()
+        && headers
             .get_all(CONTENT_LENGTH)
             .iter()
             .all(|v| v.as_bytes().iter().all(|b| *b == b'0'));
-    empty_body && !req.headers.contains_key(UPGRADE)
+    empty_body && !headers.contains_key(UPGRADE)
 }
 
 /// Strips a forwarded preflight to [`PREFLIGHT_HEADERS`].
@@ -173,8 +173,8 @@ impl Cors {
     }
 
     /// The request's `Origin`, when it is allowed.
-    pub(crate) fn allowed_origin(&self, req: &RequestHeader) -> Option<HeaderValue> {
-        let origin = single(req, &ORIGIN)?;
+    pub(crate) fn allowed_origin(&self, headers: &HeaderMap) -> Option<HeaderValue> {
+        let origin = single(headers, &ORIGIN)?;
         match &self.origins {
             Origins::Any => Some(origin.clone()),
             Origins::List(l) => l.iter().any(|o| o == origin).then(|| origin.clone()),
@@ -248,10 +248,12 @@ impl Cors {
         if let Some(e) = &self.expose {
             let _ = resp.insert_header(ACCESS_CONTROL_EXPOSE_HEADERS, e.clone());
         }
-        let _ = resp.append_header(VARY, "Origin");
+        vary_on_origin(resp);
     }
 
     /// Removes the backend's CORS headers from a response to an origin that is not allowed.
+    /// It says the answer varies by `Origin` all the same, so a cache never serves it to an
+    /// allowed origin (nor an allowed origin's answer to others).
     pub(crate) fn strip(resp: &mut ResponseHeader) {
         for h in [
             ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -263,6 +265,20 @@ impl Cors {
         ] {
             resp.remove_header(&h);
         }
+        vary_on_origin(resp);
+    }
+}
+
+/// Adds `Vary: Origin` unless a `Vary` line already names it (or `*`).
+fn vary_on_origin(resp: &mut ResponseHeader) {
+    let named = resp.headers.get_all(VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|t| t.eq_ignore_ascii_case(b"origin") || t == b"*")
+    });
+    if !named {
+        let _ = resp.append_header(VARY, "Origin");
     }
 }
 
@@ -309,7 +325,7 @@ mod tests {
                 "authorization, Content-Type",
             ),
         ]);
-        let pf = preflight(&r).unwrap();
+        let pf = preflight(&r.method, &r.headers).unwrap();
         let ok = c.answer(&pf, true).unwrap();
         assert_eq!(ok.status, 204);
         assert_eq!(
@@ -324,7 +340,8 @@ mod tests {
             ("access-control-request-method", "GET"),
         ]);
         assert_eq!(
-            c.answer(&preflight(&evil).unwrap(), true).unwrap_err(),
+            c.answer(&preflight(&evil.method, &evil.headers).unwrap(), true)
+                .unwrap_err(),
             Reason::CorsNotAllowed
         );
         let extra = options(&[
@@ -332,11 +349,17 @@ mod tests {
             ("access-control-request-method", "GET"),
             ("access-control-request-headers", "x-auth-user-id"),
         ]);
-        assert!(c.answer(&preflight(&extra).unwrap(), true).is_err());
-        assert!(preflight(&options(&[("origin", "https://app.test")])).is_none());
+        assert!(c
+            .answer(&preflight(&extra.method, &extra.headers).unwrap(), true)
+            .is_err());
+        let no_method = options(&[("origin", "https://app.test")]);
+        assert!(preflight(&no_method.method, &no_method.headers).is_none());
         let mut two = options(&[("access-control-request-method", "GET")]);
         two.append_header("origin", "https://a.test").unwrap();
         two.append_header("origin", "https://app.test").unwrap();
-        assert!(preflight(&two).is_none(), "two origins are no preflight");
+        assert!(
+            preflight(&two.method, &two.headers).is_none(),
+            "two origins are no preflight"
+        );
     }
 }

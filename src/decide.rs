@@ -1,18 +1,20 @@
 //! The decision for one request, before anything is forwarded: path hygiene, route, CORS,
 //! method, Socket.IO upgrade rules, credentials. Writes nothing; the proxy carries it out.
 //!
-//! Order: the path is checked (`malformed_path`); the route is looked up (`no_route` /
-//! `unmatched: anonymous`, `method_not_allowed`); a CORS preflight is answered (with a `cors`
-//! block) or forwarded stripped (`cors_preflight: forward`); a method override naming a method
-//! the route does not allow is refused; on a `socketio: true` route Engine.IO long-polling is
-//! refused and only a real RFC 6455 upgrade may defer authentication to the stream; then the
-//! route's alternatives decide.
+//! It decides about the [`Canonical`] request (what the backend will act on), never about what
+//! a door's HTTP parser made of it. Order: the path is checked (`malformed_path`); the route is
+//! looked up (`no_route` / `unmatched: anonymous`, `method_not_allowed`); a CORS preflight is
+//! answered (with a `cors` block) or forwarded stripped (`cors_preflight: forward`); a method
+//! override naming a method the route does not allow is refused; a `socketio: true` route takes
+//! only an Engine.IO v4 websocket (RFC 6455 upgrade, `EIO=4`, `transport=websocket`), which may
+//! defer authentication to the stream at the route's own path; then the route's alternatives
+//! decide.
 
-use http::header::HeaderName;
 use http::Method;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 
 use crate::auth::{Identity, RequestParts};
+use crate::canonical::Canonical;
 use crate::config::{CorsPreflight, Unmatched};
 use crate::cors;
 use crate::policy::{self, Observer};
@@ -71,28 +73,20 @@ fn deny(route: Option<usize>, reason: Reason) -> Outcome {
     }
 }
 
-/// Headers through which frameworks let a client override the method (Express's
-/// `method-override`, Rails, Symfony, Google APIs).
-const METHOD_OVERRIDES: [HeaderName; 3] = [
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
-];
-
 /// Decides `req` under `rules` and the `revocations` in force; `observer` sees each
 /// authenticator run.
 pub(crate) async fn decide(
     rules: &Ruleset,
-    req: &RequestHeader,
+    req: &Canonical<'_>,
     revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
-    let path = match crate::path::check(req.uri.path()) {
+    let path = match crate::path::check(&req.path) {
         Ok(p) => p,
         Err(r) => return deny(None, r),
     };
     let find = |method: &Method| rules.routes.find(&path, method);
-    if let Some(pf) = cors::preflight(req) {
+    if let Some(pf) = cors::preflight(&req.method, req.headers) {
         if let Some(c) = &rules.cors {
             return match find(&pf.method) {
                 Lookup::Matched(m) => match c.answer(&pf, true) {
@@ -106,7 +100,7 @@ pub(crate) async fn decide(
                 Lookup::NotFound => unmatched(rules),
             };
         }
-        if rules.cors_preflight == CorsPreflight::Forward && cors::forwardable(req) {
+        if rules.cors_preflight == CorsPreflight::Forward && cors::forwardable(req.headers) {
             if let Lookup::Matched(m) = find(&pf.method) {
                 return Outcome::Forward {
                     route: Some(m.route),
@@ -131,15 +125,14 @@ pub(crate) async fn decide(
 }
 
 /// Whether a denial on route `r` is only observed (`enforce: observe`): credential and
-/// authorization failures are; the shape of the request (path, method, CORS, throttling) is
-/// not.
+/// authorization failures are ([`Reason::observable`]); the request's shape and limits are not.
 pub(crate) fn observed(rules: &Ruleset, r: usize, reason: Reason) -> bool {
     rules.routes.routes[r].observe && reason.observable()
 }
 
 /// The route `req` matches (for a metric label), without deciding anything.
-pub(crate) fn route_of(rules: &Ruleset, req: &RequestHeader) -> Option<usize> {
-    let path = crate::path::check(req.uri.path()).ok()?;
+pub(crate) fn route_of(rules: &Ruleset, req: &Canonical<'_>) -> Option<usize> {
+    let path = crate::path::check(&req.path).ok()?;
     match rules.routes.find(&path, &req.method) {
         Lookup::Matched(m) => Some(m.route),
         Lookup::MethodNotAllowed { route, .. } => Some(route),
@@ -158,36 +151,31 @@ fn unmatched(rules: &Ruleset) -> Outcome {
     }
 }
 
-/// The matched route's rules: method overrides, Socket.IO transports, then credentials.
+/// The matched route's rules: the method an override names, Socket.IO transports, then
+/// credentials.
 async fn authorize(
     rules: &Ruleset,
-    req: &RequestHeader,
+    req: &Canonical<'_>,
     m: Match,
     revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
     let route = &rules.routes.routes[m.route];
-    for name in &METHOD_OVERRIDES {
-        for v in req.headers.get_all(name) {
-            let asked =
-                Method::from_bytes(v.as_bytes().trim_ascii().to_ascii_uppercase().as_slice());
-            if !asked.is_ok_and(|a| route.allows(&a)) {
-                let allow = rules.routes.allow_of(m.route);
-                return Outcome::Deny {
-                    route: Some(m.route),
-                    reason: Reason::MethodNotAllowed,
-                    allow: Some(allow),
-                };
-            }
-        }
+    if req.overridden.as_ref().is_some_and(|o| !route.allows(o)) {
+        return Outcome::Deny {
+            route: Some(m.route),
+            reason: Reason::MethodNotAllowed,
+            allow: Some(rules.routes.allow_of(m.route)),
+        };
     }
-    let upgrade = route.socketio && crate::websocket::is_upgrade(req);
-    if route.socketio && !upgrade && is_engineio(req) {
+    let upgrade = route.socketio && req.is_upgrade();
+    if route.socketio && !(upgrade && speaks_engineio_v4(req)) {
         return deny(Some(m.route), Reason::WebsocketRequired);
     }
+    let query = req.query.as_deref();
     let parts = RequestParts {
-        headers: &req.headers,
-        query: req.uri.query(),
+        headers: req.headers,
+        query,
         params: &m.params,
         socketio_auth: None,
         max_token_bytes: rules.max_token_bytes,
@@ -204,7 +192,10 @@ async fn authorize(
             identity,
             how,
         },
-        Err(Reason::MissingCredentials) if upgrade => Outcome::Forward {
+        // Authentication deferred to the stream only at the Engine.IO endpoint itself: a path
+        // beyond it (`/socket.io/admin/purge`) is a request a backend that ignores `Upgrade`
+        // would serve, so it needs its credential up front.
+        Err(Reason::MissingCredentials) if upgrade && at_endpoint(route, &m) => Outcome::Forward {
             route: Some(m.route),
             identity: None,
             how: Forwarding::Socketio(Authorized::InStream),
@@ -213,9 +204,32 @@ async fn authorize(
     }
 }
 
-/// An Engine.IO request (its query names the protocol version `EIO`, however encoded).
-fn is_engineio(req: &RequestHeader) -> bool {
-    req.uri
-        .query()
-        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "EIO"))
+/// Engine.IO v4 over a websocket, the only Engine.IO keygate gates: exactly one `EIO=4` and
+/// one `transport=websocket`. Engine.IO v3 (`EIO=3`, or no `EIO`, which socket.io's
+/// `allowEIO3` reads as 3) needs no CONNECT and reads `auth` from the namespace query, so the
+/// gate could not stand between the client and the backend.
+fn speaks_engineio_v4(req: &Canonical<'_>) -> bool {
+    let Some(q) = req.query.as_deref() else {
+        return false;
+    };
+    let (mut eio, mut transport) = (Vec::new(), Vec::new());
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        if k.eq_ignore_ascii_case("eio") {
+            eio.push(v);
+        } else if k.eq_ignore_ascii_case("transport") {
+            transport.push(v);
+        }
+    }
+    eio.len() == 1 && eio[0] == "4" && transport.len() == 1 && transport[0] == "websocket"
 }
+
+/// Whether the request is at the route's own path (its trailing `{*rest}`, if any, is empty).
+fn at_endpoint(route: &crate::routes::Route, m: &Match) -> bool {
+    route
+        .rest
+        .as_ref()
+        .is_none_or(|rest| m.params.iter().all(|(k, v)| k != rest || v.is_empty()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use pingora::http::RequestHeader;
 
+use crate::canonical::Canonical;
 use crate::decide::{decide, Forwarding, Outcome};
 use crate::policy::{Observer, Step};
 use crate::reason::Reason;
@@ -27,18 +28,25 @@ impl Observer for Steps {
 
 /// Builds the request `explain` decides: `method` and `target` (path and query), `headers` as
 /// `Name: value` lines.
+///
+/// Errors name the argument (`-H #2`), never its text: a mistyped header or target can hold a
+/// credential.
 pub fn request(method: &str, target: &str, headers: &[String]) -> Result<RequestHeader, String> {
     let mut req = RequestHeader::build(method, target.as_bytes(), Some(headers.len() + 1))
-        .map_err(|e| format!("invalid request: {e}"))?;
-    for h in headers {
-        let (name, value) = h.split_once(':').ok_or_else(|| {
-            format!(
-                "-H `{}`: expected `Name: value`",
-                h.split(':').next().unwrap_or("")
-            )
+        .map_err(|_| {
+            "invalid method or request target (not shown: it may hold a credential)".to_string()
         })?;
+    for (n, h) in headers.iter().enumerate() {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("-H #{}: expected `Name: value` (not shown)", n + 1))?;
         req.append_header(name.trim().to_string(), value.trim())
-            .map_err(|_| format!("-H: invalid header `{}`", name.trim()))?;
+            .map_err(|_| {
+                format!(
+                    "-H #{}: not a valid header name and value (not shown)",
+                    n + 1
+                )
+            })?;
     }
     if !req.headers.contains_key(http::header::HOST) {
         let _ = req.insert_header(http::header::HOST, "keygate.explain");
@@ -56,7 +64,6 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
     }
     let spoofed: Vec<String> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
     rules.identity.strip(&mut req);
-    let _ = writeln!(out, "request: {} {}", req.method, describe_target(&req));
     for name in spoofed
         .iter()
         .filter(|n| !req.headers.contains_key(n.as_str()))
@@ -65,11 +72,24 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
     }
     let mut steps = Steps::default();
     let revocations = crate::revocation::Revocations::default();
-    let outcome = decide(rules, &req, &revocations, &mut steps).await;
+    let outcome = match Canonical::proxied(&req) {
+        Ok(c) => decide(rules, &c, &revocations, &mut steps).await,
+        Err(reason) => Outcome::Deny {
+            route: None,
+            reason,
+            allow: None,
+        },
+    };
     let route = match &outcome {
         Outcome::Forward { route, .. } | Outcome::Deny { route, .. } => *route,
         Outcome::Answer { route, .. } => Some(*route),
     };
+    let _ = writeln!(
+        out,
+        "request: {} {}",
+        req.method,
+        describe_target(rules, route, &req)
+    );
     describe_route(rules, route, out);
     describe_steps(rules, route, &steps.0, out);
     match outcome {
@@ -122,10 +142,26 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
     }
 }
 
-/// The path, and the query's parameter names only (values can be credentials).
-fn describe_target(req: &RequestHeader) -> String {
-    let path = req.uri.path().to_string();
-    match req.uri.query() {
+/// The path (with `…` for a path parameter the route reads a credential from), and the query's
+/// parameter names only (values can be credentials).
+fn describe_target(rules: &Ruleset, route: Option<usize>, req: &RequestHeader) -> String {
+    let Some((path, query)) = crate::canonical::split_target(req.raw_path()) else {
+        return "(a target keygate refuses; not shown)".into();
+    };
+    let secret_params: Vec<&str> = match route.map(|r| &rules.routes.routes[r].auth) {
+        Some(crate::routes::RouteAuth::Alternatives(alts)) => alts
+            .iter()
+            .flatten()
+            .flat_map(|&a| rules.authenticators[a].sources())
+            .flat_map(|s| s.path_params())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let path = match (route, secret_params.is_empty()) {
+        (Some(r), false) => redact_params(&rules.routes.routes[r].template, path, &secret_params),
+        _ => path.to_string(),
+    };
+    match query {
         Some(q) if !q.is_empty() => {
             let names: Vec<String> = form_urlencoded::parse(q.as_bytes())
                 .map(|(k, _)| format!("{k}=…"))
@@ -134,6 +170,28 @@ fn describe_target(req: &RequestHeader) -> String {
         }
         _ => path,
     }
+}
+
+/// `path` with the segments that `template`'s `{name}` (for `name` in `secret`) matched shown
+/// as `…` (a `{*name}` hides the rest of the path).
+fn redact_params(template: &str, path: &str, secret: &[&str]) -> String {
+    let t: Vec<&str> = template.trim_end_matches('/').split('/').collect();
+    let mut out: Vec<&str> = Vec::new();
+    for (i, seg) in path.split('/').enumerate() {
+        let param = t
+            .get(i)
+            .and_then(|s| s.strip_prefix('{'))
+            .and_then(|s| s.strip_suffix('}'));
+        match param {
+            Some(p) if p.starts_with('*') && secret.contains(&&p[1..]) => {
+                out.push("…");
+                break;
+            }
+            Some(p) if secret.contains(&p) => out.push("…"),
+            _ => out.push(seg),
+        }
+    }
+    out.join("/")
 }
 
 fn describe_route(rules: &Ruleset, route: Option<usize>, out: &mut String) {

@@ -5,8 +5,9 @@
 //! `X-Forwarded-For` set to the client chain keygate can vouch for: the peer alone, or (behind
 //! a trusted proxy) the received value with the peer appended. `Forwarded` and `X-Real-IP` from
 //! untrusted peers are removed; `X-Forwarded-Proto`/`-Host` are keygate's own unless a trusted
-//! proxy set them. Underscore spellings of all five (`x_forwarded_for`, which a CGI-style backend
-//! reads as `X-Forwarded-For`) are removed from every request.
+//! proxy set them. Other spellings of all five (`x_forwarded_for`, `X.Real.IP`, which a CGI-style
+//! backend reads as the real header) and of `traceparent` / `tracestate` are removed from every
+//! request.
 
 use std::net::IpAddr;
 
@@ -59,9 +60,18 @@ impl TrustedProxies {
 
     /// The client address of a request from `peer` (see the module docs).
     pub(crate) fn client_ip(&self, peer: IpAddr, req: &RequestHeader) -> IpAddr {
-        if !self.trusts(peer) {
-            return canonical(peer);
+        if self.trusts(peer) {
+            self.client_behind(peer, req)
+        } else {
+            canonical(peer)
         }
+    }
+
+    /// The client address of a request from `peer` taken as trusted (a trusted proxy, or the
+    /// front proxy of the forward-auth listener, trusted by definition): the rightmost
+    /// `X-Forwarded-For` hop that is not itself trusted (the address the nearest untrusted hop
+    /// had), else the nearest address known; garbage stops the walk.
+    pub(crate) fn client_behind(&self, peer: IpAddr, req: &RequestHeader) -> IpAddr {
         let mut client = canonical(peer);
         let lines: Vec<&str> = req
             .headers
@@ -73,7 +83,7 @@ impl TrustedProxies {
             match entry.trim().parse::<IpAddr>() {
                 Ok(ip) if self.trusts(ip) => client = canonical(ip),
                 Ok(ip) => return canonical(ip),
-                Err(_) => break, // unparseable: stop at the nearest address known
+                Err(_) => break,
             }
         }
         client
@@ -86,7 +96,7 @@ impl TrustedProxies {
         peer: Option<IpAddr>,
         tls: bool,
     ) -> pingora::Result<()> {
-        strip_underscore_spellings(up);
+        strip_aliases(up);
         let trusted = peer.is_some_and(|p| self.trusts(p));
         match (peer.map(canonical), trusted) {
             (Some(ip), true) => {
@@ -157,19 +167,38 @@ pub(crate) fn normalise_content_length(up: &mut RequestHeader) -> pingora::Resul
     }
 }
 
-/// Removes `x_forwarded_for` and the like: names that are not the forwarding headers to keygate
-/// but are to a backend that reads `_` as `-`.
-fn strip_underscore_spellings(up: &mut RequestHeader) {
+/// Removes aliases of the headers keygate vouches for: `x_forwarded_for`, `X.Real.IP` and the
+/// like (not the forwarding headers to keygate, but the same header to a backend that reads `_`
+/// or `.` as `-`), and `trace_parent` / `trace-state` beside W3C Trace Context's `traceparent` /
+/// `tracestate` (a backend that drops separators reads them as one).
+fn strip_aliases(up: &mut RequestHeader) {
     let forwarding = [&XFF, &XFP, &XFH, &X_REAL_IP, &FORWARDED];
+    let squeezed = |n: &str| -> String {
+        n.bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| b.to_ascii_lowercase() as char)
+            .collect()
+    };
     let doomed: Vec<HeaderName> = up
         .headers
         .keys()
-        .filter(|n| n.as_str().contains('_'))
         .filter(|n| {
+            n.as_str()
+                .bytes()
+                .any(|b| !b.is_ascii_alphanumeric() && b != b'-')
+        })
+        .filter(|n| {
+            let name = n.as_str().as_bytes();
             forwarding
                 .iter()
-                .any(|f| crate::identity::spelling_of(n.as_str().as_bytes(), f.as_str().as_bytes()))
+                .any(|f| crate::identity::spelling_of(name, f.as_str().as_bytes()))
         })
+        .chain(up.headers.keys().filter(|n| {
+            let s = n.as_str();
+            s != "traceparent"
+                && s != "tracestate"
+                && matches!(squeezed(s).as_str(), "traceparent" | "tracestate")
+        }))
         .cloned()
         .collect();
     for n in doomed {
@@ -219,12 +248,17 @@ mod tests {
     }
 
     #[test]
-    fn underscore_spellings_never_reach_the_backend_trusted_or_not() {
+    fn other_spellings_never_reach_the_backend_trusted_or_not() {
         let spellings = [
             "x_forwarded_for",
             "X_Forwarded_Proto",
             "x-forwarded_host",
             "x_real_ip",
+            "X.Forwarded.For",
+            "x.real_ip",
+            "trace_parent",
+            "Trace-State",
+            "trace.parent",
         ];
         for peer in ["203.0.113.9", "10.1.2.3"] {
             let mut r = req(&[]);
@@ -240,9 +274,10 @@ mod tests {
             assert!(
                 !names
                     .iter()
-                    .any(|n| n.contains('_') && *n != "x_other_thing"),
+                    .any(|n| n.contains(['_', '.']) && *n != "x_other_thing"),
                 "{names:?}"
             );
+            assert!(!names.iter().any(|n| n.starts_with("trace")), "{names:?}");
             assert!(names.contains(&"x_other_thing"));
             assert!(r
                 .headers

@@ -1,7 +1,8 @@
 //! Identity headers: removed from every request (authenticated or not), then set from the
 //! verified identity, so the backend can trust them blindly.
 //!
-//! Matching is case-insensitive and treats `_` as `-`, so `X_Auth_User_Id` is stripped too
+//! Matching is case-insensitive and treats every character that is not a letter or digit as
+//! `-`, so `X_Auth_User_Id` and `X.Auth.User.Id` are stripped too
 //! (proxies and servers that map underscores to dashes would otherwise let it through:
 //! oauth2-proxy CVE-2025-64484).
 
@@ -28,31 +29,25 @@ fn header(v: &str, path: &str) -> Result<HeaderName, FieldError> {
         .map_err(|_| FieldError::new(path, format!("invalid header name `{v}`")))
 }
 
-/// Lower-case, `_` -> `-`.
-/// Whether header name `name` is a spelling of `canonical` (lower case, `-`): any case, and `_`
-/// for `-`, which CGI-style servers (WSGI's `HTTP_X_AUTH_USER_ID`, PHP, nginx with
-/// `underscores_in_headers`) read as the same header.
+/// Whether header name `name` is a spelling of `canonical` (lower case letters, digits, `-`):
+/// any case, and any other character (`_`, `.`, ...) for `-`. CGI-style servers read them as
+/// one header: WSGI's `HTTP_X_AUTH_USER_ID`, PHP (whose variable import also maps `.` to `_`),
+/// nginx with `underscores_in_headers`.
 pub(crate) fn spelling_of(name: &[u8], canonical: &[u8]) -> bool {
-    name.len() == canonical.len()
-        && name.iter().zip(canonical).all(|(x, y)| {
-            *y == if *x == b'_' {
-                b'-'
-            } else {
-                x.to_ascii_lowercase()
-            }
-        })
+    name.len() == canonical.len() && name.iter().zip(canonical).all(|(x, y)| *y == fold(*x))
+}
+
+/// A header-name byte as [`spelling_of`] compares it.
+fn fold(b: u8) -> u8 {
+    if b.is_ascii_alphanumeric() {
+        b.to_ascii_lowercase()
+    } else {
+        b'-'
+    }
 }
 
 fn normalise(name: &str) -> Vec<u8> {
-    name.bytes()
-        .map(|b| {
-            if b == b'_' {
-                b'-'
-            } else {
-                b.to_ascii_lowercase()
-            }
-        })
-        .collect()
+    name.bytes().map(fold).collect()
 }
 
 impl IdentityHeaders {
@@ -123,19 +118,36 @@ impl IdentityHeaders {
     /// [`strip`](Self::strip) removed the client's). Values were checked by
     /// `Identity::check_forwardable`.
     pub(crate) fn apply(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
-        if let Some(u) = &id.user_id {
-            // Bytes, not &str: UTF-8 user ids travel as obs-text (http's `from_str` would
-            // refuse them); control characters were refused by `check_forwardable`.
-            req.insert_header(self.user_id.clone(), u.as_bytes())?;
-        }
-        req.insert_header(self.method.clone(), &*id.method)?;
-        req.insert_header(self.credential.clone(), &*id.credential)?;
-        for (claim, h) in &self.claims {
-            if let Some(v) = id.claim(claim) {
-                req.insert_header(h.clone(), v.as_bytes())?;
-            }
+        for (name, value) in self.headers(id) {
+            req.insert_header(name.clone(), value)?;
         }
         Ok(())
+    }
+
+    /// The identity headers for `id`: user id (when there is one), method, credential, then the
+    /// mapped claims present. Values are bytes: UTF-8 user ids travel as obs-text (http's
+    /// `from_str` would refuse them); control characters were refused by
+    /// `Identity::check_forwardable`.
+    pub(crate) fn headers<'a>(
+        &'a self,
+        id: &'a Identity,
+    ) -> impl Iterator<Item = (&'a HeaderName, &'a [u8])> + 'a {
+        let user = id.user_id.as_deref().map(|u| (&self.user_id, u.as_bytes()));
+        let fixed = [
+            (&self.method, id.method.as_bytes()),
+            (&self.credential, id.credential.as_bytes()),
+        ];
+        let claims = self
+            .claims
+            .iter()
+            .filter_map(|(claim, h)| id.claim(claim).map(|v| (h, v.as_bytes())));
+        user.into_iter().chain(fixed).chain(claims)
+    }
+
+    /// Whether `headers` carries an identity header in any spelling (what the forward-auth
+    /// listener refuses as `spoofed_identity`, since it cannot remove it).
+    pub(crate) fn any_in(&self, headers: &http::HeaderMap) -> bool {
+        headers.keys().any(|n| self.is_identity(n.as_str()))
     }
 }
 
@@ -144,20 +156,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_case_and_underscore_variants() {
+    fn strips_every_spelling_a_backend_reads_as_an_identity_header() {
         let ids = IdentityHeaders::compile(&IdentityConfig::default()).unwrap();
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         for h in [
             "X-Auth-User-Id",
             "x_auth_user_id",
+            "X.Auth.User.Id",
             "X_AUTH_ANYTHING",
+            "x.auth~workspace",
             "x-auth-method",
             "x-other",
+            "xauth-user-id",
         ] {
             req.append_header(h.to_string(), "spoof").unwrap();
         }
         ids.strip(&mut req);
         let left: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
-        assert_eq!(left, vec!["x-other"]);
+        let mut left = left;
+        left.sort();
+        assert_eq!(left, vec!["x-other", "xauth-user-id"]);
+        let mut dotted = http::HeaderMap::new();
+        dotted.insert("x.auth.method", "spoof".parse().unwrap());
+        assert!(ids.any_in(&dotted));
+        assert!(!ids.any_in(&http::HeaderMap::new()));
     }
 }

@@ -12,6 +12,7 @@ extern crate self as keygate;
 pub mod access_log;
 mod admin;
 pub mod auth;
+mod canonical;
 pub mod config;
 mod conn;
 mod cors;

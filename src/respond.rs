@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, EXPECT, WWW_AUTHENTICATE};
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 
 use crate::cors::Cors;
@@ -26,8 +27,9 @@ pub(crate) struct Denial<'a> {
     pub(crate) bearer: bool,
     /// For 405: the `Allow` value.
     pub(crate) allow: Option<&'a str>,
-    /// The CORS policy and the request's allowed `Origin`, so a browser can read the reason.
-    pub(crate) cors: Option<(&'a Cors, HeaderValue)>,
+    /// The CORS policy, if any, and the request's `Origin` when it is allowed (so a browser can
+    /// read the reason); a denial on a CORS config always varies by `Origin`.
+    pub(crate) cors: Option<(&'a Cors, Option<HeaderValue>)>,
     /// For 429: the `Retry-After` value, seconds (RFC 9110 §10.2.3).
     pub(crate) retry_after: Option<u64>,
 }
@@ -52,8 +54,10 @@ pub(crate) async fn deny(
     if let Some(secs) = d.retry_after {
         resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
     }
-    if let Some((cors, origin)) = &d.cors {
-        cors.decorate(origin, &mut resp);
+    match &d.cors {
+        Some((cors, Some(origin))) => cors.decorate(origin, &mut resp),
+        Some((_, None)) => Cors::strip(&mut resp),
+        None => {}
     }
     if reason == Reason::RequestHeaderTooLarge || !discard_body(session).await {
         session.set_keepalive(None);
@@ -81,6 +85,11 @@ pub(crate) async fn preflight(
 /// Reads and drops a small request body; `false` when the body was left unread (too large, or
 /// the client waits for `100 Continue`), so the connection must not be reused.
 async fn discard_body(session: &mut Session) -> bool {
+    discard_body_of(session).await
+}
+
+/// [`discard_body`] on any HTTP server session (the forward-auth listener's too).
+pub(crate) async fn discard_body_of(session: &mut ServerSession) -> bool {
     if session.is_body_done() {
         return true;
     }

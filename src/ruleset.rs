@@ -50,6 +50,9 @@ pub struct Ruleset {
     pub(crate) throttle: Option<crate::config::ThrottleConfig>,
     /// `access_log` and `access_log_sample_ratio`.
     pub(crate) access_log: crate::access_log::Policy,
+    /// `forward_auth.front`: whose headers describe the original request on the forward-auth
+    /// listener.
+    pub(crate) forward_auth_front: Option<crate::config::Front>,
 }
 
 /// A compiled config: what needs a restart, and the rules.
@@ -154,6 +157,7 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
             enabled: cfg.access_log,
             sample_ratio: cfg.access_log_sample_ratio,
         },
+        forward_auth_front: cfg.forward_auth.as_ref().map(|f| f.front),
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),

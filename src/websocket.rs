@@ -13,15 +13,24 @@ use pingora::http::RequestHeader;
 /// `Sec-WebSocket-Key` that is 16 bytes in base64, and no body. Anything looser is not an
 /// upgrade pingora would forward as one, so keygate never treats it as one either.
 pub fn is_upgrade(req: &RequestHeader) -> bool {
+    is_handshake(req.version, &req.method, &req.headers)
+}
+
+/// [`is_upgrade`] over the parts of a request: its version, method and headers.
+pub fn is_handshake(
+    version: http::Version,
+    method: &http::Method,
+    headers: &http::HeaderMap,
+) -> bool {
     use base64::Engine;
     let one = |name| {
-        let mut all = req.headers.get_all(name).iter();
+        let mut all = headers.get_all(name).iter();
         match (all.next(), all.next()) {
             (Some(v), None) => Some(v),
             _ => None,
         }
     };
-    let connection_upgrade = req.headers.get_all(CONNECTION).iter().any(|v| {
+    let connection_upgrade = headers.get_all(CONNECTION).iter().any(|v| {
         v.as_bytes()
             .split(|b| *b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
@@ -31,14 +40,13 @@ pub fn is_upgrade(req: &RequestHeader) -> bool {
             .decode(k.as_bytes())
             .is_ok_and(|d| d.len() == 16)
     });
-    let no_body = !req.headers.contains_key(TRANSFER_ENCODING)
-        && req
-            .headers
+    let no_body = !headers.contains_key(TRANSFER_ENCODING)
+        && headers
             .get_all(CONTENT_LENGTH)
             .iter()
             .all(|v| v.as_bytes() == b"0");
-    req.version == http::Version::HTTP_11
-        && req.method == http::Method::GET
+    version == http::Version::HTTP_11
+        && *method == http::Method::GET
         && one(UPGRADE).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
         && connection_upgrade
         && one(SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes() == b"13")

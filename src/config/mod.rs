@@ -5,11 +5,13 @@
 pub mod authenticators;
 pub mod error;
 pub mod files;
+pub mod forward_auth;
 mod locate;
 pub mod schema;
 pub mod value;
 
 pub use error::{ConfigError, FieldError};
+pub use forward_auth::{ForwardAuthConfig, Front};
 pub use locate::{locate, locate_error};
 pub use schema::*;
 

@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 pub use super::authenticators::*;
+use super::forward_auth::ForwardAuthConfig;
 use super::value::{OneOrMany, Str};
 
 /// The whole config document (schema version 1).
@@ -205,6 +206,8 @@ pub struct LimitsConfig {
     pub request_header_timeout_seconds: u64,
     /// Client connections held at once; beyond it new connections are closed (10000).
     pub max_connections: usize,
+    /// A keep-alive client connection idle this long between requests is closed, seconds (60).
+    pub idle_timeout_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -215,6 +218,7 @@ impl Default for LimitsConfig {
             max_request_header_bytes: 32768,
             request_header_timeout_seconds: 10,
             max_connections: 10000,
+            idle_timeout_seconds: 60,
         }
     }
 }
@@ -287,15 +291,6 @@ impl Default for ThrottleConfig {
             block_seconds: 60,
         }
     }
-}
-
-/// `forward_auth:` keygate as the auth service of another proxy (nginx `auth_request`, Traefik
-/// ForwardAuth, Envoy `ext_authz` HTTP): each request is answered with the decision.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardAuthConfig {
-    /// Address of the forward-auth listener (ip:port); bind it where only the proxy reaches it.
-    pub listen: Str,
 }
 
 /// `telemetry:` OpenTelemetry traces (W3C Trace Context in, OTLP/HTTP protobuf out). Needs a

@@ -8,8 +8,9 @@
 //! `max_request_header_bytes`: a 431 is written and the connection closed) and enforces one
 //! deadline for the whole head (`request_header_timeout_seconds`: from accept for a
 //! connection's first request, from the first byte for later ones; a 408 then, if anything
-//! arrived). Between heads the stream is a plain pass-through; the proxy tells it, through
-//! [`next_head`], when the next head begins.
+//! arrived). Between a response and the next head's first byte a keep-alive connection may stay
+//! idle for `idle_timeout_seconds`, then it is closed quietly. Between heads the stream is a
+//! plain pass-through; each door tells it, through [`next_head`], when the next head begins.
 
 use std::io;
 use std::pin::Pin;
@@ -68,6 +69,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             stream,
             limits.max_request_header_bytes,
             Duration::from_secs(limits.request_header_timeout_seconds.max(1)),
+            Duration::from_secs(limits.idle_timeout_seconds.max(1)),
             access_log,
         );
         self.app.process_new(Box::new(guarded), shutdown).await;
@@ -80,13 +82,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
     }
 }
 
-/// Tells the connection under `session` that its next bytes are a new request head (called
-/// when a request ends and its body was read whole).
-pub(crate) fn next_head(session: &pingora::proxy::Session) {
-    if let Some(g) = session
-        .stream()
-        .and_then(|s| s.as_any().downcast_ref::<Guarded>())
-    {
+/// Tells the connection under a session (its `stream()`) that its next bytes are a new request
+/// head (called when a request ends and its body was read whole).
+pub(crate) fn next_head(stream: Option<&Stream>) {
+    if let Some(g) = stream.and_then(|s| s.as_any().downcast_ref::<Guarded>()) {
         g.next_head.store(true, Ordering::Release);
     }
 }
@@ -105,7 +104,11 @@ pub(crate) struct Guarded {
     phase: Phase,
     max_head: usize,
     timeout: Duration,
-    /// Deadline of the head being read; `None` until its first byte (except the first head).
+    /// `limits.idle_timeout_seconds`: how long a keep-alive connection may wait for its next head.
+    idle_timeout: Duration,
+    /// The deadline is the idle one (no byte of the next head yet), not the head's.
+    idle: bool,
+    /// Deadline of the head being read (or, while `idle`, of its first byte).
     deadline: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
     next_head: AtomicBool,
@@ -126,6 +129,7 @@ impl Guarded {
         inner: Stream,
         max_head: usize,
         timeout: Duration,
+        idle_timeout: Duration,
         access_log: crate::access_log::Policy,
     ) -> Guarded {
         Guarded {
@@ -134,6 +138,8 @@ impl Guarded {
             phase: Phase::Head(HeadScan::default()),
             max_head,
             timeout,
+            idle_timeout,
+            idle: false,
             deadline: Some(Instant::now() + timeout),
             timer: None,
             next_head: AtomicBool::new(false),
@@ -149,13 +155,17 @@ impl Guarded {
             Scanned::TooLarge => Some(Reason::RequestHeaderTooLarge),
             Scanned::End => {
                 self.phase = Phase::Through;
+                self.idle = false;
                 self.deadline = None;
                 self.timer = None;
                 None
             }
             Scanned::More => {
-                if head.started && self.deadline.is_none() {
+                if head.started && self.idle {
+                    // The first byte of a later head: its own deadline starts now.
+                    self.idle = false;
                     self.deadline = Some(Instant::now() + self.timeout);
+                    self.timer = None;
                 }
                 None
             }
@@ -196,6 +206,9 @@ impl AsyncRead for Guarded {
                 return Pin::new(&mut *this.inner).poll_read(cx, buf);
             }
             this.phase = Phase::Head(HeadScan::default());
+            this.idle = true;
+            this.deadline = Some(Instant::now() + this.idle_timeout);
+            this.timer = None;
         }
         let before = buf.filled().len();
         match Pin::new(&mut *this.inner).poll_read(cx, buf) {

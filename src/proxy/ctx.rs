@@ -123,6 +123,7 @@ impl Keygate {
         ctx: &mut Ctx,
         rules: &Ruleset,
         outcome: Outcome,
+        path: String,
     ) -> Result<bool> {
         let counters = |r: usize| (rules.routes.routes[r].counters.clone(), r);
         match outcome {
@@ -134,7 +135,7 @@ impl Keygate {
                 ctx.route = route.map(counters);
                 ctx.identity = identity;
                 ctx.how = how;
-                ctx.gate = self.gate(session.req_header(), how, rules, ctx.client);
+                ctx.gate = self.gate(session.req_header(), path, how, rules, ctx.client);
                 Ok(false)
             }
             Outcome::Answer { route, response } => {
@@ -162,31 +163,32 @@ impl Keygate {
         }
     }
 
-    /// Refuses the request with 429 when `throttle` has blocked its client (counted per
-    /// route); `None` when it may go on.
-    pub(super) async fn refuse_if_blocked(
+    /// How long `throttle` still blocks the request's client, if it does.
+    pub(super) fn blocked(&self, ctx: &Ctx, rules: &Ruleset) -> Option<std::time::Duration> {
+        rules.throttle.as_ref()?;
+        self.state.throttle.blocked(ctx.client?)
+    }
+
+    /// Refuses the request with 429 `too_many_failures` (counted per route, `ctx.route`).
+    pub(super) async fn refuse_blocked(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         rules: &Ruleset,
-    ) -> Option<Result<bool>> {
-        rules.throttle.as_ref()?;
-        let left = self.state.throttle.blocked(ctx.client?)?;
+        left: std::time::Duration,
+    ) -> Result<bool> {
         let retry_after = left.as_secs_f64().ceil() as u64;
-        ctx.route = crate::decide::route_of(rules, session.req_header())
-            .map(|r| (rules.routes.routes[r].counters.clone(), r));
         crate::metrics::throttled(ctx.route.as_ref().map(|(c, _)| &*c.name));
         let reason = Reason::TooManyFailures;
-        Some(
-            self.deny(session, ctx, rules, reason, None, Some(retry_after))
-                .await,
-        )
+        self.deny(session, ctx, rules, reason, None, Some(retry_after))
+            .await
     }
 
     /// The Socket.IO gate for a forwarded websocket, if the route reads its CONNECTs.
     fn gate(
         &self,
         req: &RequestHeader,
+        path: String,
         how: Forwarding,
         rules: &Ruleset,
         client: Option<IpAddr>,
@@ -197,6 +199,7 @@ impl Keygate {
         let limit = rules.max_token_bytes * 2 + 1024;
         Some(Box::new(Gate::new(
             req,
+            path,
             authorized,
             limit,
             rules.socketio_connect_timeout,
@@ -225,7 +228,7 @@ impl Keygate {
             .route
             .as_ref()
             .is_some_and(|(_, r)| rules.routes.routes[*r].bearer);
-        let cors = rules.cors.as_ref().zip(ctx.origin.clone());
+        let cors = rules.cors.as_ref().map(|c| (c, ctx.origin.clone()));
         respond::deny(
             session,
             reason,

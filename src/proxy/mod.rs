@@ -26,6 +26,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::canonical::Canonical;
 use crate::cors::Cors;
 use crate::decide::Forwarding;
 use crate::observe::Timings;
@@ -74,24 +75,41 @@ impl ProxyHttp for Keygate {
         ctx.trace = telemetry.map(|t| t.request(session.req_header(), tls(session)));
         rules.identity.strip(session.req_header_mut());
         let req = session.req_header();
-        ctx.origin = rules.cors.as_ref().and_then(|c| c.allowed_origin(req));
+        ctx.origin = rules
+            .cors
+            .as_ref()
+            .and_then(|c| c.allowed_origin(&req.headers));
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.client = peer.map(|p| rules.trusted_proxies.client_ip(p, req));
         ctx.peer = peer;
-        if let Some(sent) = self.refuse_if_blocked(session, ctx, &rules).await {
+        // What the backend will act on: derived from the bytes pingora forwards, or refused.
+        let canonical = match Canonical::proxied(req) {
+            Ok(c) => c,
+            Err(reason) => {
+                let sent = self.deny(session, ctx, &rules, reason, None, None).await;
+                ctx.trace_route(&rules);
+                return sent;
+            }
+        };
+        if let Some(left) = self.blocked(ctx, &rules) {
+            ctx.route = crate::decide::route_of(&rules, &canonical)
+                .map(|r| (rules.routes.routes[r].counters.clone(), r));
+            let sent = self.refuse_blocked(session, ctx, &rules, left).await;
             ctx.trace_route(&rules);
             return sent;
         }
-        let req = session.req_header();
         ctx.trace_auth();
         let mut timings = Timings(&rules, ctx.trace.as_deref_mut());
         let revocations = self.state.revocations.load();
-        let outcome = crate::decide::decide(&rules, req, &revocations, &mut timings).await;
+        let outcome = crate::decide::decide(&rules, &canonical, &revocations, &mut timings).await;
+        let upgrade_path = canonical.path.into_owned();
         let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
-        let sent = self.carry_out(session, ctx, &rules, outcome).await;
+        let sent = self
+            .carry_out(session, ctx, &rules, outcome, upgrade_path)
+            .await;
         ctx.trace_decided(&rules, decided);
         sent
     }
@@ -230,11 +248,18 @@ impl ProxyHttp for Keygate {
         ctx.refused_upgrade || ctx.gate.as_ref().is_some_and(|g| g.expired() || g.closed())
     }
 
-    /// What pingora prints beside its own errors: method and path, never the query string,
-    /// which can carry credentials (`?user_token=`, `?api_key=`).
-    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
-        let req = session.req_header();
-        format!("{} {}", req.method, req.uri.path())
+    /// What pingora prints beside its own errors: the method and the matched route's template,
+    /// never the path or query, which can carry credentials (`{key}` path parameters,
+    /// `?user_token=`, `?api_key=`).
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let template = ctx
+            .rules
+            .as_ref()
+            .zip(ctx.route.as_ref())
+            .map_or("(no route)", |(rules, (_, r))| {
+                &rules.routes.routes[*r].template
+            });
+        format!("{} {template}", session.req_header().method)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
@@ -246,7 +271,7 @@ impl ProxyHttp for Keygate {
         let trace = ctx.trace.take();
         crate::observe::request_done(session, error, &ctx.done(access_log), trace);
         if session.is_body_done() {
-            crate::conn::next_head(session);
+            crate::conn::next_head(session.stream());
         } else {
             session.set_keepalive(None);
         }

@@ -120,6 +120,8 @@ pub(super) struct Template {
     pub(super) patterns: Vec<String>,
     /// Parameter names in order.
     pub(super) params: Vec<String>,
+    /// The name of a trailing `{*name}`, if any.
+    pub(super) rest: Option<String>,
     /// The template with parameter names erased, to detect equal templates.
     pub(super) shape: String,
 }
@@ -134,6 +136,7 @@ pub(super) fn parse_template(path: &str) -> Result<Template, String> {
         _ => path,
     };
     let mut params = Vec::new();
+    let mut rest = None;
     let mut shape = String::new();
     let mut pattern = String::new();
     let segs: Vec<&str> = trimmed.split('/').skip(1).collect();
@@ -157,6 +160,9 @@ pub(super) fn parse_template(path: &str) -> Result<Template, String> {
                 return Err(format!("parameter `{name}` appears twice"));
             }
             params.push(name.to_string());
+            if catch_all {
+                rest = Some(name.to_string());
+            }
             shape.push_str(if catch_all { "{*}" } else { "{}" });
             pattern.push_str(seg);
         } else if seg.contains(['{', '}']) {
@@ -189,6 +195,7 @@ pub(super) fn parse_template(path: &str) -> Result<Template, String> {
     Ok(Template {
         patterns,
         params,
+        rest,
         shape,
     })
 }

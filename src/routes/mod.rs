@@ -62,6 +62,8 @@ pub(crate) struct Route {
     pub(crate) socketio: bool,
     /// `enforce: observe`: a denial is recorded and the request forwarded without identity.
     pub(crate) observe: bool,
+    /// The name of the template's trailing `{*name}`, if any.
+    pub(crate) rest: Option<String>,
 }
 
 impl Route {
@@ -148,6 +150,7 @@ impl RouteTable {
                 bearer: check_sources(&auth, auths, &template, rc, &p)?,
                 socketio: rc.socketio,
                 observe: rc.enforce == crate::config::Enforce::Observe,
+                rest: template.rest.clone(),
                 auth,
             };
             table.insert(route, &template, &mut by_shape, &p, &rc.path)?;

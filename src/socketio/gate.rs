@@ -75,9 +75,11 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    /// A gate for the upgrade `req`, reading CONNECTs of at most `limit` bytes.
+    /// A gate for the upgrade `req` (whose canonical path is `path`), reading CONNECTs of at
+    /// most `limit` bytes.
     pub(crate) fn new(
         req: &pingora::http::RequestHeader,
+        path: String,
         how: Authorized,
         limit: usize,
         timeout: Duration,
@@ -88,8 +90,10 @@ impl Gate {
             how,
             phase: Phase::Awaiting,
             upgrade: Upgrade {
-                path: req.uri.path().to_string(),
-                query: req.uri.query().map(str::to_string),
+                path,
+                query: crate::canonical::split_target(req.raw_path())
+                    .and_then(|(_, q)| q)
+                    .map(str::to_string),
                 headers: req.headers.clone(),
             },
             timeout,

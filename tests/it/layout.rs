@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("auth", 2),
     ("identity", 2),
     ("path", 2),
+    ("canonical", 2),
     ("routes", 2),
     ("revocation", 2),
     ("policy", 2),
