@@ -10,6 +10,7 @@ mod authenticators;
 mod cli;
 mod cors;
 mod docs;
+mod doors;
 mod forward_auth;
 mod jwks;
 mod jwt_attacks;

@@ -1,7 +1,8 @@
 //! The config the attack tests run: DokaAI (customer JWT over HTTP and Socket.IO, server
 //! client secrets) + Knock (public key + user token, the feed bound to its user) + Notifizz
-//! (HMAC widget token), an admin API, and an anonymous catch-all for a public site, which is
-//! what turns every matching mistake into a bypass.
+//! (HMAC widget token), an admin API, public GET/POST items beside an admin-only DELETE of the
+//! same path (what a method override aims at), an observed route, and an anonymous catch-all
+//! for a public site, which is what turns every matching mistake into a bypass.
 
 use serde_json::Value;
 
@@ -66,6 +67,9 @@ routes:
   - {{ name: widget, path: "/widget/{{*rest}}", auth: [widget_hmac] }}
   - {{ name: events, path: "/v1/events/{{*rest}}", methods: [POST], auth: [doka_server] }}
   - {{ name: admin, path: "/admin/{{*rest}}", methods: [GET], auth: [doka_customer] }}
+  - {{ name: items_public, path: "/items/{{id}}", methods: [GET, POST], auth: anonymous }}
+  - {{ name: items_admin, path: "/items/{{id}}", methods: [DELETE], auth: [doka_server] }}
+  - {{ name: observed, path: "/observed/{{*rest}}", auth: [doka_customer], enforce: observe }}
   - {{ name: site, path: "/{{*rest}}", methods: [GET], auth: anonymous }}
 unmatched: anonymous
 "#,
@@ -88,10 +92,11 @@ pub(crate) fn customer_token(sub: &str) -> String {
 /// and Express's default router read paths); or, for Express, when a protected handler ran.
 pub(crate) fn is_protected(record: &Value) -> bool {
     if let Some(h) = record["handler"].as_str() {
-        if h != "fallback" && h != "health" {
+        if !matches!(h, "fallback" | "health" | "public_items") {
             return true;
         }
     }
+    let method = record["method"].as_str().unwrap_or("");
     let url = record["url"].as_str().unwrap_or("");
     let raw = url.split(['?', '#']).next().unwrap_or("");
     let decoded =
@@ -101,6 +106,9 @@ pub(crate) fn is_protected(record: &Value) -> bool {
         _ => decoded.clone(),
     };
     let segs: Vec<&str> = path.split('/').skip(1).collect();
+    if method.eq_ignore_ascii_case("DELETE") && segs.first() == Some(&"items") {
+        return true;
+    }
     PROTECTED.iter().any(|t| {
         let tsegs: Vec<&str> = t.split('/').skip(1).collect();
         match tsegs.split_last() {

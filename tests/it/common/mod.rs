@@ -26,7 +26,9 @@ pub(crate) mod jwks_server;
 pub(crate) mod nginx;
 mod process;
 pub(crate) mod programs;
+pub(crate) mod pypi;
 mod tokens;
+pub(crate) mod traefik;
 mod ws;
 
 pub(crate) use configs::{full, full_config};

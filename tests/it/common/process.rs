@@ -126,6 +126,15 @@ impl Keygate {
     pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until keygate's output (process log and access log) contains `needle`; panics
+    /// after 5 s.
+    pub(crate) fn wait_for_log(&self, needle: &str) -> String {
+        eventually(&format!("`{needle}` in keygate's output"), Duration::from_secs(5), || {
+            let logs = self.logs();
+            logs.contains(needle).then_some(logs)
+        })
+    }
 }
 
 impl Drop for Keygate {

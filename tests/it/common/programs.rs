@@ -53,10 +53,27 @@ impl Program {
         Self::spawn(cmd)
     }
 
+    /// Starts `tests/node/<script> <args>` with environment `env` and waits for its
+    /// `listening` line.
+    pub(crate) fn node_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> Program {
+        ensure_node_modules();
+        let mut cmd = Command::new("node");
+        cmd.arg(format!("{}/{script}", node_dir())).args(args).envs(env.iter().copied());
+        Self::spawn(cmd)
+    }
+
     /// Starts `tests/backends/<script>` with python3 and waits for its `listening` line.
     pub(crate) fn python(script: &str) -> Program {
         let mut cmd = Command::new("python3");
         cmd.arg(format!("{}/tests/backends/{script}", env!("CARGO_MANIFEST_DIR")));
+        Self::spawn(cmd)
+    }
+
+    /// Starts the Flask/Werkzeug backend `tests/backends/flask_app.py` with a Python that has
+    /// Flask (`super::pypi`).
+    pub(crate) fn flask() -> Program {
+        let mut cmd = Command::new(super::pypi::python_with_flask());
+        cmd.arg(format!("{}/tests/backends/flask_app.py", env!("CARGO_MANIFEST_DIR")));
         Self::spawn(cmd)
     }
 

@@ -1,0 +1,223 @@
+//! Regression tests for the third attack review's findings on the main proxy (the
+//! forward-auth door's are in `forward_auth.rs`), each against the real backend it was found
+//! with: Flask/Werkzeug (which routes `admin/users` as `/admin/users`), Express 4 with
+//! `method-override`, socket.io with `allowEIO3`, and the echo upstream. Every test here failed
+//! on the main of 2026-12-07 before the fix.
+
+use crate::common::attack::*;
+use crate::common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// The handlers a backend ran (`handler` of each record).
+fn handlers(records: &[Value]) -> Vec<String> {
+    records.iter().filter_map(|r| r["handler"].as_str().map(str::to_string)).collect()
+}
+
+fn raw(kg: &Keygate, bytes: &str) -> Option<Resp> {
+    let mut c = Conn::open(kg.addr);
+    c.set_read_timeout(Duration::from_secs(3));
+    c.try_raw(bytes.as_bytes())
+}
+
+#[test]
+fn finding_2_a_target_without_a_leading_slash_is_refused_not_reinterpreted() {
+    let flask = Program::flask();
+    let kg = attack_keygate(flask.addr());
+    for target in ["admin/users", "admin/users?x=1", "*", "app.test:80", "items/7"] {
+        for method in ["DELETE", "GET", "OPTIONS"] {
+            let r = raw(&kg, &format!("{method} {target} HTTP/1.1\r\nHost: app.test\r\n\r\n"));
+            let r = r.unwrap_or_else(|| panic!("{method} {target}: no answer"));
+            r.assert_denied(400, "malformed_path");
+        }
+    }
+    // The absolute form keygate accepts is decided by the path the backend reads from it.
+    let r = raw(&kg, "GET http://app.test/admin/users HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+    r.assert_denied(401, "missing_credentials");
+    let r = raw(&kg, "GET http://app.test/healthz HTTP/1.1\r\nHost: app.test\r\n\r\n").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(handlers(&flask.events(Duration::from_millis(300))), ["health"]);
+}
+
+#[test]
+fn finding_3_dotted_identity_header_spellings_never_reach_the_backend() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let kg = attack_keygate(up.addr);
+    let alice = format!("Bearer {}", customer_token("alice"));
+    for path in ["/healthz", "/api/v1/me"] {
+        let r = kg.get(
+            path,
+            &[
+                ("Authorization", &alice),
+                ("X.Auth.User.Id", "admin"),
+                ("x.auth.workspace.id", "victim"),
+                ("X-Auth~Method", "victim"),
+                ("x_auth_credential", "victim"),
+            ],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        for (name, value) in r.upstream_headers() {
+            let folded: String =
+                name.bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() {
+                            b.to_ascii_lowercase() as char
+                        } else {
+                            '-'
+                        }
+                    })
+                    .collect();
+            assert!(
+                !folded.starts_with("x-auth-") || !(value.contains("victim") || value == "admin"),
+                "{name}: {value} reached the backend on {path}"
+            );
+        }
+    }
+}
+
+#[test]
+fn finding_5_method_overrides_in_the_query_and_in_cgi_spellings_must_be_allowed() {
+    let express = Program::node("express_app.js", &[]);
+    let kg = attack_keygate(express.addr());
+    // Express's method-override turns these into DELETE: keygate refuses them on a route that
+    // allows only GET and POST, whatever the spelling.
+    let attempts: [(&str, &[(&str, &str)]); 5] = [
+        ("/items/7?_method=DELETE", &[]),
+        ("/items/7?_method=delete", &[]),
+        ("/items/7?%5Fmethod=DELETE", &[]),
+        ("/items/7", &[("X_HTTP_Method_Override", "DELETE")]),
+        ("/items/7", &[("X.HTTP.Method.Override", "DELETE")]),
+    ];
+    for (target, headers) in attempts {
+        kg.post(target, headers, b"").assert_denied(405, "method_not_allowed");
+    }
+    // Overrides that disagree cannot be read one way only.
+    kg.post("/items/7?_method=GET", &[("X-HTTP-Method-Override", "DELETE")], b"")
+        .assert_denied(400, "malformed_request");
+    // A harmless override passes; the admin handler never ran.
+    assert_eq!(kg.post("/items/7?_method=GET", &[], b"").status, 200);
+    assert_eq!(handlers(&express.events(Duration::from_millis(300))), ["public_items"]);
+}
+
+#[test]
+fn finding_6_the_socketio_gate_speaks_only_engineio_v4() {
+    let sio = Program::node_with_env("socketio_server.js", &[SIO], &[("SIO_ALLOW_EIO3", "1")]);
+    let kg = attack_keygate(sio.addr());
+    let alice = format!("Authorization: Bearer {}\r\n", customer_token("alice"));
+    let ws = |target: &str, version: &str, extra: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: {version}\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+        )
+    };
+    let cases = [
+        // v3 needs no CONNECT: its "/" joins at once, with nothing for the gate to check.
+        (ws(&format!("{SIO}/?EIO=3&transport=websocket"), "13", ""), 400, "websocket_required"),
+        (ws(&format!("{SIO}/?EIO=3&transport=websocket"), "13", &alice), 400, "websocket_required"),
+        // No EIO is v3 to allowEIO3; version 8 is no RFC 6455 upgrade for keygate, but is for ws.
+        (ws(&format!("{SIO}/?transport=websocket"), "13", &alice), 400, "websocket_required"),
+        (ws(&format!("{SIO}/?EIO=4&transport=websocket"), "8", &alice), 400, "websocket_required"),
+        (
+            ws(&format!("{SIO}/?EIO=4&EIO=3&transport=websocket"), "13", ""),
+            400,
+            "websocket_required",
+        ),
+        (ws(&format!("{SIO}/?EIO=4&transport=polling"), "13", ""), 400, "websocket_required"),
+    ];
+    for (request, status, reason) in &cases {
+        let r = raw(&kg, request).unwrap_or_else(|| panic!("no answer to {request}"));
+        r.assert_denied(*status, reason);
+    }
+    let events = sio.events(Duration::from_millis(500));
+    assert!(
+        events.iter().all(|e| e["event"] != "connection" && e["event"] != "upgrade"),
+        "the socket.io server saw {events:?}"
+    );
+    // v4 with a valid CONNECT still works.
+    let mut ws = ws_connect(kg.addr, &format!("{SIO}/?EIO=4&transport=websocket"), &[]).unwrap();
+    assert!(ws.read_text().is_some_and(|t| t.starts_with("0{")));
+    ws.send_text(&format!(r#"40{{"token":"Bearer {}"}}"#, customer_token("alice")));
+    assert!(ws.read_text().is_some_and(|t| t.starts_with("40{")));
+}
+
+#[test]
+fn finding_6_a_path_beyond_the_engineio_endpoint_needs_its_credential_up_front() {
+    let express = Program::node("express_app.js", &[]);
+    let kg = attack_keygate(express.addr());
+    let purge = format!(
+        "GET {SIO}/admin/purge?EIO=4&transport=websocket HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    );
+    raw(&kg, &purge).unwrap().assert_denied(401, "missing_credentials");
+    assert!(handlers(&express.events(Duration::from_millis(300))).is_empty());
+}
+
+#[test]
+fn finding_7_idle_keep_alive_connections_are_closed() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let config = attack_config()
+        .replace("limits:\n", "limits:\n  idle_timeout_seconds: 1\n  max_connections: 4\n");
+    let kg = Keygate::builder().config(config).upstream(up.addr).start();
+    // Four clients each get a denial on a keep-alive connection, then go silent.
+    let mut held: Vec<Conn> = (0..4)
+        .map(|_| {
+            let mut c = Conn::open(kg.addr);
+            c.request("GET", "/admin/x", &[], b"").assert_denied(401, "missing_credentials");
+            c
+        })
+        .collect();
+    // Within the idle timeout the slots are taken; after it they are free again.
+    std::thread::sleep(Duration::from_millis(2000));
+    let r = request(kg.addr, "GET", "/healthz", &[], b"");
+    assert_eq!(r.status, 200, "a new client was refused: idle connections still held");
+    for c in held.iter_mut() {
+        c.set_read_timeout(Duration::from_millis(500));
+        assert!(c.try_read_response().is_none(), "an idle connection was answered, not closed");
+    }
+    // A connection that keeps talking is not idle.
+    let mut busy = Conn::open(kg.addr);
+    for _ in 0..3 {
+        assert_eq!(busy.request("GET", "/healthz", &[], b"").status, 200);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+}
+
+#[test]
+fn finding_9_no_credential_in_pingoras_error_line_and_vary_origin_and_trace_aliases() {
+    // An API key in a path parameter, with the upstream down: pingora's error line names the
+    // route template, never the path.
+    let kg = Keygate::builder()
+        .config(
+            "authenticators:\n  k:\n    type: api_key\n    from: { path_param: key }\n    keys: [{ name: a, value: sk_live_PATHSECRET }]\nroutes:\n  - { name: keyed, path: \"/k/{key}/x\", auth: [k] }\n",
+        )
+        .start();
+    assert_eq!(kg.get("/k/sk_live_PATHSECRET/x", &[]).status, 502);
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = kg.logs();
+    assert!(!logs.contains("PATHSECRET"), "the key reached keygate's logs:\n{logs}");
+    assert!(logs.contains("/k/{key}/x"), "the error line names the route:\n{logs}");
+    // Every answer on a CORS config varies by Origin: allowed, absent or disallowed.
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let kg = attack_keygate(up.addr);
+    for origin in [None, Some("https://evil.test"), Some("https://app.test")] {
+        let h: Vec<(&str, &str)> = origin.map(|o| ("Origin", o)).into_iter().collect();
+        for path in ["/admin/x", "/healthz"] {
+            let r = kg.get(path, &h);
+            let vary: Vec<&str> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("vary"))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert!(
+                vary.iter().any(|v| v.to_ascii_lowercase().contains("origin")),
+                "{path} with {origin:?}: Vary {vary:?}"
+            );
+        }
+    }
+    // `trace_parent` is no second traceparent.
+    let r = kg.get("/healthz", &[("trace_parent", "00-forged-01"), ("Trace.State", "x=1")]);
+    assert_eq!(r.status, 200);
+    let names: Vec<String> = r.upstream_headers().into_iter().map(|(k, _)| k).collect();
+    assert!(!names.iter().any(|n| n.to_ascii_lowercase().starts_with("trace")), "{names:?}");
+}
