@@ -36,7 +36,7 @@ fn forward_auth_keygate(up: SocketAddr, front: &str, extra: &str) -> (Keygate, S
 }
 
 /// nginx configured with the documented snippet, keygate's listener and `up` filled in.
-fn nginx_front(fa: SocketAddr, up: SocketAddr) -> Nginx {
+pub(crate) fn nginx_front(fa: SocketAddr, up: SocketAddr) -> Nginx {
     let snippet = docs_snippet("nginx")
         .replace("http://127.0.0.1:8081", &format!("http://{fa}"))
         .replace("http://backend", &format!("http://{up}"));
