@@ -134,3 +134,6 @@ fn check_bind(route: &Route, id: &Identity, req: &RequestParts<'_>) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
