@@ -138,8 +138,11 @@ fn upstream_error_kind(e: &pingora::Error) -> Option<&'static str> {
     }
 }
 
-/// pingora's own `fail_to_proxy`: an error status when the client can still be answered
-/// (502 for upstream failures, 400 for bad requests, 500 otherwise).
+/// pingora's own `fail_to_proxy` (`ProxyHttp::fail_to_proxy`'s default body, which an
+/// overriding impl cannot call): an error status when the client can still be answered (502 for
+/// upstream failures, 400 for bad requests, 500 otherwise), with one difference: nothing is
+/// written once a response head went out (an upstream failing mid-body, a refused websocket),
+/// where pingora's default would write a second response onto the same connection.
 pub(crate) async fn default_failure(
     session: &mut Session,
     e: &pingora::Error,
