@@ -77,26 +77,32 @@ impl ServeHttp for ForwardAuth {
         };
         rules.identity.strip(&mut req);
         let client = peer.map(|p| rules.trusted_proxies.client_ip(p, &req));
-        if let Some(left) = rules
-            .throttle
-            .as_ref()
-            .and(client)
-            .and_then(|ip| self.state.throttle.blocked(ip))
+        // Shared state (issue 18): blocks of every replica, or 503 with `deny` and Redis down.
+        if let Some(refusal) = self
+            .state
+            .shared
+            .refuse_blocked(rules.throttle.as_ref(), client)
         {
             let route = crate::decide::route_of(&rules, &req);
-            crate::metrics::throttled(route.map(|r| &*rules.routes.routes[r].name));
-            return denial(
-                &rules,
-                route,
-                Reason::TooManyFailures,
-                None,
-                Some(left.as_secs_f64().ceil() as u64),
-            );
+            if refusal.reason == Reason::TooManyFailures {
+                crate::metrics::throttled(route.map(|r| &*rules.routes.routes[r].name));
+            }
+            return denial(&rules, route, refusal.reason, None, refusal.retry_after);
         }
         let revocations = self.state.revocations.load();
         let mut timings = Timings(&rules, None);
-        let outcome = crate::decide::decide(&rules, &req, &revocations, &mut timings).await;
-        let (route, resp, counted) = self.answer(&rules, &req, outcome, client);
+        let mut outcome = crate::decide::decide(&rules, &req, &revocations, &mut timings).await;
+        // Shared state (issue 18): quota and availability after authentication.
+        let (ratelimit, retry_after) = self.admit(&rules, &mut outcome, client).await;
+        let (route, mut resp, counted) = self.answer(&rules, &req, outcome);
+        if let Counted::Denied(reason) = counted {
+            let throttle = rules.throttle.as_ref();
+            self.state
+                .shared
+                .count_failure(throttle, client, reason)
+                .await;
+        }
+        crate::shared::decorate(resp.headers_mut(), ratelimit.as_ref(), retry_after);
         let counters: &RouteCounters = match route {
             Some(r) => &rules.routes.routes[r].counters,
             None => RouteCounters::unmatched(),
@@ -120,13 +126,43 @@ impl ServeHttp for ForwardAuth {
 }
 
 impl ForwardAuth {
+    /// Shared state (issue 18): an allowed request on a route with a `quota` is counted, and
+    /// turned into a denial when over it (or with `deny` and Redis down); the `RateLimit`
+    /// fields (and `Retry-After` of a refusal) for the answer.
+    async fn admit(
+        &self,
+        rules: &Ruleset,
+        outcome: &mut Outcome,
+        client: Option<std::net::IpAddr>,
+    ) -> (Option<crate::shared::RateLimit>, Option<u64>) {
+        let (route, identity) = match &*outcome {
+            Outcome::Forward {
+                route: Some(r),
+                identity,
+                how: Forwarding::Plain,
+            } => (*r, identity.as_ref()),
+            _ => return (None, None),
+        };
+        let quota = rules.routes.routes[route].quota.as_ref();
+        match self.state.shared.admit(quota, identity, client).await {
+            Ok(rl) => (rl, None),
+            Err(refusal) => {
+                *outcome = Outcome::Deny {
+                    route: Some(route),
+                    reason: refusal.reason,
+                    allow: None,
+                };
+                (refusal.ratelimit, refusal.retry_after)
+            }
+        }
+    }
+
     /// The answer for a decision; the route, the response and how to count it.
     fn answer(
         &self,
         rules: &Ruleset,
         req: &RequestHeader,
         outcome: Outcome,
-        client: Option<std::net::IpAddr>,
     ) -> (Option<usize>, Response<Vec<u8>>, Counted) {
         match outcome {
             Outcome::Forward {
@@ -167,11 +203,6 @@ impl ForwardAuth {
                 reason,
                 allow,
             } => {
-                if let (Some(cfg), Some(ip)) = (&rules.throttle, client) {
-                    if reason.credential_failure() {
-                        self.state.throttle.failed(ip, cfg);
-                    }
-                }
                 let origin = rules.cors.as_ref().and_then(|c| c.allowed_origin(req));
                 let mut resp = denial(rules, route, reason, allow.as_deref(), None);
                 if let (Some(c), Some(o)) = (&rules.cors, origin) {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod files;
 mod locate;
 pub mod schema;
+pub mod shared;
 pub mod value;
 
 pub use error::{ConfigError, FieldError};

@@ -62,6 +62,8 @@ pub(crate) struct Route {
     pub(crate) socketio: bool,
     /// `enforce: observe`: a denial is recorded and the request forwarded without identity.
     pub(crate) observe: bool,
+    /// `quota`: checked after authentication by `crate::shared` (one counter per request).
+    pub(crate) quota: Option<crate::shared::Quota>,
 }
 
 impl Route {
@@ -148,6 +150,11 @@ impl RouteTable {
                 bearer: check_sources(&auth, auths, &template, rc, &p)?,
                 socketio: rc.socketio,
                 observe: rc.enforce == crate::config::Enforce::Observe,
+                quota: rc
+                    .quota
+                    .as_ref()
+                    .map(|q| crate::shared::Quota::compile(q, &rc.name, &format!("{p}.quota")))
+                    .transpose()?,
                 auth,
             };
             table.insert(route, &template, &mut by_shape, &p, &rc.path)?;
