@@ -58,9 +58,7 @@ impl State {
             telemetry,
         }
     }
-}
 
-impl State {
     /// Puts `entries` in force as the shared revocations (`Source::Shared`; the file's entries
     /// stay) and tells [`State::revocations_changed`]'s subscribers.
     pub(crate) fn set_shared_revocations(&self, entries: Vec<crate::revocation::Revocation>) {
