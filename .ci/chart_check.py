@@ -2,7 +2,8 @@
 """Checks the Helm chart with the real Helm engine (helm-python-sdk): lint, render every values
 file in helm/keygate/ci/, validate the output against Kubernetes 1.30 schemas
 (kubernetes-validate; CRD kinds allowed only for monitoring.coreos.com), check what the chart
-promises (security context, probes, grace period, restart checksum, sidecar wiring), and run
+promises (security context, probes, grace period, restart checksum, sidecar wiring, the
+forward-auth listener's ports and probe, shared state's Redis URL from a Secret), and run
 `keygate check` on every rendered keygate config. Exits non-zero on any failure."""
 
 import copy
@@ -97,6 +98,8 @@ def check_values_file(vf):
     grace = cfg.get("shutdown_grace_seconds", 25)
     if pod["terminationGracePeriodSeconds"] <= grace:
         fail(f"{vf}: terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} <= shutdown_grace_seconds {grace}")
+    check_forward_auth(vf, values, docs, kg, cfg)
+    check_shared_state(vf, values, kg, cfg)
     if values.get("mode") == "sidecar":
         names = [c["name"] for c in pod["containers"]]
         if values["sidecar"]["backend"]["name"] not in names:
@@ -112,12 +115,60 @@ def check_values_file(vf):
     env = dict(os.environ)
     for s in values.get("secretEnv", []) or []:
         env[s["name"]] = "ci-placeholder-value"
+    if (values.get("sharedState") or {}).get("enabled"):
+        env["KEYGATE_REDIS_URL"] = "redis://:ci-placeholder-value@redis.default.svc:6379/0"
     res = subprocess.run([KEYGATE, "check", "--config", f.name], capture_output=True, text=True, env=env)
     os.unlink(f.name)
     if res.returncode != 0:
         fail(f"{vf}: keygate check: {res.stderr.strip()}")
     else:
         print("ok  ", vf, "->", res.stdout.strip())
+
+
+def check_forward_auth(vf, values, docs, kg, cfg):
+    """forwardAuth.enabled: the listener in the config, a container port, a probe, a Service port."""
+    if not (values.get("forwardAuth") or {}).get("enabled"):
+        if "forward-auth" in [p["name"] for p in kg["ports"]]:
+            fail(f"{vf}: forward-auth port without forwardAuth.enabled")
+        return
+    port = (values.get("ports") or {}).get("forwardAuth", 8081)
+    if (cfg.get("forward_auth") or {}).get("listen") != f"0.0.0.0:{port}":
+        fail(f"{vf}: forward_auth.listen is not 0.0.0.0:{port}: {cfg.get('forward_auth')}")
+    if {"name": "forward-auth", "containerPort": port, "protocol": "TCP"} not in kg["ports"]:
+        fail(f"{vf}: no container port forward-auth {port}: {kg['ports']}")
+    if (kg.get("startupProbe") or {}).get("tcpSocket", {}).get("port") != "forward-auth":
+        fail(f"{vf}: no startup probe on the forward-auth port")
+    svc = kind(docs, "Service")[0]
+    if not any(p["name"] == "forward-auth" and p["targetPort"] == "forward-auth" for p in svc["spec"]["ports"]):
+        fail(f"{vf}: the Service has no forward-auth port: {svc['spec']['ports']}")
+
+
+def check_shared_state(vf, values, kg, cfg):
+    """sharedState.enabled: the Redis URL only from the Secret, through ${KEYGATE_REDIS_URL}."""
+    shared = values.get("sharedState") or {}
+    env = {e["name"]: e for e in kg.get("env", [])}
+    if not shared.get("enabled"):
+        if "KEYGATE_REDIS_URL" in env or "shared_state" in cfg:
+            fail(f"{vf}: shared state rendered without sharedState.enabled")
+        return
+    ref = (env.get("KEYGATE_REDIS_URL") or {}).get("valueFrom", {}).get("secretKeyRef")
+    want = {"name": shared["redisUrlSecret"]["name"], "key": shared["redisUrlSecret"].get("key", "redis-url")}
+    if ref != want:
+        fail(f"{vf}: KEYGATE_REDIS_URL is not read from the Secret {want}: {ref}")
+    ss = cfg.get("shared_state") or {}
+    if ss.get("redis_url") != "${KEYGATE_REDIS_URL}":
+        fail(f"{vf}: shared_state.redis_url is not ${{KEYGATE_REDIS_URL}}: {ss}")
+    if ss.get("on_unavailable") != shared.get("onUnavailable", "local"):
+        fail(f"{vf}: shared_state.on_unavailable does not follow sharedState.onUnavailable: {ss}")
+
+
+def check_shared_state_needs_secret():
+    try:
+        render({"sharedState": {"enabled": True}})
+        fail("sharedState.enabled without redisUrlSecret.name rendered")
+    except helm.HelmError as e:
+        if "redisUrlSecret.name" not in str(e):
+            fail(f"unexpected error for shared state without a Secret: {e}")
 
 
 def checksum(values):
@@ -162,7 +213,7 @@ def check_restart_checksum():
                 node[p] = {}
             node = node[p]
         old = node.get(leaf)
-        node[leaf] = old + 1 if isinstance(old, int) else {"changed": field} if leaf in ("tls", "telemetry") else "127.0.0.1:7777"
+        node[leaf] = old + 1 if isinstance(old, int) else {"changed": field} if leaf in ("tls", "telemetry", "shared_state") else "127.0.0.1:7777"
         if checksum(changed) == c:
             fail(f"a change of the restart-only `{field}` does not change the restart checksum")
 
@@ -183,5 +234,6 @@ for vf in files:
     check_values_file(vf)
 check_restart_checksum()
 check_sidecar_needs_backend()
+check_shared_state_needs_secret()
 print(f"chart: {len(files)} values files, {len(failures)} failures")
 sys.exit(1 if failures else 0)

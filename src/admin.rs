@@ -62,7 +62,7 @@ fn answer(state: &State, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
         "/metrics" => {
             let m = crate::metrics::metrics();
             m.throttle_blocked
-                .set(state.throttle.blocked_addresses() as i64);
+                .set(state.shared.blocked_addresses() as i64);
             let dropped = crate::access_log::dropped();
             m.access_log_dropped
                 .inc_by(dropped.saturating_sub(m.access_log_dropped.get()));

@@ -51,6 +51,18 @@ struct Answer {
     response: Response<Vec<u8>>,
 }
 
+impl Answer {
+    /// With a quota route's `RateLimit` fields (and a refusal's `Retry-After`).
+    fn with_ratelimit(
+        mut self,
+        ratelimit: Option<crate::shared::RateLimit>,
+        retry: Option<u64>,
+    ) -> Answer {
+        crate::shared::decorate(self.response.headers_mut(), ratelimit.as_ref(), retry);
+        self
+    }
+}
+
 #[async_trait]
 impl ServeHttp for ForwardAuth {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -124,12 +136,14 @@ impl ForwardAuth {
             Err(reason) => return deny(None, reason, None, None),
         };
         let client = peer.map(|p| rules.trusted_proxies.client_behind(p, own));
-        let blocked = rules.throttle.as_ref().and(client);
-        if let Some(left) = blocked.and_then(|ip| self.state.throttle.blocked(ip)) {
+        // Blocked on any replica (`shared_state`), or shared state down with `deny`.
+        let shared = &self.state.shared;
+        if let Some(refusal) = shared.refuse_blocked(rules.throttle.as_ref(), client) {
             let route = crate::decide::route_of(rules, &req);
-            crate::metrics::throttled(route.map(|r| &*rules.routes.routes[r].name));
-            let secs = left.as_secs_f64().ceil() as u64;
-            return deny(route, Reason::TooManyFailures, None, Some(secs));
+            if refusal.reason == Reason::TooManyFailures {
+                crate::metrics::throttled(route.map(|r| &*rules.routes.routes[r].name));
+            }
+            return deny(route, refusal.reason, None, refusal.retry_after);
         }
         let revocations = self.state.revocations.load();
         let mut timings = Timings(rules, None);
@@ -151,27 +165,49 @@ impl ForwardAuth {
             Outcome::Answer { route, .. } => deny(Some(route), Reason::CorsNotAllowed, None, None),
             Outcome::Forward {
                 route, identity, ..
-            } => Answer {
-                route,
-                counted: Counted::Allowed,
-                response: allowed(rules, identity.as_ref()),
-            },
+            } => {
+                // The route's quota (and shared state's availability), after authentication.
+                let quota = route.and_then(|r| rules.routes.routes[r].quota.as_ref());
+                match shared.admit(quota, identity.as_ref(), client).await {
+                    Ok(ratelimit) => Answer {
+                        route,
+                        counted: Counted::Allowed,
+                        response: allowed(rules, identity.as_ref()),
+                    }
+                    .with_ratelimit(ratelimit, None),
+                    Err(r) => {
+                        deny(route, r.reason, None, r.retry_after).with_ratelimit(r.ratelimit, None)
+                    }
+                }
+            }
             Outcome::Deny {
                 route: Some(r),
                 reason,
                 ..
-            } if crate::decide::observed(rules, r, reason) => Answer {
-                route: Some(r),
-                counted: Counted::Observed(reason),
-                response: allowed(rules, None),
-            },
+            } if crate::decide::observed(rules, r, reason) => {
+                // An observed request still counts against the route's quota.
+                let quota = rules.routes.routes[r].quota.as_ref();
+                match shared.admit(quota, None, client).await {
+                    Ok(ratelimit) => Answer {
+                        route: Some(r),
+                        counted: Counted::Observed(reason),
+                        response: allowed(rules, None),
+                    }
+                    .with_ratelimit(ratelimit, None),
+                    Err(q) => deny(Some(r), q.reason, None, q.retry_after)
+                        .with_ratelimit(q.ratelimit, None),
+                }
+            }
             Outcome::Deny {
                 route,
                 reason,
                 allow,
             } => {
-                if let (Some(cfg), Some(ip)) = (&rules.throttle, client) {
-                    if reason.credential_failure() && self.state.throttle.failed(ip, cfg) {
+                if shared
+                    .count_failure(rules.throttle.as_ref(), client, reason)
+                    .await
+                {
+                    if let Some(ip) = client {
                         tracing::warn!(client = %ip, "too many credential failures: address blocked");
                     }
                 }

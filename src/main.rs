@@ -64,6 +64,32 @@ enum Command {
     Token(TokenCommand),
     /// Read a secret on stdin and print its SHA-256 in hex (for `sha256` / `secret_sha256`).
     HashSecret,
+    /// Add, list or delete revocations in the shared state (Redis, `shared_state`); every
+    /// replica applies a change within a second.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["sub", "jti", "credential", "list", "delete"])))]
+    Revoke {
+        /// Revoke every credential of this user id.
+        #[arg(long)]
+        sub: Option<String>,
+        /// With --sub: only credentials issued (iat) before this RFC 3339 instant.
+        #[arg(long, requires = "sub")]
+        issued_before: Option<String>,
+        /// Revoke the JWT with this jti.
+        #[arg(long)]
+        jti: Option<String>,
+        /// Revoke `authenticator/key-or-client` (or a whole authenticator).
+        #[arg(long)]
+        credential: Option<String>,
+        /// Ignore the entry after this long (900, 15m, 24h, 7d); forever without it.
+        #[arg(long, conflicts_with_all = ["list", "delete"])]
+        ttl: Option<String>,
+        /// Print the revocations in force, `ID JSON` per line.
+        #[arg(long)]
+        list: bool,
+        /// Remove the revocation with this id (from --list).
+        #[arg(long, value_name = "ID")]
+        delete: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +276,48 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
+            }
+        }
+        Command::Revoke {
+            sub,
+            issued_before,
+            jti,
+            credential,
+            ttl,
+            list,
+            delete,
+        } => {
+            use keygate::revoke::Action;
+            let path = match config() {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let action = match (list, delete) {
+                (true, _) => Action::List,
+                (_, Some(id)) => Action::Delete(id),
+                _ => match keygate::revoke::entry(
+                    sub,
+                    issued_before.as_deref(),
+                    jti,
+                    credential,
+                    ttl.as_deref(),
+                ) {
+                    Ok(e) => Action::Add(e),
+                    Err(e) => {
+                        eprintln!("keygate: revoke: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            match keygate::revoke::run(&path, action) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err((code, msg)) => {
+                    eprintln!("keygate: {msg}");
+                    ExitCode::from(code)
+                }
             }
         }
         Command::HashSecret => {

@@ -140,6 +140,11 @@ families! {
     upstream_pool_races: IntCounter = ("keygate_upstream_pool_races_total", "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).", []);
     /// OTLP trace exports that failed (their spans are dropped); see `crate::telemetry`.
     trace_export_failures: IntCounter = ("keygate_trace_export_failures_total", "Trace exports to telemetry.otlp_endpoint that failed; the spans of each are dropped.", []);
+    /// Operations that needed Redis (`shared_state`) and could not use it (failed, timed out, or
+    /// skipped while Redis is unreachable); `op`: connect, throttle, quota, revocations.
+    shared_state_errors: IntCounterVec = ("keygate_shared_state_errors_total", "Operations that needed shared state (Redis) and could not use it, by op (connect, throttle, quota, revocations).", ["op"]);
+    /// Requests refused with 429 `quota_exceeded`, by route.
+    quota_exceeded: IntCounterVec = ("keygate_quota_exceeded_total", "Requests refused with 429 quota_exceeded, by route.", ["route"]);
 }
 
 impl Metrics {

@@ -32,6 +32,8 @@ pub(crate) struct Denial<'a> {
     pub(crate) cors: Option<(&'a Cors, Option<HeaderValue>)>,
     /// For 429: the `Retry-After` value, seconds (RFC 9110 §10.2.3).
     pub(crate) retry_after: Option<u64>,
+    /// For a quota route: its `RateLimit-Policy` and `RateLimit` fields (`crate::shared`).
+    pub(crate) ratelimit: Option<&'a crate::shared::RateLimit>,
 }
 
 /// Writes the denial for `reason`; always `Ok(true)` ("response sent") unless writing failed.
@@ -41,7 +43,7 @@ pub(crate) async fn deny(
     d: Denial<'_>,
 ) -> pingora::Result<bool> {
     let body = Bytes::from(reason.body());
-    let mut resp = ResponseHeader::build(reason.status(), Some(6))?;
+    let mut resp = ResponseHeader::build(reason.status(), Some(8))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
@@ -53,6 +55,11 @@ pub(crate) async fn deny(
     }
     if let Some(secs) = d.retry_after {
         resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+    }
+    if let Some(rl) = d.ratelimit {
+        for (name, value) in rl.headers() {
+            resp.insert_header(name, value)?;
+        }
     }
     match &d.cors {
         Some((cors, Some(origin))) => cors.decorate(origin, &mut resp),

@@ -91,14 +91,14 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
         Some(_) => return Err(FieldError::new("version", "only version 1 is supported")),
     }
     let identity = IdentityHeaders::compile(&cfg.identity)?;
-    // Claims captured from tokens: mapped identity headers and route binds.
+    // Claims captured from tokens: mapped identity headers, route binds and quotas `by: claim:`.
     let mut forward: Vec<Arc<str>> = identity.claim_names().map(Arc::from).collect();
     for r in &cfg.routes {
-        for k in r.bind.keys() {
-            if let Some(c) = k.strip_prefix("claims.") {
-                if !forward.iter().any(|f| &**f == c) {
-                    forward.push(c.into());
-                }
+        let quota = r.quota.as_ref().and_then(|q| q.by.strip_prefix("claim:"));
+        let binds = r.bind.keys().filter_map(|k| k.strip_prefix("claims."));
+        for c in binds.chain(quota).filter(|c| !c.is_empty()) {
+            if !forward.iter().any(|f| &**f == c) {
+                forward.push(c.into());
             }
         }
     }

@@ -166,6 +166,12 @@ struct Control {
 impl pingora::services::background::BackgroundService for Control {
     async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
         crate::reload::start_background(&self.state.rules.load(), None);
+        // shared_state (issue 18): subscribe to Redis on this runtime, which lives as long as
+        // the process; shared revocations land in `State::revocations`.
+        let state = self.state.clone();
+        self.state
+            .shared
+            .start(move |entries| state.set_shared_revocations(entries));
         let admin = self.admin.lock().ok().and_then(|mut a| a.take());
         if let Some(l) = admin.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             tokio::spawn(crate::admin::serve(l, self.state.clone()));

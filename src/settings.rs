@@ -23,11 +23,13 @@ pub(crate) struct ServerSettings {
     pub(crate) forward_auth_listen: Option<String>,
     /// `telemetry`, when it has an `otlp_endpoint` (traces are off otherwise).
     pub(crate) telemetry: Option<crate::telemetry::Settings>,
+    /// `shared_state`: Redis, when set (its connection lives as long as the process).
+    pub(crate) shared_state: Option<crate::shared::Settings>,
 }
 
 impl ServerSettings {
     /// The config fields that need a restart, as `docs/config.md` names them.
-    pub(crate) const FIELDS: [&'static str; 7] = [
+    pub(crate) const FIELDS: [&'static str; 8] = [
         "listen",
         "admin_listen",
         "tls",
@@ -35,6 +37,7 @@ impl ServerSettings {
         "upstream.ca_file",
         "forward_auth.listen",
         "telemetry",
+        "shared_state",
     ];
 
     /// Reads and checks them (addresses parse and differ, TLS files are readable).
@@ -83,6 +86,11 @@ impl ServerSettings {
             upstream_ca_file: cfg.upstream.ca_file.as_ref().map(|f| f.0.clone()),
             forward_auth_listen,
             telemetry: crate::telemetry::Settings::from_config(cfg.telemetry.as_ref())?,
+            shared_state: cfg
+                .shared_state
+                .as_ref()
+                .map(crate::shared::Settings::compile)
+                .transpose()?,
         })
     }
 
@@ -96,6 +104,7 @@ impl ServerSettings {
             self.upstream_ca_file != other.upstream_ca_file,
             self.forward_auth_listen != other.forward_auth_listen,
             self.telemetry != other.telemetry,
+            self.shared_state != other.shared_state,
         ];
         Self::FIELDS
             .iter()

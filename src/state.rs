@@ -22,11 +22,15 @@ pub(crate) struct State {
     pub(crate) inflight: Arc<AtomicUsize>,
     /// Client connections open.
     pub(crate) connections: Arc<AtomicUsize>,
-    /// Failed-authentication counters per client address (kept across reloads).
-    pub(crate) throttle: crate::throttle::Throttle,
+    /// Throttle counters and blocks, quota counters and shared revocations: in-process, or
+    /// shared through Redis with `shared_state` (kept across reloads; `crate::shared`).
+    pub(crate) shared: crate::shared::Shared,
     /// The revocations in force (`revocations.file` and shared entries), swapped whole when
     /// either source changes; kept across config reloads.
     pub(crate) revocations: ArcSwap<crate::revocation::Revocations>,
+    /// Bumped (a generation count) each time the shared revocations are swapped in, so open
+    /// sessions can recheck at once: `revocations_changed.subscribe()`, then `changed().await`.
+    pub(crate) revocations_changed: tokio::sync::watch::Sender<u64>,
     /// The config file, watched for reloads (`None` for the built-in demo config).
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// The tracer, when `telemetry.otlp_endpoint` is set (restart-only).
@@ -40,16 +44,30 @@ impl State {
         config_path: Option<std::path::PathBuf>,
         telemetry: Option<crate::telemetry::Telemetry>,
     ) -> State {
+        let shared = crate::shared::Shared::new(loaded.settings.shared_state.as_ref());
         State {
             rules: ArcSwap::from_pointee(loaded.rules),
             settings: loaded.settings,
             draining: AtomicBool::new(false),
             inflight: Arc::new(AtomicUsize::new(0)),
             connections: Arc::new(AtomicUsize::new(0)),
-            throttle: crate::throttle::Throttle::default(),
+            shared,
             revocations: ArcSwap::from_pointee(crate::revocation::Revocations::default()),
+            revocations_changed: tokio::sync::watch::Sender::new(0),
             config_path,
             telemetry,
+        }
+    }
+
+    /// Puts `entries` in force as the shared revocations (`Source::Shared`; the file's entries
+    /// stay) and tells [`State::revocations_changed`]'s subscribers.
+    pub(crate) fn set_shared_revocations(&self, entries: Vec<crate::revocation::Revocation>) {
+        use crate::revocation::Source;
+        let same = self.revocations.load().entries(Source::Shared) == entries.as_slice();
+        if !same {
+            self.revocations
+                .rcu(|r| r.with(Source::Shared, entries.clone()));
+            self.revocations_changed.send_modify(|g| *g += 1);
         }
     }
 }

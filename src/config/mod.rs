@@ -8,6 +8,7 @@ pub mod files;
 pub mod forward_auth;
 mod locate;
 pub mod schema;
+pub mod shared;
 pub mod value;
 
 pub use error::{ConfigError, FieldError};

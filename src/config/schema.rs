@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 pub use super::authenticators::*;
 use super::forward_auth::ForwardAuthConfig;
+pub use super::shared::*;
 use super::value::{OneOrMany, Str};
 
 /// The whole config document (schema version 1).
@@ -56,6 +57,8 @@ pub struct Config {
     pub access_log_sample_ratio: f64,
     /// OpenTelemetry traces; nothing is traced or exported without `telemetry.otlp_endpoint`.
     pub telemetry: Option<TelemetryConfig>,
+    /// Throttle, quotas and revocations shared through Redis; per replica when absent.
+    pub shared_state: Option<SharedStateConfig>,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             access_log: true,
             access_log_sample_ratio: 1.0,
             telemetry: None,
+            shared_state: None,
         }
     }
 }
@@ -351,6 +355,9 @@ pub struct RouteConfig {
     /// `enforce` (default) or `observe`.
     #[serde(default)]
     pub enforce: Enforce,
+    /// Requests allowed per window and per user, credential, address or claim; none when absent.
+    #[serde(default)]
+    pub quota: Option<QuotaConfig>,
 }
 
 /// `auth: anonymous`, or a list of alternatives (a name, or a list of names that must all pass).

@@ -47,6 +47,9 @@ pub(crate) struct Ctx {
     pub(super) upstream_status: u16,
     /// Its spans, when `telemetry` is on (`None` otherwise: nothing allocated).
     pub(super) trace: Option<Box<RequestTrace>>,
+    /// Shared state (issue 18): a quota route's `RateLimit` fields, set on the answer
+    /// (allowed or refused).
+    pub(super) ratelimit: Option<crate::shared::RateLimit>,
     pub(super) _inflight: Counted,
 }
 
@@ -133,6 +136,11 @@ impl Keygate {
                 how,
             } => {
                 ctx.route = route.map(counters);
+                // Shared state (issue 18): quota and shared-state availability, after
+                // authentication, before forwarding.
+                if let Some(sent) = self.admit(session, ctx, rules, identity.as_ref()).await {
+                    return sent;
+                }
                 ctx.identity = identity;
                 ctx.how = how;
                 ctx.gate = self.gate(session.req_header(), path, how, rules, ctx.client);
@@ -148,6 +156,10 @@ impl Keygate {
                 ..
             } if crate::decide::observed(rules, r, reason) => {
                 ctx.route = Some(counters(r));
+                // Shared state (issue 18): an observed request still counts against a quota.
+                if let Some(sent) = self.admit(session, ctx, rules, None).await {
+                    return sent;
+                }
                 ctx.observed = Some(reason); // forwarded anyway, without identity
                 Ok(false)
             }
@@ -163,25 +175,59 @@ impl Keygate {
         }
     }
 
-    /// How long `throttle` still blocks the request's client, if it does.
-    pub(super) fn blocked(&self, ctx: &Ctx, rules: &Ruleset) -> Option<std::time::Duration> {
-        rules.throttle.as_ref()?;
-        self.state.throttle.blocked(ctx.client?)
+    /// Why the request's client may not go on before its credential is even read: `throttle`
+    /// blocked it (on any replica, with `shared_state`), or shared state it needs is down
+    /// (`on_unavailable: deny`).
+    pub(super) fn blocked(&self, ctx: &Ctx, rules: &Ruleset) -> Option<crate::shared::Refusal> {
+        self.state
+            .shared
+            .refuse_blocked(rules.throttle.as_ref(), ctx.client)
     }
 
-    /// Refuses the request with 429 `too_many_failures` (counted per route, `ctx.route`).
+    /// Refuses the request for `refusal` (counted per route, `ctx.route`).
     pub(super) async fn refuse_blocked(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         rules: &Ruleset,
-        left: std::time::Duration,
+        refusal: crate::shared::Refusal,
     ) -> Result<bool> {
-        let retry_after = left.as_secs_f64().ceil() as u64;
-        crate::metrics::throttled(ctx.route.as_ref().map(|(c, _)| &*c.name));
-        let reason = Reason::TooManyFailures;
-        self.deny(session, ctx, rules, reason, None, Some(retry_after))
+        if refusal.reason == Reason::TooManyFailures {
+            crate::metrics::throttled(ctx.route.as_ref().map(|(c, _)| &*c.name));
+        }
+        let (reason, retry_after) = (refusal.reason, refusal.retry_after);
+        self.deny(session, ctx, rules, reason, None, retry_after)
             .await
+    }
+
+    /// Shared state (issue 18): the matched route's `quota` for this request (and, with
+    /// `on_unavailable: deny` and Redis down, 503 for an authenticated one). `None` when it
+    /// may go on (its `RateLimit` fields kept for the answer), else the refusal sent.
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rules: &Ruleset,
+        identity: Option<&Identity>,
+    ) -> Option<Result<bool>> {
+        let quota = ctx
+            .route
+            .as_ref()
+            .and_then(|(_, r)| rules.routes.routes[*r].quota.as_ref());
+        match self.state.shared.admit(quota, identity, ctx.client).await {
+            Ok(ratelimit) => {
+                ctx.ratelimit = ratelimit;
+                None
+            }
+            Err(refusal) => {
+                ctx.ratelimit = refusal.ratelimit;
+                let (reason, retry_after) = (refusal.reason, refusal.retry_after);
+                Some(
+                    self.deny(session, ctx, rules, reason, None, retry_after)
+                        .await,
+                )
+            }
+        }
     }
 
     /// The Socket.IO gate for a forwarded websocket, if the route reads its CONNECTs.
@@ -219,8 +265,15 @@ impl Keygate {
         retry_after: Option<u64>,
     ) -> Result<bool> {
         ctx.denied = Some(reason);
-        if let (Some(cfg), Some(ip)) = (&rules.throttle, ctx.client) {
-            if reason.credential_failure() && self.state.throttle.failed(ip, cfg) {
+        // Shared state (issue 18): counted on every replica's behalf when `shared_state` is set.
+        let throttle = rules.throttle.as_ref();
+        if self
+            .state
+            .shared
+            .count_failure(throttle, ctx.client, reason)
+            .await
+        {
+            if let Some(ip) = ctx.client {
                 tracing::warn!(client = %ip, "too many credential failures: address blocked");
             }
         }
@@ -237,6 +290,7 @@ impl Keygate {
                 allow,
                 cors,
                 retry_after,
+                ratelimit: ctx.ratelimit.as_ref(),
             },
         )
         .await

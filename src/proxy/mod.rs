@@ -64,6 +64,7 @@ impl ProxyHttp for Keygate {
             refused_upgrade: false,
             upstream_status: 0,
             trace: None,
+            ratelimit: None,
             _inflight: Counted::new(&self.state.inflight),
         }
     }
@@ -201,6 +202,12 @@ impl ProxyHttp for Keygate {
             match &ctx.origin {
                 Some(origin) => cors.decorate(origin, resp),
                 None => Cors::strip(resp),
+            }
+        }
+        // Shared state (issue 18): a quota route's answer says what is left of the quota.
+        if let Some(rl) = &ctx.ratelimit {
+            for (name, value) in rl.headers() {
+                resp.insert_header(name, value)?;
             }
         }
         if resp.status.as_u16() == 101 {

@@ -64,6 +64,8 @@ pub(crate) struct Route {
     pub(crate) observe: bool,
     /// The name of the template's trailing `{*name}`, if any.
     pub(crate) rest: Option<String>,
+    /// `quota`: checked after authentication by `crate::shared` (one counter per request).
+    pub(crate) quota: Option<crate::shared::Quota>,
 }
 
 impl Route {
@@ -151,6 +153,11 @@ impl RouteTable {
                 socketio: rc.socketio,
                 observe: rc.enforce == crate::config::Enforce::Observe,
                 rest: template.rest.clone(),
+                quota: rc
+                    .quota
+                    .as_ref()
+                    .map(|q| crate::shared::Quota::compile(q, &rc.name, &format!("{p}.quota")))
+                    .transpose()?,
                 auth,
             };
             table.insert(route, &template, &mut by_shape, &p, &rc.path)?;

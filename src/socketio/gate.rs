@@ -252,11 +252,9 @@ impl Gate {
             }
             Err(r) => {
                 route.counters.count(Outcome::Denied(r));
-                if let (Some(cfg), Some(ip)) = (&rules.throttle, self.client) {
-                    if r.credential_failure() {
-                        state.throttle.failed(ip, cfg);
-                    }
-                }
+                // Shared state (issue 18): counted on every replica's behalf with `shared_state`.
+                let throttle = rules.throttle.as_ref();
+                state.shared.count_failure(throttle, self.client, r).await;
                 Err(r)
             }
         }

@@ -22,6 +22,7 @@ mod ops;
 mod paths;
 mod proxy;
 mod reload_sockets;
+mod shared_state;
 mod telemetry;
 mod throttle;
 mod upgrades;

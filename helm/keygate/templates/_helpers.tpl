@@ -36,6 +36,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if eq .Values.mode "sidecar" -}}
 {{- $_ := set $cfg "upstream" (merge (dict "url" (printf "http://127.0.0.1:%v" .Values.sidecar.backend.port)) (default dict $cfg.upstream)) -}}
 {{- end -}}
+{{- if .Values.forwardAuth.enabled -}}
+{{- $_ := set $cfg "forward_auth" (merge (dict "listen" (printf "0.0.0.0:%v" .Values.ports.forwardAuth)) (default dict $cfg.forward_auth)) -}}
+{{- end -}}
+{{- if .Values.sharedState.enabled -}}
+{{- $s := .Values.sharedState -}}
+{{- if not $s.redisUrlSecret.name -}}
+{{- fail "sharedState.enabled needs sharedState.redisUrlSecret.name (a Secret holding the Redis URL)" -}}
+{{- end -}}
+{{- $_ := set $cfg "shared_state" (dict "redis_url" "${KEYGATE_REDIS_URL}" "key_prefix" $s.keyPrefix "timeout_ms" (int $s.timeoutMs) "on_unavailable" $s.onUnavailable) -}}
+{{- end -}}
 {{- if not (hasKey $cfg "shutdown_grace_seconds") -}}
 {{- $_ := set $cfg "shutdown_grace_seconds" 25 -}}
 {{- end -}}
@@ -60,7 +70,8 @@ else is hot-reloaded from the mounted ConfigMap.
 {{- $cfg := fromYaml (include "keygate.config" .) -}}
 {{- $upstream := default dict $cfg.upstream -}}
 {{- $forwardAuth := default dict $cfg.forward_auth -}}
-{{- list (pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds" "telemetry") (get $upstream "ca_file") (get $forwardAuth "listen") .Values.ports | toJson | sha256sum -}}
+{{- $redisSecret := ternary .Values.sharedState.redisUrlSecret (dict) .Values.sharedState.enabled -}}
+{{- list (pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds" "telemetry" "shared_state") (get $upstream "ca_file") (get $forwardAuth "listen") .Values.ports $redisSecret | toJson | sha256sum -}}
 {{- end -}}
 
 {{/*
@@ -75,8 +86,16 @@ The keygate container. Include it in a pod spec's `containers:` list:
   ports:
     - { name: http, containerPort: {{ .Values.ports.http }}, protocol: TCP }
     - { name: admin, containerPort: {{ .Values.ports.admin }}, protocol: TCP }
+    {{- if .Values.forwardAuth.enabled }}
+    - { name: forward-auth, containerPort: {{ .Values.ports.forwardAuth }}, protocol: TCP }
+    {{- end }}
   env:
     - { name: KEYGATE_LOG, value: {{ .Values.logLevel | quote }} }
+    {{- if .Values.sharedState.enabled }}
+    - name: KEYGATE_REDIS_URL
+      valueFrom:
+        secretKeyRef: { name: {{ .Values.sharedState.redisUrlSecret.name }}, key: {{ .Values.sharedState.redisUrlSecret.key }} }
+    {{- end }}
     {{- range .Values.secretEnv }}
     - name: {{ .name }}
       valueFrom:
@@ -93,6 +112,13 @@ The keygate container. Include it in a pod spec's `containers:` list:
     httpGet: { path: /readyz, port: admin }
     periodSeconds: 5
     failureThreshold: 2
+  {{- if .Values.forwardAuth.enabled }}
+  # The forward-auth listener accepts connections before liveness checks start.
+  startupProbe:
+    tcpSocket: { port: forward-auth }
+    periodSeconds: 2
+    failureThreshold: 15
+  {{- end }}
   resources:
     {{- toYaml .Values.resources | nindent 4 }}
   securityContext:

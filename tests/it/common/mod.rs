@@ -9,7 +9,7 @@
 //! | `ws` | `ws_connect`, `WsClient` (tungstenite-built frames) |
 //! | `tokens` | `sign`, `user_token`, `hmac_token`, test secrets |
 //! | `configs` | `full_config`, `full` |
-//! | `attack`, `programs`, `nginx`, `jwks_server` | backends and peers |
+//! | `attack`, `programs`, `nginx`, `jwks_server`, `redis_server` | backends and peers |
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -27,6 +27,7 @@ pub(crate) mod nginx;
 mod process;
 pub(crate) mod programs;
 pub(crate) mod pypi;
+pub(crate) mod redis_server;
 mod tokens;
 pub(crate) mod traefik;
 mod ws;
