@@ -64,7 +64,12 @@ fn the_proxy_door_decides_about_the_raw_target() {
 
 #[test]
 fn every_override_spelling_and_place_is_found_and_must_agree() {
-    let cases: &[(&[(&str, &str)], &[u8], Result<Option<Method>, Reason>)] = &[
+    type Case<'a> = (
+        &'a [(&'a str, &'a str)],
+        &'a [u8],
+        Result<Option<Method>, Reason>,
+    );
+    let cases: &[Case] = &[
         (&[], b"/x", Ok(None)),
         (
             &[("X-HTTP-Method-Override", "delete")],
