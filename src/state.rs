@@ -29,6 +29,9 @@ pub(crate) struct State {
     pub(crate) revocations: ArcSwap<crate::revocation::Revocations>,
     /// The config file, watched for reloads (`None` for the built-in demo config).
     pub(crate) config_path: Option<std::path::PathBuf>,
+    /// SHA-256 of the config text keygate started with (the watcher reloads at once if the
+    /// file changed before it started watching).
+    pub(crate) source_digest: [u8; 32],
     /// The tracer, when `telemetry.otlp_endpoint` is set (restart-only).
     pub(crate) telemetry: Option<crate::telemetry::Telemetry>,
 }
@@ -49,6 +52,7 @@ impl State {
             throttle: crate::throttle::Throttle::default(),
             revocations: ArcSwap::from_pointee(crate::revocation::Revocations::default()),
             config_path,
+            source_digest: loaded.source_digest,
             telemetry,
         }
     }

@@ -67,7 +67,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         let guarded = Guarded::new(
             stream,
             limits.max_request_header_bytes,
-            Duration::from_secs(limits.request_header_timeout_seconds.max(1)),
+            limits.request_header_timeout, // ruleset::Limits: a Duration (compile step)
             access_log,
         );
         self.app.process_new(Box::new(guarded), shutdown).await;

@@ -20,6 +20,7 @@ mod observe;
 mod ops;
 mod paths;
 mod proxy;
+mod reload_metrics;
 mod reload_sockets;
 mod telemetry;
 mod throttle;
