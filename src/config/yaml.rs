@@ -134,6 +134,7 @@ impl MessageFormatter for Wording {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use proptest::prelude::*;
 
     fn err(doc: &str) -> String {
         from_str::<Config>(doc, "c.yaml").unwrap_err().to_string()
@@ -197,6 +198,74 @@ mod tests {
         assert!(e.contains("routes[0].socketio"), "{e}");
         let e = err("version: 1\nroutes: [\n");
         assert!(e.starts_with("c.yaml:"), "{e}");
+    }
+
+    /// Lines of YAML-ish text: keys of the schema, nesting, flow collections, anchors, tags,
+    /// quotes and `${` references, in any order.
+    fn yamlish() -> impl Strategy<Value = String> {
+        let token = proptest::sample::select(vec![
+            "version: 1",
+            "routes:",
+            "- ",
+            "  ",
+            "{",
+            "}",
+            "[",
+            "]",
+            ", ",
+            "name: a",
+            "path: /x",
+            "auth: anonymous",
+            "authenticators:",
+            "k:",
+            "type: api_key",
+            "keys: [{name: a, value: b}]",
+            "from: {header: x}",
+            "\"${KG_NOPE}\"",
+            "&a ",
+            "*a",
+            "<<: *a",
+            "!!str ",
+            "? ",
+            ": ",
+            "'q",
+            "#c",
+            "identity:",
+            "claims: {e: x, e: y}",
+            "limits: {max_token_bytes: -1}",
+            "\t",
+            "---",
+            "\u{feff}",
+            "é",
+        ]);
+        proptest::collection::vec(proptest::collection::vec(token, 0..6), 0..12).prop_map(|lines| {
+            lines
+                .iter()
+                .map(|l| l.concat())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    proptest! {
+        /// Whatever the text, loading returns (never panics), and a failure names the file and a
+        /// line within it; placing fields never panics either.
+        #[test]
+        fn any_text_loads_or_fails_with_a_line(text in yamlish()) {
+            let lines = text.lines().count().max(1);
+            if let Err(e) = crate::ruleset::load_str(&text, "p.yaml") {
+                let e = e.to_string();
+                prop_assert!(e.starts_with("p.yaml:"), "{}", e);
+                let line: usize = e["p.yaml:".len()..]
+                    .split(':')
+                    .next()
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0);
+                prop_assert!((1..=lines + 1).contains(&line), "{} in {} lines", e, lines);
+            }
+            let spans = Spans::of(&text);
+            let _ = spans.place("routes[0].auth[1]");
+        }
     }
 
     #[test]
