@@ -189,27 +189,49 @@ impl Outcome {
     }
 }
 
-/// Pre-resolved counters of one route (or of [`NO_ROUTE`]): a request is counted here, once.
+/// Counters of one route (or of [`NO_ROUTE`]): a request is counted here, once. Made by the
+/// compile step without touching the registry; [`RouteCounters::bind`] (the ruleset's
+/// activation) creates the series that must exist before the first request, and the others
+/// appear on first use, so a config that fails to load or is only checked leaves no series.
 pub(crate) struct RouteCounters {
     /// The route's name (its label value).
     pub(crate) name: Arc<str>,
-    allowed: IntCounter,
+    allowed: OnceLock<IntCounter>,
     denied: [OnceLock<IntCounter>; Reason::COUNT],
     observed: [OnceLock<IntCounter>; Reason::COUNT],
-    duration: Histogram,
+    duration: OnceLock<Histogram>,
 }
 
 impl RouteCounters {
-    /// The handles of route `name` (series appear on first use, except `allowed`).
+    /// The handles of route `name`, none resolved yet (no series is created).
     pub(crate) fn new(name: &str) -> RouteCounters {
-        let m = metrics();
         RouteCounters {
             name: name.into(),
-            allowed: m.requests.with_label_values(&[name, "allowed", "none"]),
+            allowed: OnceLock::new(),
             denied: std::array::from_fn(|_| OnceLock::new()),
             observed: std::array::from_fn(|_| OnceLock::new()),
-            duration: m.request_duration.with_label_values(&[name]),
+            duration: OnceLock::new(),
         }
+    }
+
+    /// Resolves the handles counted on every request: the `allowed` series appears (at 0) and
+    /// the duration histogram is ready. Idempotent.
+    pub(crate) fn bind(&self) {
+        self.allowed();
+        self.duration();
+    }
+
+    fn allowed(&self) -> &IntCounter {
+        self.allowed.get_or_init(|| {
+            metrics()
+                .requests
+                .with_label_values(&[&self.name, "allowed", "none"])
+        })
+    }
+
+    fn duration(&self) -> &Histogram {
+        self.duration
+            .get_or_init(|| metrics().request_duration.with_label_values(&[&self.name]))
     }
 
     /// The counters of requests no route matched.
@@ -221,7 +243,7 @@ impl RouteCounters {
     /// Counts one request (or Socket.IO CONNECT) with its outcome.
     pub(crate) fn count(&self, outcome: Outcome) {
         let (cell, r) = match outcome {
-            Outcome::Allowed => return self.allowed.inc(),
+            Outcome::Allowed => return self.allowed().inc(),
             Outcome::Denied(r) => (&self.denied, r),
             Outcome::Observed(r) => (&self.observed, r),
         };
@@ -237,7 +259,7 @@ impl RouteCounters {
 
     /// Observes a finished request's duration, seconds.
     pub(crate) fn observe_duration(&self, seconds: f64) {
-        self.duration.observe(seconds);
+        self.duration().observe(seconds);
     }
 }
 
@@ -249,7 +271,40 @@ pub(crate) fn throttled(route: Option<&str>) {
         .inc();
 }
 
-/// The pre-resolved `keygate_auth_duration_seconds` of authenticator `name`.
-pub(crate) fn auth_timer(name: &str) -> Histogram {
-    metrics().auth_duration.with_label_values(&[name])
+/// `keygate_auth_duration_seconds` of each authenticator of a ruleset, indexed like its
+/// authenticators (`timers[i].observe(seconds)`). Made by the compile step without touching the
+/// registry; resolved by [`AuthTimers::bind`] (activation), or on first use.
+pub(crate) struct AuthTimers {
+    names: Vec<Arc<str>>,
+    handles: OnceLock<Vec<Histogram>>,
+}
+
+impl AuthTimers {
+    /// The timers of authenticators `names`, in order, none resolved yet.
+    pub(crate) fn new(names: impl IntoIterator<Item = Arc<str>>) -> AuthTimers {
+        AuthTimers {
+            names: names.into_iter().collect(),
+            handles: OnceLock::new(),
+        }
+    }
+
+    /// Resolves every timer (each authenticator's series is created when first observed).
+    pub(crate) fn bind(&self) -> &[Histogram] {
+        self.handles.get_or_init(|| {
+            let family = &metrics().auth_duration;
+            self.names
+                .iter()
+                .map(|n| family.with_label_values(&[n]))
+                .collect()
+        })
+    }
+}
+
+impl std::ops::Index<usize> for AuthTimers {
+    type Output = Histogram;
+
+    /// The timer of the authenticator at `index`; panics past the last one.
+    fn index(&self, index: usize) -> &Histogram {
+        &self.bind()[index]
+    }
 }

@@ -5,7 +5,8 @@
 //! which swaps the `..data` symlink rather than writing the file, is seen. Events are debounced
 //! and a reload happens only when the file's bytes changed (SIGHUP always reloads). An invalid
 //! file leaves the old config serving, is logged with `file:line`, and counts
-//! `keygate_config_reloads_total{result="error"}`. Changes to the restart-only
+//! `keygate_config_reloads_total{result="error"}` and nothing else: compiling has no effect on
+//! the process, and only a ruleset that loaded is activated. Changes to the restart-only
 //! [`crate::settings::ServerSettings`] are logged as needing a restart.
 
 use std::path::{Path, PathBuf};
@@ -16,25 +17,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::metrics::metrics;
-use crate::ruleset::Ruleset;
 use crate::state::State;
-
-/// Starts the background tasks of `rt` on the current runtime: its upstream's resolver and its
-/// JWK-set providers' fetch loops, each given what its predecessor in `old` held (the resolved
-/// address; the keys of the same name and endpoint) so a reload never drops either.
-pub(crate) fn start_background(rt: &Ruleset, old: Option<&Ruleset>) {
-    if let Some(old) = old {
-        rt.upstream.adopt(&old.upstream);
-    }
-    tokio::spawn(crate::upstream::resolve_loop(Arc::downgrade(&rt.upstream)));
-    let previous = old.map(Ruleset::providers).unwrap_or_default();
-    for p in rt.providers() {
-        if let Some(prev) = previous.iter().find(|o| o.name() == p.name()) {
-            p.adopt(prev);
-        }
-        tokio::spawn(crate::auth::jwks::refresh::run(Arc::downgrade(&p)));
-    }
-}
 
 /// Watches `path` and SIGHUP until the process exits.
 pub(crate) async fn watch(state: Arc<State>, path: PathBuf) {
@@ -66,8 +49,8 @@ pub(crate) async fn watch(state: Arc<State>, path: PathBuf) {
     };
     // The file may have changed between the initial load and this watch starting.
     let mut last = std::fs::read(&path).ok();
-    if last.as_deref().map(crate::secret::sha256) != Some(state.rules.load().source_digest) {
-        reload(&state, &path);
+    if last.as_deref().map(crate::secret::sha256) != Some(state.source_digest) {
+        reload(&state, &path).await;
     }
     loop {
         let forced = tokio::select! {
@@ -84,14 +67,26 @@ pub(crate) async fn watch(state: Arc<State>, path: PathBuf) {
             continue; // unchanged (or mid-swap: the next event will tell)
         }
         last = now;
-        reload(&state, &path);
+        reload(&state, &path).await;
     }
 }
 
-/// Loads `path` and swaps it in, or keeps the old config and says why.
-pub(crate) fn reload(state: &State, path: &Path) {
+/// Loads `path` and swaps it in, or keeps the old config and says why. Reading and compiling
+/// (file I/O, key decoding) run on a blocking thread, off the control runtime that serves the
+/// admin port; the new rules are activated here, just before the swap, so a config that fails
+/// to load leaves no trace (`ruleset::activate`).
+pub(crate) async fn reload(state: &State, path: &Path) {
     let m = metrics();
-    match crate::ruleset::load(path) {
+    let file = path.to_path_buf();
+    let loaded = match tokio::task::spawn_blocking(move || crate::ruleset::load(&file)).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            m.config_reloads.with_label_values(&["error"]).inc();
+            tracing::error!(error = %e, "config reload failed; the previous config stays in force");
+            return;
+        }
+    };
+    match loaded {
         Ok(loaded) => {
             for what in state.settings.changed(&loaded.settings) {
                 tracing::warn!(
@@ -104,7 +99,7 @@ pub(crate) fn reload(state: &State, path: &Path) {
             for w in new.warnings() {
                 tracing::warn!(warning = %w, "config");
             }
-            start_background(&new, Some(&old));
+            new.activate(Some(&old));
             state.rules.store(Arc::new(new));
             m.config_reloads.with_label_values(&["ok"]).inc();
             m.config_last_reload_success.set(crate::metrics::unix_now());

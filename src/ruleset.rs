@@ -1,6 +1,17 @@
 //! The compile step: a loaded [`Config`] becomes the restart-only `ServerSettings` and an
-//! immutable [`Ruleset`] (decoded keys, route table, header names, digests), so the request path
-//! parses nothing that could be precomputed. A `Ruleset` is swapped whole (arc-swap) on reload.
+//! immutable [`Ruleset`] (decoded keys, route table, header names, digests, durations), so the
+//! request path parses nothing that could be precomputed. A `Ruleset` is swapped whole
+//! (arc-swap) on reload.
+//!
+//! Compiling has no effect on the process: it reads the files the config names (keys, secrets,
+//! CA certificates) and nothing else; it registers no metric series, builds no HTTP client and
+//! spawns nothing, so a config that fails half-way, or is only checked, leaves no trace.
+//! `Ruleset::activate` (`ruleset/activate.rs`) then puts a compiled ruleset to work.
+
+mod activate;
+mod limits;
+
+pub(crate) use limits::Limits;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,20 +35,19 @@ pub struct Ruleset {
     pub(crate) identity: IdentityHeaders,
     /// Every authenticator, in config order (routes refer to them by index).
     pub(crate) authenticators: Vec<Authenticator>,
-    /// `keygate_auth_duration_seconds` of each authenticator, in the same order.
-    pub(crate) auth_timers: Vec<prometheus::Histogram>,
+    /// `keygate_auth_duration_seconds` of each authenticator, in the same order (resolved by
+    /// activation).
+    pub(crate) auth_timers: crate::metrics::AuthTimers,
     /// The compiled routes.
     pub(crate) routes: RouteTable,
     /// What happens to requests no route matches.
     pub(crate) unmatched: Unmatched,
-    /// `limits.max_token_bytes`.
+    /// `limits.max_token_bytes` (also in `limits`).
     pub(crate) max_token_bytes: usize,
     /// `identity.socketio_key`: where the identity goes in a Socket.IO CONNECT auth object.
     pub(crate) socketio_key: String,
-    /// `limits.socketio_connect_timeout_seconds`.
+    /// `limits.socketio_connect_timeout_seconds` (also in `limits`).
     pub(crate) socketio_connect_timeout: Duration,
-    /// SHA-256 of the file text this config was loaded from (reload compares against it).
-    pub(crate) source_digest: [u8; 32],
     /// `cors`: keygate answers preflights itself when set.
     pub(crate) cors: Option<crate::cors::Cors>,
     /// `cors_preflight` (without `cors`).
@@ -45,9 +55,9 @@ pub struct Ruleset {
     /// `trusted_proxies`.
     pub(crate) trusted_proxies: crate::forwarding::TrustedProxies,
     /// `limits`.
-    pub(crate) limits: crate::config::LimitsConfig,
+    pub(crate) limits: Limits,
     /// `throttle`, when set.
-    pub(crate) throttle: Option<crate::config::ThrottleConfig>,
+    pub(crate) throttle: Option<crate::throttle::ThrottlePolicy>,
     /// `access_log` and `access_log_sample_ratio`.
     pub(crate) access_log: crate::access_log::Policy,
     /// `forward_auth.front`: whose headers describe the original request on the forward-auth
@@ -55,21 +65,25 @@ pub struct Ruleset {
     pub(crate) forward_auth_front: Option<crate::config::Front>,
 }
 
-/// A compiled config: what needs a restart, and the rules.
+/// A compiled config: what needs a restart, the rules, and what they were compiled from.
 pub struct Loaded {
     /// Restart-only settings.
     pub(crate) settings: ServerSettings,
-    /// The reloadable rules.
+    /// The reloadable rules (not yet activated).
     pub rules: Ruleset,
+    /// SHA-256 of the text the config was read from (a reload compares the file with it).
+    pub(crate) source_digest: [u8; 32],
 }
 
-/// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
+/// Loads, parses and compiles `path`, with no effect on the process (see the module docs).
+/// Errors carry `file:line` and the field path.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let (cfg, text) = config::load_file(path)?;
     compiled(&cfg, &text, &path.display().to_string())
 }
 
-/// Parses and compiles YAML text (`name` is used in errors).
+/// Parses and compiles YAML text (`name` is used in errors); as [`load`], without a file. Needs
+/// no runtime: in-process tests build a `Ruleset` with it.
 pub fn load_str(text: &str, name: &str) -> Result<Loaded, ConfigError> {
     let cfg = config::parse_str(text, name)?;
     compiled(&cfg, text, name)
@@ -77,13 +91,16 @@ pub fn load_str(text: &str, name: &str) -> Result<Loaded, ConfigError> {
 
 fn compiled(cfg: &Config, text: &str, file: &str) -> Result<Loaded, ConfigError> {
     let locate = |e| config::locate_error(text, file, e);
-    let settings = ServerSettings::from_config(cfg).map_err(locate)?;
-    let mut rules = compile(cfg).map_err(locate)?;
-    rules.source_digest = crate::secret::sha256(text.as_bytes());
-    Ok(Loaded { settings, rules })
+    Ok(Loaded {
+        settings: ServerSettings::from_config(cfg).map_err(locate)?,
+        rules: compile(cfg).map_err(locate)?,
+        source_digest: crate::secret::sha256(text.as_bytes()),
+    })
 }
 
-/// Compiles the rules of a parsed config.
+/// Compiles the rules of a parsed config: checks every field and converts it to its typed form
+/// (durations as `Duration`, keys decoded, routes indexed). Reads the key, secret and CA files
+/// the config names; registers no metric series, builds no client, spawns nothing.
 pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
     match cfg.version {
         Some(1) => {}
@@ -135,15 +152,13 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
         mode: cfg.mode,
         upstream: Arc::new(Upstream::compile(&cfg.upstream)?),
         identity,
-        auth_timers: authenticators
-            .iter()
-            .map(|a| crate::metrics::auth_timer(a.name()))
-            .collect(),
+        auth_timers: crate::metrics::AuthTimers::new(
+            authenticators.iter().map(|a| Arc::from(a.name())),
+        ),
         authenticators,
         routes,
         unmatched: cfg.unmatched,
         max_token_bytes: cfg.limits.max_token_bytes,
-        source_digest: [0; 32],
         cors: cfg
             .cors
             .as_ref()
@@ -151,17 +166,18 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
             .transpose()?,
         cors_preflight: cfg.cors_preflight,
         trusted_proxies: crate::forwarding::TrustedProxies::compile(&cfg.trusted_proxies)?,
-        limits: cfg.limits.clone(),
-        throttle: cfg.throttle.clone(),
+        limits: Limits::compile(&cfg.limits),
+        throttle: cfg
+            .throttle
+            .as_ref()
+            .map(crate::throttle::ThrottlePolicy::compile),
         access_log: crate::access_log::Policy {
             enabled: cfg.access_log,
             sample_ratio: cfg.access_log_sample_ratio,
         },
         forward_auth_front: cfg.forward_auth.as_ref().map(|f| f.front),
         socketio_key: cfg.identity.socketio_key.0.clone(),
-        socketio_connect_timeout: Duration::from_secs(
-            cfg.limits.socketio_connect_timeout_seconds.max(1),
-        ),
+        socketio_connect_timeout: Limits::compile(&cfg.limits).socketio_connect_timeout,
     })
 }
 

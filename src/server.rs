@@ -27,11 +27,11 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let settings = loaded.settings.clone();
-    let grace = settings.shutdown_grace_seconds;
+    let grace = settings.shutdown_grace;
     let conf = ServerConf {
         threads,
         work_stealing: false,
-        grace_period_seconds: Some(grace),
+        grace_period_seconds: Some(grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         ca_file: settings.upstream_ca_file.clone(),
         ..ServerConf::default()
@@ -39,11 +39,11 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let listen = settings.listen.clone();
-    let admin_listen = settings.admin_listen.clone();
+    let listen = settings.listen.to_string();
+    let admin_listen = settings.admin_listen;
     let tls = settings.tls.clone();
     // Bind the admin port now, so a taken port fails start-up with a clear message.
-    let admin = match std::net::TcpListener::bind(&admin_listen)
+    let admin = match std::net::TcpListener::bind(admin_listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
     {
         Ok(l) => l,
@@ -108,12 +108,12 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
                 state: state.clone(),
             },
         );
-        svc.add_tcp(fa);
+        svc.add_tcp(&fa.to_string());
         server.add_service(svc);
         tracing::info!(listen = %fa, "forward-auth listener");
     }
     server.add_service(control);
-    drain_on_sigterm(&server, state, Duration::from_secs(grace));
+    drain_on_sigterm(&server, state, grace);
     tracing::info!(%listen, %admin_listen, threads, "keygate serving");
     server.run_forever()
 }
@@ -165,7 +165,7 @@ struct Control {
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for Control {
     async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
-        crate::reload::start_background(&self.state.rules.load(), None);
+        self.state.rules.load().activate(None);
         // shared_state (issue 18): subscribe to Redis on this runtime, which lives as long as
         // the process; shared revocations land in `State::revocations`.
         let state = self.state.clone();

@@ -3,24 +3,25 @@
 //! change as needing a restart (the Helm chart rolls pods when one of these changes).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::config::{Config, FieldError};
 
 /// The restart-only part of the config.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ServerSettings {
-    /// `listen` (ip:port).
-    pub(crate) listen: String,
-    /// `admin_listen` (ip:port).
-    pub(crate) admin_listen: String,
+    /// `listen`.
+    pub(crate) listen: SocketAddr,
+    /// `admin_listen`.
+    pub(crate) admin_listen: SocketAddr,
     /// `(cert_file, key_file)` when TLS is terminated on `listen`.
     pub(crate) tls: Option<(String, String)>,
-    /// `shutdown_grace_seconds`: SIGTERM drain time, seconds.
-    pub(crate) shutdown_grace_seconds: u64,
+    /// `shutdown_grace_seconds`: the SIGTERM drain time.
+    pub(crate) shutdown_grace: Duration,
     /// `upstream.ca_file`: the CAs an https upstream is verified against.
     pub(crate) upstream_ca_file: Option<String>,
-    /// `forward_auth.listen`: the forward-auth listener (ip:port), if any.
-    pub(crate) forward_auth_listen: Option<String>,
+    /// `forward_auth.listen`: the forward-auth listener, if any.
+    pub(crate) forward_auth_listen: Option<SocketAddr>,
     /// `telemetry`, when it has an `otlp_endpoint` (traces are off otherwise).
     pub(crate) telemetry: Option<crate::telemetry::Settings>,
     /// `shared_state`: Redis, when set (its connection lives as long as the process).
@@ -40,31 +41,23 @@ impl ServerSettings {
         "shared_state",
     ];
 
-    /// Reads and checks them (addresses parse and differ, TLS files are readable).
+    /// Reads and checks them: addresses parse (once, here) and differ, TLS files are readable.
     pub(crate) fn from_config(cfg: &Config) -> Result<ServerSettings, FieldError> {
-        for (field, v) in [("listen", &cfg.listen), ("admin_listen", &cfg.admin_listen)] {
-            v.parse::<SocketAddr>().map_err(|_| {
-                FieldError::new(field, format!("`{}` is not an ip:port address", v.0))
-            })?;
-        }
-        if cfg.listen.0 == cfg.admin_listen.0 {
+        let listen = address("listen", &cfg.listen)?;
+        let admin_listen = address("admin_listen", &cfg.admin_listen)?;
+        if listen == admin_listen {
             return Err(FieldError::new("admin_listen", "must differ from listen"));
         }
         let forward_auth_listen = match &cfg.forward_auth {
             Some(f) => {
-                f.listen.parse::<SocketAddr>().map_err(|_| {
-                    FieldError::new(
-                        "forward_auth.listen",
-                        format!("`{}` is not an ip:port address", f.listen.0),
-                    )
-                })?;
-                if f.listen.0 == cfg.listen.0 || f.listen.0 == cfg.admin_listen.0 {
+                let a = address("forward_auth.listen", &f.listen)?;
+                if a == listen || a == admin_listen {
                     return Err(FieldError::new(
                         "forward_auth.listen",
                         "must differ from listen and admin_listen",
                     ));
                 }
-                Some(f.listen.0.clone())
+                Some(a)
             }
             None => None,
         };
@@ -79,10 +72,10 @@ impl ServerSettings {
             }
         }
         Ok(ServerSettings {
-            listen: cfg.listen.0.clone(),
-            admin_listen: cfg.admin_listen.0.clone(),
+            listen,
+            admin_listen,
             tls,
-            shutdown_grace_seconds: cfg.shutdown_grace_seconds,
+            shutdown_grace: Duration::from_secs(cfg.shutdown_grace_seconds),
             upstream_ca_file: cfg.upstream.ca_file.as_ref().map(|f| f.0.clone()),
             forward_auth_listen,
             telemetry: crate::telemetry::Settings::from_config(cfg.telemetry.as_ref())?,
@@ -100,7 +93,7 @@ impl ServerSettings {
             self.listen != other.listen,
             self.admin_listen != other.admin_listen,
             self.tls != other.tls,
-            self.shutdown_grace_seconds != other.shutdown_grace_seconds,
+            self.shutdown_grace != other.shutdown_grace,
             self.upstream_ca_file != other.upstream_ca_file,
             self.forward_auth_listen != other.forward_auth_listen,
             self.telemetry != other.telemetry,
@@ -112,4 +105,10 @@ impl ServerSettings {
             .filter_map(|(f, d)| d.then_some(*f))
             .collect()
     }
+}
+
+/// Parses the `ip:port` of `field`.
+fn address(field: &str, v: &str) -> Result<SocketAddr, FieldError> {
+    v.parse()
+        .map_err(|_| FieldError::new(field, format!("`{v}` is not an ip:port address")))
 }

@@ -33,6 +33,9 @@ pub(crate) struct State {
     pub(crate) revocations_changed: tokio::sync::watch::Sender<u64>,
     /// The config file, watched for reloads (`None` for the built-in demo config).
     pub(crate) config_path: Option<std::path::PathBuf>,
+    /// SHA-256 of the config text keygate started with (the watcher reloads at once if the
+    /// file changed before it started watching).
+    pub(crate) source_digest: [u8; 32],
     /// The tracer, when `telemetry.otlp_endpoint` is set (restart-only).
     pub(crate) telemetry: Option<crate::telemetry::Telemetry>,
 }
@@ -55,6 +58,7 @@ impl State {
             revocations: ArcSwap::from_pointee(crate::revocation::Revocations::default()),
             revocations_changed: tokio::sync::watch::Sender::new(0),
             config_path,
+            source_digest: loaded.source_digest,
             telemetry,
         }
     }

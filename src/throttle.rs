@@ -14,6 +14,28 @@ use std::time::{Duration, Instant};
 
 use crate::config::ThrottleConfig;
 
+/// The compiled `throttle:` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ThrottlePolicy {
+    /// `max_failures`: credential failures allowed per window.
+    pub(crate) max_failures: u32,
+    /// `window_seconds`.
+    pub(crate) window: Duration,
+    /// `block_seconds`: how long an address stays blocked.
+    pub(crate) block: Duration,
+}
+
+impl ThrottlePolicy {
+    /// Converts `throttle:` (every value is valid).
+    pub(crate) fn compile(cfg: &ThrottleConfig) -> ThrottlePolicy {
+        ThrottlePolicy {
+            max_failures: cfg.max_failures,
+            window: Duration::from_secs(cfg.window_seconds),
+            block: Duration::from_secs(cfg.block_seconds),
+        }
+    }
+}
+
 /// Most addresses tracked at once; beyond it the least recently used are forgotten.
 const TRACKED: u64 = 65_536;
 
@@ -52,9 +74,9 @@ impl Throttle {
     }
 
     /// Records a credential failure of `ip`; `true` when it blocked the address.
-    pub(crate) fn failed(&self, ip: IpAddr, cfg: &ThrottleConfig) -> bool {
+    pub(crate) fn failed(&self, ip: IpAddr, cfg: &ThrottlePolicy) -> bool {
         let now = Instant::now();
-        let window = Duration::from_secs(cfg.window_seconds);
+        let window = cfg.window;
         let mut blocked = false;
         // One atomic update per address (moka's upsert), no lock held by keygate.
         self.entries.entry(ip).and_upsert_with(|old| {
@@ -73,7 +95,7 @@ impl Throttle {
             };
             e.failures = e.failures.saturating_add(1);
             if e.failures > cfg.max_failures && e.blocked_until.is_none_or(|b| b <= now) {
-                e.blocked_until = Some(now + Duration::from_secs(cfg.block_seconds));
+                e.blocked_until = Some(now + cfg.block);
                 e.failures = 0;
                 e.window_start = now;
                 blocked = true;
@@ -104,12 +126,12 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    fn cfg(max: u32, window: u64, block: u64) -> ThrottleConfig {
-        ThrottleConfig {
+    fn cfg(max: u32, window: u64, block: u64) -> ThrottlePolicy {
+        ThrottlePolicy::compile(&ThrottleConfig {
             max_failures: max,
             window_seconds: window,
             block_seconds: block,
-        }
+        })
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn sources() -> Vec<Sources> {
     ]
     .iter()
     .map(|y| {
-        let cfg: keygate::config::Sources = serde_yaml::from_str(y).unwrap();
+        let cfg: keygate::config::Sources = keygate::config::yaml::from_str(y, "seed").unwrap();
         Sources::compile(&cfg.0, "from").unwrap()
     })
     .collect()

@@ -281,7 +281,7 @@ mod tests {
     }
 
     fn src(yaml: &str) -> Sources {
-        let cfg: crate::config::Sources = serde_yaml::from_str(yaml).unwrap();
+        let cfg: crate::config::Sources = crate::config::yaml::from_str(yaml, "test").unwrap();
         Sources::compile(&cfg.0, "from").unwrap()
     }
 

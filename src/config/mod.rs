@@ -6,15 +6,16 @@ pub mod authenticators;
 pub mod error;
 pub mod files;
 pub mod forward_auth;
-mod locate;
 pub mod schema;
 pub mod shared;
+mod spans;
 pub mod value;
+pub mod yaml;
 
 pub use error::{ConfigError, FieldError};
 pub use forward_auth::{ForwardAuthConfig, Front};
-pub use locate::{locate, locate_error};
 pub use schema::*;
+pub use yaml::locate_error;
 
 use std::path::Path;
 
@@ -71,79 +72,5 @@ pub fn rebase_files(cfg: &mut Config, dir: &Path) {
 
 /// Parses YAML `text`; `file` is only used in error messages.
 pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigError> {
-    // A key given twice in one mapping (two authenticators of one name, say) is an error
-    // anywhere: typed maps would otherwise keep the last silently. serde_yaml's own `Value`
-    // refuses duplicates, with their location.
-    if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
-        if e.to_string().contains("duplicate entry") {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            let mut text = e.to_string();
-            if let Some(i) = text.find(" at line ") {
-                text.truncate(i);
-            }
-            let (path, message) = match text.split_once(": duplicate") {
-                Some((path, rest)) => (path.to_string(), format!("duplicate{rest}")),
-                None => (".".to_string(), text),
-            };
-            return Err(ConfigError::Parse {
-                file: file.to_string(),
-                line,
-                column,
-                path,
-                message,
-            });
-        }
-    }
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let (line, column) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or_else(|| (locate(text, &path), 1));
-        let mut message = inner.to_string();
-        if let Some(i) = message.find(" at line ") {
-            message.truncate(i);
-        }
-        if let Some((prefix, rest)) = message.split_once(": ") {
-            if !prefix.contains(' ') && path.starts_with(prefix.trim_end_matches('.')) {
-                message = rest.to_string();
-            }
-        }
-        // Internally tagged enums (authenticators) buffer their content, so serde reports the
-        // authenticator's own line: point at the offending line within it instead.
-        let (line, column) = locate::refine(text, line, column, &message);
-        ConfigError::Parse {
-            file: file.to_string(),
-            line,
-            column,
-            path: if path.is_empty() { ".".into() } else { path },
-            message,
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DOC: &str = "version: 1\nupstream:\n  url: x\nauthenticators:\n  a:\n    type: jwt\n    keys:\n      - { kid: k1, pem_file: /a }\n      - kid: k2\n        pem_file: /b\nroutes:\n  - name: r\n    path: /x\n";
-
-    #[test]
-    fn locates_block_and_flow_fields() {
-        assert_eq!(locate(DOC, "upstream.url"), 3);
-        assert_eq!(locate(DOC, "authenticators.a.keys[0].pem_file"), 8);
-        assert_eq!(locate(DOC, "authenticators.a.keys[1].pem_file"), 10);
-        assert_eq!(locate(DOC, "routes[0].path"), 13);
-        assert_eq!(locate(DOC, "routes[5].path"), 11);
-    }
-
-    #[test]
-    fn unknown_field_names_line_and_path() {
-        let doc = "version: 1\nupstream:\n  url: http://x\n  urll: y\n";
-        let e = parse_str(doc, "c.yaml").unwrap_err().to_string();
-        assert!(e.starts_with("c.yaml:4:"), "{e}");
-        assert!(e.contains("unknown field `urll`"), "{e}");
-    }
+    yaml::from_str(text, file)
 }

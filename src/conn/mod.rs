@@ -68,8 +68,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         let guarded = Guarded::new(
             stream,
             limits.max_request_header_bytes,
-            Duration::from_secs(limits.request_header_timeout_seconds.max(1)),
-            Duration::from_secs(limits.idle_timeout_seconds.max(1)),
+            limits.request_header_timeout,
+            limits.idle_timeout,
             access_log,
         );
         self.app.process_new(Box::new(guarded), shutdown).await;

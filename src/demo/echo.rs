@@ -32,7 +32,10 @@ pub(crate) struct Echo {
     pub(crate) received: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
-#[allow(dead_code, reason = "used by the integration tests, which include this file")]
+#[allow(
+    dead_code,
+    reason = "used by the integration tests, which include this file"
+)]
 impl Echo {
     /// Requests received so far.
     pub(crate) fn hits(&self) -> u64 {
@@ -52,23 +55,31 @@ pub(crate) fn spawn(addr: &str) -> std::io::Result<Echo> {
     let addr = std_listener.local_addr()?;
     let hits = Arc::new(AtomicU64::new(0));
     let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let echo = Echo { addr, hits: hits.clone(), received: received.clone() };
-    std::thread::Builder::new().name("echo-upstream".into()).spawn(move || {
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async move {
-            let listener = TcpListener::from_std(std_listener).expect("listener");
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (hits, received) = (hits.clone(), received.clone());
-                tokio::spawn(async move {
-                    let _ = serve_conn(sock, hits, received).await;
-                });
-            }
-        });
-    })?;
+    let echo = Echo {
+        addr,
+        hits: hits.clone(),
+        received: received.clone(),
+    };
+    std::thread::Builder::new()
+        .name("echo-upstream".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (hits, received) = (hits.clone(), received.clone());
+                    tokio::spawn(async move {
+                        let _ = serve_conn(sock, hits, received).await;
+                    });
+                }
+            });
+        })?;
     Ok(echo)
 }
 
@@ -106,10 +117,18 @@ async fn serve_conn(
         let headers: Vec<(String, String)> = req
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect();
         let find = |n: &str| {
-            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone())
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
         };
         if let Ok(mut r) = received.lock() {
             r.push(serde_json::json!({
@@ -206,7 +225,9 @@ async fn websocket_echo(
         accept_key(key)
     );
     rd.get_mut().write_all(head.as_bytes()).await?;
-    rd.get_mut().write_all(&encode(opcode::TEXT, described.as_bytes(), None)).await?;
+    rd.get_mut()
+        .write_all(&encode(opcode::TEXT, described.as_bytes(), None))
+        .await?;
     let mut buf = Vec::new();
     loop {
         let mut chunk = [0u8; 16384];
@@ -225,7 +246,11 @@ async fn websocket_echo(
                 apply_mask(&mut payload, m, 0);
             }
             buf.drain(..total);
-            let op = if h.opcode == opcode::CONTINUATION { opcode::TEXT } else { h.opcode };
+            let op = if h.opcode == opcode::CONTINUATION {
+                opcode::TEXT
+            } else {
+                h.opcode
+            };
             rd.get_mut().write_all(&encode(op, &payload, None)).await?;
             if h.opcode == opcode::CLOSE {
                 return Ok(());

@@ -3,7 +3,7 @@ use super::*;
 use crate::path::check;
 
 fn table(yaml: &str) -> RouteTable {
-    let cfg: Vec<RouteConfig> = serde_yaml::from_str(yaml).unwrap();
+    let cfg: Vec<RouteConfig> = crate::config::yaml::from_str(yaml, "test").unwrap();
     RouteTable::compile(&cfg, &HashMap::new(), &[]).unwrap()
 }
 
@@ -65,7 +65,7 @@ fn wrong_method_is_405_never_another_route() {
 #[test]
 fn overlapping_routes_are_refused() {
     let refused = |yaml: &str| {
-        let cfg: Vec<RouteConfig> = serde_yaml::from_str(yaml).unwrap();
+        let cfg: Vec<RouteConfig> = crate::config::yaml::from_str(yaml, "test").unwrap();
         RouteTable::compile(&cfg, &HashMap::new(), &[])
             .err()
             .unwrap()

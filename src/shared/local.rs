@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::{Quota, Store, Unavailable};
-use crate::config::ThrottleConfig;
+use crate::throttle::ThrottlePolicy;
 use crate::throttle::Throttle;
 
 /// Most quota counters held at once; beyond it the least recently used are forgotten.
@@ -68,10 +68,10 @@ impl Store for InProcess {
     async fn failed(
         &self,
         ip: IpAddr,
-        cfg: &ThrottleConfig,
+        cfg: &ThrottlePolicy,
     ) -> Result<Option<Duration>, Unavailable> {
         let blocked = self.throttle.failed(ip, cfg);
-        Ok(blocked.then(|| Duration::from_secs(cfg.block_seconds)))
+        Ok(blocked.then_some(cfg.block))
     }
 
     async fn hit(&self, key: [u8; 16], quota: &Quota) -> Result<(u64, Duration), Unavailable> {

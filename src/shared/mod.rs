@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Identity;
-use crate::config::{OnUnavailable, ThrottleConfig};
+use crate::config::OnUnavailable;
+use crate::throttle::ThrottlePolicy;
 use crate::reason::Reason;
 use crate::revocation::Revocation;
 
@@ -77,7 +78,7 @@ pub(crate) trait Store: Send + Sync {
     async fn failed(
         &self,
         ip: IpAddr,
-        cfg: &ThrottleConfig,
+        cfg: &ThrottlePolicy,
     ) -> Result<Option<Duration>, Unavailable>;
 
     /// Counts one request against the counter `key` of `quota`; how many requests its window
@@ -206,7 +207,7 @@ impl Shared {
     /// Memory only. `None` without `throttle` or a client address.
     pub(crate) fn refuse_blocked(
         &self,
-        throttle: Option<&ThrottleConfig>,
+        throttle: Option<&ThrottlePolicy>,
         client: Option<IpAddr>,
     ) -> Option<Refusal> {
         throttle?;
@@ -231,7 +232,7 @@ impl Shared {
     /// when this failure blocked the address (every replica refuses it within a second).
     pub(crate) async fn count_failure(
         &self,
-        throttle: Option<&ThrottleConfig>,
+        throttle: Option<&ThrottlePolicy>,
         client: Option<IpAddr>,
         reason: Reason,
     ) -> bool {
@@ -286,7 +287,7 @@ impl Shared {
         if !state.over {
             return Ok(Some(state));
         }
-        q.exceeded.inc();
+        q.count_exceeded();
         Err(Refusal {
             reason: Reason::QuotaExceeded,
             retry_after: Some(state.reset),

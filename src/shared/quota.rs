@@ -70,8 +70,9 @@ pub(crate) struct Quota {
     pub(crate) by: By,
     /// The `RateLimit-Policy` value, built once.
     policy: HeaderValue,
-    /// `keygate_quota_exceeded_total{route}`, resolved once.
-    pub(crate) exceeded: prometheus::IntCounter,
+    /// `keygate_quota_exceeded_total{route}`, resolved on the first refusal (compiling a
+    /// config registers no series: a reload that fails leaves `/metrics` as it was).
+    exceeded: std::sync::OnceLock<prometheus::IntCounter>,
 }
 
 impl Quota {
@@ -108,10 +109,19 @@ impl Quota {
             window: Duration::from_secs(cfg.per_seconds),
             by,
             policy,
-            exceeded: crate::metrics::metrics()
-                .quota_exceeded
-                .with_label_values(&[route]),
+            exceeded: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Counts one refusal in `keygate_quota_exceeded_total{route}`.
+    pub(crate) fn count_exceeded(&self) {
+        self.exceeded
+            .get_or_init(|| {
+                crate::metrics::metrics()
+                    .quota_exceeded
+                    .with_label_values(&[&self.route])
+            })
+            .inc();
     }
 
     /// The counter key of a request: 16 bytes of SHA-256 over the route, the kind of `by` and

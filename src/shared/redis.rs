@@ -21,7 +21,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::{Quota, Settings, Store, Unavailable};
-use crate::config::ThrottleConfig;
+use crate::throttle::ThrottlePolicy;
 use crate::revocation::Revocation;
 
 /// A failure: count it in the window; over `max_failures`, block (and publish the block).
@@ -224,18 +224,18 @@ impl Store for Redis {
     async fn failed(
         &self,
         ip: IpAddr,
-        cfg: &ThrottleConfig,
+        cfg: &ThrottlePolicy,
     ) -> Result<Option<Duration>, Unavailable> {
         let (fail, block) = (
             self.key(&format!("throttle:fail:{ip}")),
             self.key(&format!("throttle:block:{ip}")),
         );
         let channel = self.channel();
-        let block_ms = cfg.block_seconds.saturating_mul(1000).max(1);
+        let block_ms = (cfg.block.as_millis() as u64).max(1);
         let mut c = self.connection()?;
         let mut call = self.failed.key(&fail);
         call.key(&block)
-            .arg(cfg.window_seconds.saturating_mul(1000).max(1))
+            .arg((cfg.window.as_millis() as u64).max(1))
             .arg(cfg.max_failures)
             .arg(block_ms)
             .arg(&channel)

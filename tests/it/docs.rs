@@ -12,7 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml::Value;
+// A YAML block is read into JSON's value type, and a merged block written back as JSON, which
+// is YAML too (1.2), so `keygate check` reads it as it is.
+use serde_json::Value;
+
+/// The YAML block `text` as a value (serde-saphyr: the parser keygate itself uses).
+fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
+    serde_saphyr::from_str(text)
+}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -71,7 +78,7 @@ fn yaml_blocks(md: &str) -> Vec<Block> {
 /// Mappings merge key by key, recursively; anything else in `over` replaces `base`.
 fn merge(base: &mut Value, over: Value) {
     match (base, over) {
-        (Value::Mapping(b), Value::Mapping(o)) => {
+        (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
                     Some(slot) => merge(slot, v),
@@ -176,21 +183,21 @@ fn every_yaml_block_passes_keygate_check() {
     assert!(!blocks[0].is_fragment(), "the first yaml block must be the whole document");
     let dir = tempfile::tempdir().unwrap();
     let whole_text = with_files(&blocks[0].text, dir.path());
-    let whole: Value = serde_yaml::from_str(&whole_text).expect("the whole document is YAML");
+    let whole: Value = parse_yaml(&whole_text).expect("the whole document is YAML");
     let mut failures = Vec::new();
     for (n, b) in blocks.iter().enumerate() {
         let text = with_files(&b.text, dir.path());
         let yaml = if b.is_fragment() {
-            let fragment: Value = serde_yaml::from_str(&text)
+            let fragment: Value = parse_yaml(&text)
                 .unwrap_or_else(|e| panic!("docs/config.md:{}: not YAML: {e}", b.line));
             assert!(
-                fragment.is_mapping(),
+                fragment.is_object(),
                 "docs/config.md:{}: a fragment must be a mapping",
                 b.line
             );
             let mut merged = whole.clone();
             merge(&mut merged, fragment);
-            serde_yaml::to_string(&merged).unwrap()
+            serde_json::to_string_pretty(&merged).unwrap()
         } else {
             text
         };
@@ -216,15 +223,13 @@ fn every_yaml_block_passes_keygate_check() {
 /// Every mapping key in `v`, recursively.
 fn keys_of(v: &Value, out: &mut BTreeSet<String>) {
     match v {
-        Value::Mapping(m) => {
+        Value::Object(m) => {
             for (k, v) in m {
-                if let Some(k) = k.as_str() {
-                    out.insert(k.to_string());
-                }
+                out.insert(k.clone());
                 keys_of(v, out);
             }
         }
-        Value::Sequence(s) => s.iter().for_each(|v| keys_of(v, out)),
+        Value::Array(s) => s.iter().for_each(|v| keys_of(v, out)),
         _ => {}
     }
 }
@@ -254,7 +259,7 @@ fn every_schema_field_appears_in_a_checked_block() {
     let fields = schema_fields();
     let mut documented = BTreeSet::new();
     for b in yaml_blocks(&doc()) {
-        let v: Value = serde_yaml::from_str(&b.text)
+        let v: Value = parse_yaml(&b.text)
             .unwrap_or_else(|e| panic!("docs/config.md:{}: not YAML: {e}", b.line));
         keys_of(&v, &mut documented);
     }

@@ -21,6 +21,7 @@ mod observe;
 mod ops;
 mod paths;
 mod proxy;
+mod reload_metrics;
 mod reload_sockets;
 mod shared_state;
 mod telemetry;

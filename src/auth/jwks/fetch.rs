@@ -3,6 +3,7 @@
 //! max-age` read from the answer; and [`parse_set`], the pure part, which turns a document into
 //! a [`KeySet`] restricted to the authenticator's algorithms, skipping what keygate cannot use.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::Jwk;
@@ -41,9 +42,11 @@ pub struct Fetched {
     pub max_age: Option<u64>,
 }
 
-/// The HTTP side of one provider.
+/// The HTTP side of one provider. Its client is built on first use (activation, or the first
+/// fetch), never by the compile step.
 pub struct Fetcher {
-    client: reqwest::Client,
+    client: OnceLock<Result<reqwest::Client, String>>,
+    timeout: Duration,
     endpoint: Endpoint,
     issuers: Vec<String>,
     allowed: Vec<Algorithm>,
@@ -51,28 +54,40 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// Builds the HTTP client: `timeout` for connect and the whole request, three redirects.
+    /// A fetcher whose client will use `timeout` for connect and the whole request, and follow
+    /// three redirects. Builds nothing yet.
     pub fn new(
         name: &str,
         endpoint: Endpoint,
         issuers: Vec<String>,
         allowed: Vec<Algorithm>,
         timeout: Duration,
-    ) -> Result<Fetcher, String> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Fetcher {
-            client,
+    ) -> Fetcher {
+        Fetcher {
+            client: OnceLock::new(),
+            timeout,
             endpoint,
             issuers,
             allowed,
             name: name.to_string(),
-        })
+        }
+    }
+
+    /// The HTTP client, built once (reqwest, rustls). Errors (`result` `error`) when it cannot
+    /// be built, and on every later call.
+    pub fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .timeout(self.timeout)
+                    .connect_timeout(self.timeout)
+                    .redirect(reqwest::redirect::Policy::limited(3))
+                    .user_agent(concat!("keygate/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| fetch_err("error", e.clone()))
     }
 
     /// Whether `other` fetches the same keys for the same rules (a reload may then keep them).
@@ -119,7 +134,7 @@ impl Fetcher {
                 fetch_err("error", e.without_url().to_string())
             }
         };
-        let resp = self.client.get(url).send().await.map_err(failed)?;
+        let resp = self.client()?.get(url).send().await.map_err(failed)?;
         if !resp.status().is_success() {
             return Err(fetch_err(
                 "http_error",

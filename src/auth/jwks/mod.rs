@@ -26,7 +26,7 @@ use jsonwebtoken::Algorithm;
 use tokio::sync::{watch, Notify};
 
 use crate::auth::jwt::keys::KeySet;
-use crate::config::JwksConfig;
+use crate::config::{FieldError, JwksConfig};
 use crate::reason::Reason;
 
 /// Where the JWK set comes from.
@@ -53,10 +53,42 @@ pub struct State {
     pub fetching: bool,
 }
 
+/// The compiled `jwks:` settings of a provider (`docs/config.md`, `type: jwt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksTiming {
+    /// `refresh_seconds`: the background refresh period.
+    pub refresh: Duration,
+    /// `min_refresh_interval_seconds`: at most one fetch per this long.
+    pub min_refresh_interval: Duration,
+    /// `stale_if_error_seconds`: how long the last good keys are served while fetches fail.
+    pub stale_if_error: Duration,
+    /// `timeout_ms`: connect and whole-request timeout of one fetch (never zero).
+    pub timeout: Duration,
+}
+
+impl JwksTiming {
+    /// Checks and converts `jwks:` (at `path`). Errors unless
+    /// `min_refresh_interval_seconds <= refresh_seconds` and `timeout_ms > 0`.
+    pub fn compile(cfg: &JwksConfig, path: &str) -> Result<JwksTiming, FieldError> {
+        if cfg.min_refresh_interval_seconds > cfg.refresh_seconds || cfg.timeout_ms == 0 {
+            return Err(FieldError::new(
+                path,
+                "need min_refresh_interval_seconds <= refresh_seconds and timeout_ms > 0",
+            ));
+        }
+        Ok(JwksTiming {
+            refresh: Duration::from_secs(cfg.refresh_seconds),
+            min_refresh_interval: Duration::from_secs(cfg.min_refresh_interval_seconds),
+            stale_if_error: Duration::from_secs(cfg.stale_if_error_seconds),
+            timeout: Duration::from_millis(cfg.timeout_ms),
+        })
+    }
+}
+
 /// A JWK-set provider of one `jwt` authenticator.
 pub struct JwksProvider {
     name: String,
-    cfg: JwksConfig,
+    cfg: JwksTiming,
     fetcher: fetch::Fetcher,
     state: ArcSwap<State>,
     /// Bumped after every fetch attempt, success or not.
@@ -71,19 +103,19 @@ pub struct JwksProvider {
 }
 
 impl JwksProvider {
-    /// A provider for authenticator `name`. Builds its HTTP client; fetches nothing.
+    /// A provider for authenticator `name`: pure, it neither builds its HTTP client nor
+    /// fetches (see [`JwksProvider::activate`]).
     pub fn new(
         name: &str,
         endpoint: Endpoint,
         issuers: Vec<String>,
         allowed: Vec<Algorithm>,
-        cfg: JwksConfig,
-    ) -> Result<JwksProvider, String> {
-        let timeout = Duration::from_millis(cfg.timeout_ms.max(1));
+        cfg: JwksTiming,
+    ) -> JwksProvider {
         let (generation, _) = watch::channel(0);
-        Ok(JwksProvider {
+        JwksProvider {
             name: name.to_string(),
-            fetcher: fetch::Fetcher::new(name, endpoint, issuers, allowed, timeout)?,
+            fetcher: fetch::Fetcher::new(name, endpoint, issuers, allowed, cfg.timeout),
             cfg,
             state: ArcSwap::from_pointee(State::default()),
             generation,
@@ -93,7 +125,21 @@ impl JwksProvider {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
-        })
+        }
+    }
+
+    /// Puts the provider to work (the ruleset's activation; needs a tokio runtime): takes over
+    /// the keys of `old` (its predecessor of the same name before a reload) when it fetches the
+    /// same endpoint for the same rules, builds its HTTP client, and spawns its fetch loop
+    /// ([`refresh::run`]), which ends when the provider is dropped.
+    pub fn activate(self: &Arc<Self>, old: Option<&JwksProvider>) {
+        if let Some(old) = old {
+            self.adopt(old);
+        }
+        if let Err(e) = self.fetcher.client() {
+            tracing::error!(authenticator = %self.name, error = %e.detail, "JWK set provider");
+        }
+        tokio::spawn(refresh::run(Arc::downgrade(self)));
     }
 
     /// The authenticator name.
@@ -103,7 +149,7 @@ impl JwksProvider {
 
     /// Takes over the keys of `old` (the same authenticator before a reload) when it fetches
     /// the same endpoint for the same rules; the new provider then refreshes at once.
-    pub fn adopt(&self, old: &JwksProvider) {
+    fn adopt(&self, old: &JwksProvider) {
         if self.fetcher.same_source(&old.fetcher) {
             if let Ok(keys) = old.current() {
                 self.state.store(Arc::new(State {
@@ -128,8 +174,9 @@ impl JwksProvider {
     fn usable(&self) -> Option<Arc<KeySet>> {
         let s = self.state.load();
         let keys = s.keys.as_ref()?;
-        let stale = Duration::from_secs(self.cfg.stale_if_error_seconds);
-        if s.failing_since.is_some_and(|f| f.elapsed() > stale) {
+        if s.failing_since
+            .is_some_and(|f| f.elapsed() > self.cfg.stale_if_error)
+        {
             return None;
         }
         Some(keys.clone())
@@ -146,7 +193,7 @@ impl JwksProvider {
     }
 
     fn min_interval(&self) -> Duration {
-        Duration::from_secs(self.cfg.min_refresh_interval_seconds)
+        self.cfg.min_refresh_interval
     }
 
     fn may_fetch_now(&self) -> bool {
@@ -179,7 +226,7 @@ impl JwksProvider {
         }
         // How long this request may wait for the fetch that answers it: the fetch itself, plus,
         // inside the rate-limit interval, what is left of it (the loop fetches at its end).
-        let mut wait = Duration::from_millis(self.cfg.timeout_ms * 2 + 100);
+        let mut wait = self.cfg.timeout * 2 + Duration::from_millis(100);
         if !self.state.load().fetching {
             if let Some(left) = self.interval_left() {
                 // A kid published right after the last fetch (a rotation): wait for the one

@@ -102,11 +102,11 @@ async fn fetch_once(p: &Arc<JwksProvider>, failures: &mut u32) -> Duration {
                 last_error: None,
                 fetching: false,
             }));
-            let refresh = f
-                .max_age
-                .unwrap_or(cfg.refresh_seconds)
-                .min(cfg.refresh_seconds);
-            Duration::from_secs(refresh.max(cfg.min_refresh_interval_seconds).max(1))
+            f.max_age
+                .map_or(cfg.refresh, Duration::from_secs)
+                .min(cfg.refresh)
+                .max(cfg.min_refresh_interval)
+                .max(Duration::from_secs(1))
         }
         Err(e) => {
             *failures = failures.saturating_add(1);
@@ -121,8 +121,8 @@ async fn fetch_once(p: &Arc<JwksProvider>, failures: &mut u32) -> Duration {
             }));
             backoff(
                 *failures,
-                cfg.min_refresh_interval_seconds,
-                cfg.refresh_seconds,
+                cfg.min_refresh_interval.as_secs(),
+                cfg.refresh.as_secs(),
                 random_fraction(),
             )
         }

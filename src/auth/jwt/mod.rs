@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, Validation};
 
-use super::jwks::{Endpoint, JwksProvider};
+use super::jwks::{Endpoint, JwksProvider, JwksTiming};
 use super::{Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::{FieldError, JwtConfig};
 use crate::reason::Reason;
@@ -88,21 +88,9 @@ impl Jwt {
         let issuers: Vec<String> = cfg.issuers.iter().map(|s| s.0.clone()).collect();
         let keys = match endpoint(cfg, path)? {
             Some(endpoint) => {
-                let j = &cfg.jwks;
-                if j.min_refresh_interval_seconds > j.refresh_seconds || j.timeout_ms == 0 {
-                    return Err(FieldError::new(
-                        format!("{path}.jwks"),
-                        "need min_refresh_interval_seconds <= refresh_seconds and timeout_ms > 0",
-                    ));
-                }
-                let p = JwksProvider::new(
-                    name,
-                    endpoint,
-                    issuers.clone(),
-                    algorithms.clone(),
-                    j.clone(),
-                )
-                .map_err(|m| FieldError::new(path, m))?;
+                let timing = JwksTiming::compile(&cfg.jwks, &format!("{path}.jwks"))?;
+                let p =
+                    JwksProvider::new(name, endpoint, issuers.clone(), algorithms.clone(), timing);
                 KeySource::Remote(Arc::new(p))
             }
             None => KeySource::Static(Arc::new(static_keys::static_keys(

@@ -14,7 +14,7 @@ fn jwt(yaml: &str) -> Jwt {
     let yaml = yaml
         .replace("RSA_PUB", &fixture("rsa.pub"))
         .replace("EC_PUB", &fixture("ec256.pub"));
-    let cfg: crate::config::JwtConfig = serde_yaml::from_str(&yaml).unwrap();
+    let cfg: crate::config::JwtConfig = crate::config::yaml::from_str(&yaml, "test").unwrap();
     let forward: Arc<[Arc<str>]> =
         vec![Arc::<str>::from("workspace_id"), Arc::<str>::from("org")].into();
     Jwt::compile("j", &cfg, forward, None, "authenticators.j").unwrap()

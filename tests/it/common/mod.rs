@@ -15,6 +15,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+// Formatted as library code (this directory's rustfmt.toml would format it otherwise, and
+// `cargo fmt --check` could then never agree with itself).
+#[rustfmt::skip]
 #[path = "../../../src/demo/echo.rs"]
 pub(crate) mod echo;
 pub(crate) use echo::Echo;
