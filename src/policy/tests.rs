@@ -134,7 +134,6 @@ fn every_branch_of_authorize() {
         sub: Some(sub.into()),
         ..Revocation::default()
     };
-    #[rustfmt::skip]
     type Row<'a> = (
         &'a Ruleset,
         &'a str,
@@ -143,226 +142,47 @@ fn every_branch_of_authorize() {
         Vec<Revocation>,
         &'a str,
     );
+    #[rustfmt::skip]
     let table: Vec<Row> = vec![
         // Anonymous.
         (&prod, "open", vec![], vec![], vec![], "allow anonymous"),
         // All-of: both present and agreeing, bound to the path.
-        (
-            &prod,
-            "pair",
-            vec![("user", "u1")],
-            vec![
-                ("authorization", s("Bearer pk_1")),
-                ("x-user", s("u1")),
-                ("x-user-token", u1.clone()),
-            ],
-            vec![],
-            "allow u1",
-        ),
+        (&prod, "pair", vec![("user", "u1")], vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1")), ("x-user-token", u1.clone())], vec![], "allow u1"),
         // In production the public key names no user (x-user is not read)...
-        (
-            &prod,
-            "pair",
-            vec![("user", "u1")],
-            vec![
-                ("authorization", s("Bearer pk_1")),
-                ("x-user", s("u2")),
-                ("x-user-token", u1.clone()),
-            ],
-            vec![],
-            "allow u1",
-        ),
+        (&prod, "pair", vec![("user", "u1")], vec![("authorization", s("Bearer pk_1")), ("x-user", s("u2")), ("x-user-token", u1.clone())], vec![], "allow u1"),
         // ...in development it does, and all-of members must agree on it.
-        (
-            &dev,
-            "pair",
-            vec![("user", "u1")],
-            vec![
-                ("authorization", s("Bearer pk_1")),
-                ("x-user", s("u2")),
-                ("x-user-token", u1.clone()),
-            ],
-            vec![],
-            "deny identity_mismatch",
-        ),
+        (&dev, "pair", vec![("user", "u1")], vec![("authorization", s("Bearer pk_1")), ("x-user", s("u2")), ("x-user-token", u1.clone())], vec![], "deny identity_mismatch"),
         // bind: the token's user is not the path's.
-        (
-            &prod,
-            "pair",
-            vec![("user", "u2")],
-            vec![
-                ("authorization", s("Bearer pk_1")),
-                ("x-user-token", u1.clone()),
-            ],
-            vec![],
-            "deny identity_mismatch",
-        ),
+        (&prod, "pair", vec![("user", "u2")], vec![("authorization", s("Bearer pk_1")), ("x-user-token", u1.clone())], vec![], "deny identity_mismatch"),
         // A member absent in production: missing credentials.
-        (
-            &prod,
-            "pair",
-            vec![("user", "u1")],
-            vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1"))],
-            vec![],
-            "deny missing_credentials",
-        ),
+        (&prod, "pair", vec![("user", "u1")], vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1"))], vec![], "deny missing_credentials"),
         // Development: a public key alone authenticates the claimed user...
-        (
-            &dev,
-            "pair",
-            vec![("user", "u1")],
-            vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1"))],
-            vec![],
-            "allow u1",
-        ),
+        (&dev, "pair", vec![("user", "u1")], vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1"))], vec![], "allow u1"),
         // ...but present credentials are still verified, and bind still holds.
-        (
-            &dev,
-            "pair",
-            vec![("user", "u1")],
-            vec![
-                ("authorization", s("Bearer pk_1")),
-                ("x-user", s("u1")),
-                ("x-user-token", s("garbage")),
-            ],
-            vec![],
-            "deny malformed_credentials",
-        ),
-        (
-            &dev,
-            "pair",
-            vec![("user", "u2")],
-            vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1"))],
-            vec![],
-            "deny identity_mismatch",
-        ),
+        (&dev, "pair", vec![("user", "u1")], vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1")), ("x-user-token", s("garbage"))], vec![], "deny malformed_credentials"),
+        (&dev, "pair", vec![("user", "u2")], vec![("authorization", s("Bearer pk_1")), ("x-user", s("u1"))], vec![], "deny identity_mismatch"),
         // Development without a passing public key: no shortcut.
-        (
-            &dev,
-            "pair",
-            vec![("user", "u1")],
-            vec![("x-user-token", u1.clone())],
-            vec![],
-            "deny missing_credentials",
-        ),
-        (
-            &dev,
-            "pair",
-            vec![("user", "u1")],
-            vec![("authorization", s("Bearer pk_2")), ("x-user", s("u1"))],
-            vec![],
-            "deny invalid_api_key",
-        ),
+        (&dev, "pair", vec![("user", "u1")], vec![("x-user-token", u1.clone())], vec![], "deny missing_credentials"),
+        (&dev, "pair", vec![("user", "u1")], vec![("authorization", s("Bearer pk_2")), ("x-user", s("u1"))], vec![], "deny invalid_api_key"),
         // Alternatives in order: the first that passes wins; a failing one is skipped.
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![("x-api-key", s("key_1"))],
-            vec![],
-            "allow -",
-        ),
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![("x-api-key", s("nope")), ("x-user-token", u2.clone())],
-            vec![],
-            "allow u2",
-        ),
+        (&prod, "either", vec![], vec![("x-api-key", s("key_1"))], vec![], "allow -"),
+        (&prod, "either", vec![], vec![("x-api-key", s("nope")), ("x-user-token", u2.clone())], vec![], "allow u2"),
         // All fail: the most specific reason (an expired token over an unknown key).
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![("x-api-key", s("nope")), ("x-user-token", expired.clone())],
-            vec![],
-            "deny token_expired",
-        ),
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![],
-            vec![],
-            "deny missing_credentials",
-        ),
+        (&prod, "either", vec![], vec![("x-api-key", s("nope")), ("x-user-token", expired.clone())], vec![], "deny token_expired"),
+        (&prod, "either", vec![], vec![], vec![], "deny missing_credentials"),
         // bind on a claim.
-        (
-            &prod,
-            "org",
-            vec![("org", "acme")],
-            vec![("x-user-token", u1.clone())],
-            vec![],
-            "allow u1",
-        ),
-        (
-            &prod,
-            "org",
-            vec![("org", "other")],
-            vec![("x-user-token", u1.clone())],
-            vec![],
-            "deny identity_mismatch",
-        ),
-        (
-            &prod,
-            "org",
-            vec![("org", "acme")],
-            vec![("x-user-token", u2.clone())],
-            vec![],
-            "deny identity_mismatch",
-        ),
+        (&prod, "org", vec![("org", "acme")], vec![("x-user-token", u1.clone())], vec![], "allow u1"),
+        (&prod, "org", vec![("org", "other")], vec![("x-user-token", u1.clone())], vec![], "deny identity_mismatch"),
+        (&prod, "org", vec![("org", "acme")], vec![("x-user-token", u2.clone())], vec![], "deny identity_mismatch"),
         // An identity that cannot be forwarded verbatim.
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![("x-user-token", nul.clone())],
-            vec![],
-            "deny malformed_credentials",
-        ),
+        (&prod, "either", vec![], vec![("x-user-token", nul.clone())], vec![], "deny malformed_credentials"),
         // Revoked: refused, and the next alternative may still pass.
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![("x-user-token", u1.clone())],
-            vec![by_sub("u1")],
-            "deny credential_revoked",
-        ),
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![("x-api-key", s("key_1")), ("x-user-token", u1.clone())],
-            vec![by_sub("u1")],
-            "allow -",
-        ),
-        (
-            &prod,
-            "either",
-            vec![],
-            vec![("x-user-token", u2.clone())],
-            vec![by_sub("u1")],
-            "allow u2",
-        ),
+        (&prod, "either", vec![], vec![("x-user-token", u1.clone())], vec![by_sub("u1")], "deny credential_revoked"),
+        (&prod, "either", vec![], vec![("x-api-key", s("key_1")), ("x-user-token", u1.clone())], vec![by_sub("u1")], "allow -"),
+        (&prod, "either", vec![], vec![("x-user-token", u2.clone())], vec![by_sub("u1")], "allow u2"),
         // Two JWTs of one all-of must name the same user.
-        (
-            &prod,
-            "two_jwts",
-            vec![],
-            vec![("x-user-token", u1.clone()), ("x-other-token", u1.clone())],
-            vec![],
-            "allow u1",
-        ),
-        (
-            &prod,
-            "two_jwts",
-            vec![],
-            vec![("x-user-token", u1.clone()), ("x-other-token", u2.clone())],
-            vec![],
-            "deny identity_mismatch",
-        ),
+        (&prod, "two_jwts", vec![], vec![("x-user-token", u1.clone()), ("x-other-token", u1.clone())], vec![], "allow u1"),
+        (&prod, "two_jwts", vec![], vec![("x-user-token", u1.clone()), ("x-other-token", u2.clone())], vec![], "deny identity_mismatch"),
     ];
     let mut failures = Vec::new();
     for (i, (rules, route, params, headers, revoked, want)) in table.iter().enumerate() {

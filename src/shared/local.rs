@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::{Quota, Store, Unavailable};
-use crate::throttle::ThrottlePolicy;
 use crate::throttle::Throttle;
+use crate::throttle::ThrottlePolicy;
 
 /// Most quota counters held at once; beyond it the least recently used are forgotten.
 const COUNTERS: u64 = 65_536;

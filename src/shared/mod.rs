@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use crate::auth::Identity;
 use crate::config::OnUnavailable;
-use crate::throttle::ThrottlePolicy;
 use crate::reason::Reason;
 use crate::revocation::Revocation;
+use crate::throttle::ThrottlePolicy;
 
 pub(crate) mod local;
 pub(crate) mod quota;

@@ -21,8 +21,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use super::{Quota, Settings, Store, Unavailable};
-use crate::throttle::ThrottlePolicy;
 use crate::revocation::Revocation;
+use crate::throttle::ThrottlePolicy;
 
 /// A failure: count it in the window; over `max_failures`, block (and publish the block).
 /// KEYS: fail, block; ARGV: window ms, max failures, block ms, channel, ip. Returns the block's

@@ -57,7 +57,7 @@ fn broken() -> Vec<(&'static str, String, &'static str)> {
         ("unknown field", body("", "", "acces_log: false\n"), "unknown field"),
         (
             "restart-only settings",
-            body("", "", "forward_auth: { listen: \"not-an-address\" }\n"),
+            body("", "", "forward_auth: { listen: \"not-an-address\", front: nginx }\n"),
             "forward_auth.listen",
         ),
         ("bad PEM", body(bad_pem, "", ""), "bad PEM"),
