@@ -35,11 +35,27 @@ pub fn load_file(path: &Path) -> Result<(Config, String), ConfigError> {
 
 /// Makes every relative `*_file` path relative to the config file's directory `dir`.
 pub fn rebase_files(cfg: &mut Config, dir: &Path) {
-    let fix = |f: &mut Option<value::Str>| {
-        if let Some(s) = f {
-            if Path::new(&s.0).is_relative() {
-                s.0 = dir.join(&s.0).display().to_string();
-            }
+    for_each_file(cfg, |f| {
+        if Path::new(f.as_str()).is_relative() {
+            *f = dir.join(&*f).display().to_string();
+        }
+    });
+}
+
+/// Every file the config names (keys, secrets, CA and TLS files; not `revocations.file`,
+/// which is watched on its own): a change to one of them reloads the config like a change to
+/// the config file itself.
+pub fn referenced_files(cfg: &mut Config) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for_each_file(cfg, |f| out.push(std::path::PathBuf::from(f.as_str())));
+    out
+}
+
+/// Calls `f` on every `*_file` path of the config.
+fn for_each_file(cfg: &mut Config, mut f: impl FnMut(&mut String)) {
+    let mut fix = |o: &mut Option<value::Str>| {
+        if let Some(s) = o {
+            f(&mut s.0);
         }
     };
     fix(&mut cfg.upstream.ca_file);
