@@ -50,6 +50,36 @@ pub struct Ruleset {
     pub(crate) throttle: Option<crate::config::ThrottleConfig>,
     /// `access_log` and `access_log_sample_ratio`.
     pub(crate) access_log: crate::access_log::Policy,
+    /// `sessions`.
+    pub(crate) sessions: SessionRules,
+}
+
+/// `sessions`, compiled (`docs/config.md`, "Sessions and revocation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionRules {
+    /// `end_at_expiry`: close a session when its credential expires.
+    pub(crate) end_at_expiry: bool,
+    /// `recheck_seconds`: how often open sessions are re-authorized.
+    pub(crate) recheck: Duration,
+    /// `max_lifetime_seconds` (`None` for 0): the cap on any upgraded connection.
+    pub(crate) max_lifetime: Option<Duration>,
+}
+
+impl SessionRules {
+    fn compile(cfg: &config::SessionsConfig) -> Result<SessionRules, FieldError> {
+        if cfg.recheck_seconds == 0 {
+            return Err(FieldError::new(
+                "sessions.recheck_seconds",
+                "must be at least 1",
+            ));
+        }
+        Ok(SessionRules {
+            end_at_expiry: cfg.end_at_expiry,
+            recheck: Duration::from_secs(cfg.recheck_seconds),
+            max_lifetime: (cfg.max_lifetime_seconds > 0)
+                .then(|| Duration::from_secs(cfg.max_lifetime_seconds)),
+        })
+    }
 }
 
 /// A compiled config: what needs a restart, and the rules.
@@ -58,6 +88,8 @@ pub struct Loaded {
     pub(crate) settings: ServerSettings,
     /// The reloadable rules.
     pub rules: Ruleset,
+    /// The entries of `revocations.file` (empty without one).
+    pub revocations: Vec<crate::revocation::Revocation>,
 }
 
 /// Loads, parses and compiles `path`. Errors carry `file:line` and the field path.
@@ -77,7 +109,16 @@ fn compiled(cfg: &Config, text: &str, file: &str) -> Result<Loaded, ConfigError>
     let settings = ServerSettings::from_config(cfg).map_err(locate)?;
     let mut rules = compile(cfg).map_err(locate)?;
     rules.source_digest = crate::secret::sha256(text.as_bytes());
-    Ok(Loaded { settings, rules })
+    let revocations = match &settings.revocations_file {
+        Some(f) => crate::revocation_file::load(f)
+            .map_err(|m| locate(FieldError::new("revocations.file", m)))?,
+        None => Vec::new(),
+    };
+    Ok(Loaded {
+        settings,
+        rules,
+        revocations,
+    })
 }
 
 /// Compiles the rules of a parsed config.
@@ -154,6 +195,7 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
             enabled: cfg.access_log,
             sample_ratio: cfg.access_log_sample_ratio,
         },
+        sessions: SessionRules::compile(&cfg.sessions)?,
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Duration::from_secs(
             cfg.limits.socketio_connect_timeout_seconds.max(1),

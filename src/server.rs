@@ -1,5 +1,6 @@
 //! Builds and runs the pingora server: the proxy service on `listen` (optionally TLS), and a
-//! control service that runs the admin port, config reload and the JWK-set fetch loops.
+//! control service that runs the admin port, config reload, the JWK-set fetch loops, the
+//! session registry and the `revocations.file` watcher.
 //!
 //! SIGTERM: pingora stops accepting at once; `/readyz` turns 503; keygate exits 0 as soon as no
 //! request or websocket is in flight, and at the latest after `shutdown_grace_seconds`
@@ -166,6 +167,10 @@ struct Control {
 impl pingora::services::background::BackgroundService for Control {
     async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
         crate::reload::start_background(&self.state.rules.load(), None);
+        tokio::spawn(crate::sessions::registry::run(self.state.clone()));
+        if let Some(path) = self.state.settings.revocations_file.clone() {
+            tokio::spawn(crate::reload::watch_revocations(self.state.clone(), path));
+        }
         let admin = self.admin.lock().ok().and_then(|mut a| a.take());
         if let Some(l) = admin.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             tokio::spawn(crate::admin::serve(l, self.state.clone()));

@@ -23,11 +23,13 @@ pub(crate) struct ServerSettings {
     pub(crate) forward_auth_listen: Option<String>,
     /// `telemetry`, when it has an `otlp_endpoint` (traces are off otherwise).
     pub(crate) telemetry: Option<crate::telemetry::Settings>,
+    /// `revocations.file`, watched for changes (its entries reload; the path needs a restart).
+    pub(crate) revocations_file: Option<std::path::PathBuf>,
 }
 
 impl ServerSettings {
     /// The config fields that need a restart, as `docs/config.md` names them.
-    pub(crate) const FIELDS: [&'static str; 7] = [
+    pub(crate) const FIELDS: [&'static str; 8] = [
         "listen",
         "admin_listen",
         "tls",
@@ -35,6 +37,7 @@ impl ServerSettings {
         "upstream.ca_file",
         "forward_auth.listen",
         "telemetry",
+        "revocations.file",
     ];
 
     /// Reads and checks them (addresses parse and differ, TLS files are readable).
@@ -65,6 +68,13 @@ impl ServerSettings {
             }
             None => None,
         };
+        if cfg
+            .revocations
+            .as_ref()
+            .is_some_and(|r| r.file.0.is_empty())
+        {
+            return Err(FieldError::new("revocations.file", "required: a file path"));
+        }
         let tls = cfg
             .tls
             .as_ref()
@@ -83,6 +93,7 @@ impl ServerSettings {
             upstream_ca_file: cfg.upstream.ca_file.as_ref().map(|f| f.0.clone()),
             forward_auth_listen,
             telemetry: crate::telemetry::Settings::from_config(cfg.telemetry.as_ref())?,
+            revocations_file: cfg.revocations.as_ref().map(|r| r.file.0.clone().into()),
         })
     }
 
@@ -96,6 +107,7 @@ impl ServerSettings {
             self.upstream_ca_file != other.upstream_ca_file,
             self.forward_auth_listen != other.forward_auth_listen,
             self.telemetry != other.telemetry,
+            self.revocations_file != other.revocations_file,
         ];
         Self::FIELDS
             .iter()

@@ -27,6 +27,8 @@ pub(crate) struct State {
     /// The revocations in force (`revocations.file` and shared entries), swapped whole when
     /// either source changes; kept across config reloads.
     pub(crate) revocations: ArcSwap<crate::revocation::Revocations>,
+    /// The open sessions (upgraded connections) and their registry's inbox.
+    pub(crate) sessions: crate::sessions::Sessions,
     /// The config file, watched for reloads (`None` for the built-in demo config).
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// The tracer, when `telemetry.otlp_endpoint` is set (restart-only).
@@ -40,6 +42,10 @@ impl State {
         config_path: Option<std::path::PathBuf>,
         telemetry: Option<crate::telemetry::Telemetry>,
     ) -> State {
+        crate::metrics::metrics()
+            .revocations
+            .with_label_values(&[crate::revocation::Source::File.as_str()])
+            .set(loaded.revocations.len() as i64);
         State {
             rules: ArcSwap::from_pointee(loaded.rules),
             settings: loaded.settings,
@@ -47,7 +53,11 @@ impl State {
             inflight: Arc::new(AtomicUsize::new(0)),
             connections: Arc::new(AtomicUsize::new(0)),
             throttle: crate::throttle::Throttle::default(),
-            revocations: ArcSwap::from_pointee(crate::revocation::Revocations::default()),
+            revocations: ArcSwap::from_pointee(crate::revocation::Revocations::new(
+                loaded.revocations,
+                Vec::new(),
+            )),
+            sessions: crate::sessions::Sessions::default(),
             config_path,
             telemetry,
         }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod files;
 mod locate;
 pub mod schema;
+pub mod sessions;
 pub mod value;
 
 pub use error::{ConfigError, FieldError};
@@ -39,6 +40,11 @@ pub fn rebase_files(cfg: &mut Config, dir: &Path) {
         }
     };
     fix(&mut cfg.upstream.ca_file);
+    if let Some(r) = &mut cfg.revocations {
+        let mut f = Some(r.file.clone());
+        fix(&mut f);
+        r.file = f.unwrap_or_default();
+    }
     if let Some(t) = &mut cfg.tls {
         let (mut c, mut k) = (Some(t.cert_file.clone()), Some(t.key_file.clone()));
         fix(&mut c);

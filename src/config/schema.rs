@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 pub use super::authenticators::*;
+pub use super::sessions::*;
 use super::value::{OneOrMany, Str};
 
 /// The whole config document (schema version 1).
@@ -55,6 +56,10 @@ pub struct Config {
     pub access_log_sample_ratio: f64,
     /// OpenTelemetry traces; nothing is traced or exported without `telemetry.otlp_endpoint`.
     pub telemetry: Option<TelemetryConfig>,
+    /// Long-lived (upgraded) connections: closed when their credential ends.
+    pub sessions: SessionsConfig,
+    /// Credentials refused before they expire; none when absent.
+    pub revocations: Option<RevocationsConfig>,
 }
 
 impl Default for Config {
@@ -81,6 +86,8 @@ impl Default for Config {
             access_log: true,
             access_log_sample_ratio: 1.0,
             telemetry: None,
+            sessions: SessionsConfig::default(),
+            revocations: None,
         }
     }
 }

@@ -21,6 +21,7 @@ mod ops;
 mod paths;
 mod proxy;
 mod reload_sockets;
+mod sessions;
 mod telemetry;
 mod throttle;
 mod upgrades;
