@@ -50,6 +50,8 @@ pub(crate) enum Why {
     Refused(Reason),
     /// `sessions.max_lifetime_seconds` passed.
     MaxLifetime,
+    /// A Socket.IO websocket connected more than [`MAX_GRANTS`] namespaces.
+    TooManyNamespaces,
 }
 
 impl Why {
@@ -58,6 +60,7 @@ impl Why {
         match self {
             Why::Refused(r) => r.as_str(),
             Why::MaxLifetime => "max_lifetime",
+            Why::TooManyNamespaces => "too_many_namespaces",
         }
     }
 
@@ -127,6 +130,10 @@ fn sources(rules: &Ruleset) -> impl Iterator<Item = &Source> {
 /// One credential that authorized a session: the upgrade's own, or a Socket.IO CONNECT's auth
 /// fields. `Debug` redacted.
 pub(crate) struct Grant {
+    /// The Socket.IO namespace it was a CONNECT to (`None`: the upgrade's own credential): a
+    /// later CONNECT to the same namespace (socket.io-client's `socket.connect()` again, with a
+    /// fresh token from its `auth` callback) replaces it.
+    pub(crate) namespace: Option<String>,
     /// The CONNECT's auth fields that `socketio_auth` sources read (`None`: the upgrade's
     /// header, query or cookie credential).
     pub(crate) auth: Option<Map<String, Value>>,
@@ -157,15 +164,17 @@ impl Grant {
     /// credential only observed).
     fn upgrade(identity: Option<&Identity>) -> Grant {
         Grant {
+            namespace: None,
             auth: None,
             identity: identity.cloned(),
         }
     }
 
-    /// A Socket.IO CONNECT accepted as `identity` with the auth object `auth` (of which only
-    /// the fields `rules`' `socketio_auth` sources read are kept).
+    /// A Socket.IO CONNECT to `namespace` accepted as `identity` with the auth object `auth` (of
+    /// which only the fields `rules`' `socketio_auth` sources read are kept).
     pub(crate) fn connect(
         rules: &Ruleset,
+        namespace: &str,
         auth: &Map<String, Value>,
         identity: &Identity,
     ) -> Grant {
@@ -178,8 +187,9 @@ impl Grant {
             }
         }
         Grant {
+            namespace: Some(namespace.to_string()),
             auth: Some(kept),
-            ..Grant::upgrade(Some(identity))
+            identity: Some(identity.clone()),
         }
     }
 }
@@ -212,6 +222,11 @@ enum Command {
     /// Its connection ended (the handle dropped).
     Gone(u64),
 }
+
+/// Most namespaces one Socket.IO websocket may hold: a CONNECT to one more ends the session
+/// (`too_many_namespaces`) rather than letting its grants, each re-verified every round, grow
+/// without bound.
+pub(crate) const MAX_GRANTS: usize = 64;
 
 /// The process's sessions: the registry's inbox (the registry task is [`registry::run`]).
 pub(crate) struct Sessions {

@@ -48,10 +48,10 @@ pub(crate) async fn run(state: Arc<State>) {
         let start_round = tokio::select! {
             cmd = inbox.recv() => {
                 let Some(cmd) = cmd else { return };
-                reg.apply(cmd, &rules.sessions);
+                reg.apply(cmd, &rules.sessions, &state);
                 // Take whatever else queued meanwhile before sleeping again.
                 while let Ok(cmd) = inbox.try_recv() {
-                    reg.apply(cmd, &rules.sessions);
+                    reg.apply(cmd, &rules.sessions, &state);
                 }
                 false
             }
@@ -106,7 +106,7 @@ async fn recheck_all(
 }
 
 impl Registry {
-    fn apply(&mut self, cmd: Command, rules: &SessionRules) {
+    fn apply(&mut self, cmd: Command, rules: &SessionRules, state: &State) {
         match cmd {
             Command::Open(id, entry) => {
                 metrics()
@@ -117,10 +117,16 @@ impl Registry {
                 self.schedule(id, rules);
             }
             Command::Grant(id, grant) => {
-                if let Some(e) = self.entries.get_mut(&id) {
-                    e.grants.push(Arc::new(grant));
-                    self.schedule(id, rules);
+                let Some(e) = self.entries.get_mut(&id) else {
+                    return;
+                };
+                // A namespace connected again replaces its grant (a fresh token).
+                e.grants.retain(|g| g.namespace != grant.namespace);
+                if e.grants.len() >= super::MAX_GRANTS {
+                    return self.close(id, Why::TooManyNamespaces, state);
                 }
+                e.grants.push(Arc::new(grant));
+                self.schedule(id, rules);
             }
             Command::Gone(id) => {
                 if let Some(e) = self.remove(id) {

@@ -242,8 +242,8 @@ impl Gate {
                 route.counters.count(Outcome::Allowed);
                 if let (Authorized::InStream, Some(a)) = (self.how, &auth) {
                     // sessions (issue 17): this CONNECT's credential now holds the session.
-                    self.grants
-                        .push(crate::sessions::Grant::connect(&rules, a, &id));
+                    let grant = crate::sessions::Grant::connect(&rules, namespace, a, &id);
+                    self.grants.push(grant);
                 }
                 let frame = super::connect_frame(
                     namespace,

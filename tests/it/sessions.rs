@@ -373,3 +373,22 @@ fn max_lifetime_caps_every_socket_and_end_at_expiry_false_keeps_expired_ones() {
         r#"keygate_sessions_closed_total{reason="max_lifetime",route="plain_ws"} 1"#,
     ]);
 }
+
+#[test]
+fn a_namespace_connected_again_replaces_its_credential() {
+    let node = backend();
+    let kg = Keygate::builder().config(body("")).upstream(node.addr()).start();
+    let (short, exp) = token("cust-1", 2);
+    let (long, _) = token("cust-1", 600);
+    let mut ws = sio_connect(&kg, &short);
+    ws.send_text(&format!(r#"40/tenant,{{"token":"Bearer {long}"}}"#));
+    assert!(ws.read_text().unwrap().starts_with("40/tenant,{\"sid\""));
+    // socket.io-client's socket.disconnect() then socket.connect(), with a fresh token.
+    ws.send_text("41");
+    ws.send_text(&format!(r#"40{{"token":"Bearer {long}"}}"#));
+    assert!(ws.read_text().unwrap().starts_with("40{\"sid\""));
+    std::thread::sleep(Duration::from_secs_f64((exp as f64 + 1.5 - unix_now()).max(0.0)));
+    ws.send_text(r#"42["ping",{"n":1}]"#);
+    assert_eq!(ws.read_text().as_deref(), Some(r#"42["pong",{"n":1}]"#), "still open past exp");
+    assert_eq!(kg.metric(r#"keygate_sessions_open{route="socketio"}"#), Some(1.0));
+}
