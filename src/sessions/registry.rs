@@ -180,12 +180,8 @@ impl Registry {
                 continue;
             };
             e.due = None;
-            match deadline(e, &rules).map(|(_, why)| why) {
-                Some(Why::Refused(_)) if e.observe => {
-                    tracing::info!(route = %e.route, "observe: the session's credential expired; it stays open");
-                }
-                Some(why) => self.close(id, why, state),
-                None => {}
+            if let Some((_, why)) = deadline(e, &rules) {
+                self.close(id, why, state);
             }
         }
     }
@@ -231,11 +227,10 @@ impl Registry {
 }
 
 /// When session `e` must end under `rules`, and why: the earlier of its credentials' expiry
-/// (with `end_at_expiry`) and its maximum lifetime.
+/// (with `end_at_expiry`, not on an `enforce: observe` route) and its maximum lifetime.
 fn deadline(e: &Entry, rules: &SessionRules) -> Option<(Instant, Why)> {
     let life = rules.max_lifetime.map(|m| (e.opened + m, Why::MaxLifetime));
-    let expiry = rules
-        .end_at_expiry
+    let expiry = (rules.end_at_expiry && !e.observe)
         .then(|| e.grants.iter().filter_map(|g| g.valid_until()).min())
         .flatten()
         .map(|v| (instant_of(v), Why::Refused(Reason::TokenExpired)));
@@ -249,4 +244,72 @@ fn deadline(e: &Entry, rules: &SessionRules) -> Option<(Instant, Why)> {
 fn instant_of(unix: u64) -> Instant {
     let left = unix as f64 - crate::metrics::unix_now();
     Instant::now() + Duration::from_secs_f64(left.clamp(0.0, 1e9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Identity;
+
+    fn entry(valid_until: &[u64], observe: bool) -> Entry {
+        let grants = valid_until
+            .iter()
+            .map(|&v| {
+                Arc::new(Grant {
+                    namespace: None,
+                    auth: None,
+                    identity: Some(Identity {
+                        valid_until: Some(v),
+                        ..Identity::app("jwt".into(), "a/k".into())
+                    }),
+                })
+            })
+            .collect();
+        Entry {
+            route: "r".into(),
+            observe,
+            kept: Arc::new(Kept {
+                path: "/".into(),
+                query: None,
+                headers: http::HeaderMap::new(),
+            }),
+            grants,
+            opened: Instant::now(),
+            close: tokio::sync::oneshot::channel().0,
+            due: None,
+        }
+    }
+
+    fn rules(end_at_expiry: bool, max_lifetime: u64) -> SessionRules {
+        SessionRules {
+            end_at_expiry,
+            recheck: Duration::from_secs(5),
+            max_lifetime: (max_lifetime > 0).then(|| Duration::from_secs(max_lifetime)),
+        }
+    }
+
+    #[test]
+    fn the_earliest_of_expiry_and_lifetime_and_why() {
+        let now = crate::metrics::unix_now() as u64;
+        let in_secs = |t: Instant| t.saturating_duration_since(Instant::now()).as_secs_f64();
+        let e = entry(&[now + 100, now + 10], false);
+        let (t, why) = deadline(&e, &rules(true, 60)).unwrap();
+        assert_eq!(why, Why::Refused(Reason::TokenExpired));
+        assert!(
+            (8.5..=10.5).contains(&in_secs(t)),
+            "the earliest grant's expiry"
+        );
+        let (t, why) = deadline(&e, &rules(true, 5)).unwrap();
+        assert_eq!(why, Why::MaxLifetime);
+        assert!((4.5..=5.0).contains(&in_secs(t)));
+        assert_eq!(deadline(&e, &rules(false, 0)), None, "end_at_expiry: false");
+        assert_eq!(
+            deadline(&entry(&[now + 10], true), &rules(true, 60)).map(|d| d.1),
+            Some(Why::MaxLifetime),
+            "observe: expiry never closes it"
+        );
+        assert_eq!(deadline(&entry(&[], false), &rules(true, 0)), None);
+        let (t, _) = deadline(&entry(&[now - 30], false), &rules(true, 0)).unwrap();
+        assert_eq!(in_secs(t), 0.0, "already expired: now");
+    }
 }

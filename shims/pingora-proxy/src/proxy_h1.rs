@@ -802,7 +802,8 @@ where
 
                 // keygate patch (sessions): the service may end an upgraded connection.
                 close = poll_fn(|cx| self.inner.poll_upgraded_close(ctx, cx)), if upgraded => {
-                    return self.end_upgraded(session, &tx, close, &pipe_state).await;
+                    // Boxed: ending a tunnel is rare, and its future must not grow this loop's.
+                    return Box::pin(self.end_upgraded(session, &tx, close, &pipe_state)).await;
                 },
 
                 data = custom_reader_next, if downstream_custom_read && !downstream_state.is_errored()  => {
