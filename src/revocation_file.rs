@@ -54,6 +54,45 @@ fn entry_line(text: &str, i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = Revocation> {
+        let name = "[a-z0-9_/:.-]{1,12}";
+        let instant = prop::option::of(0i64..4_000_000_000);
+        (
+            prop::option::of(name),
+            instant.clone(),
+            prop::option::of(name),
+            prop::option::of(name),
+            instant,
+        )
+            .prop_map(
+                |(sub, issued_before, jti, credential, expires_at)| Revocation {
+                    issued_before: issued_before.filter(|_| sub.is_some()),
+                    sub,
+                    jti,
+                    credential,
+                    expires_at,
+                },
+            )
+            .prop_filter("a valid entry", |e| e.validate().is_ok())
+    }
+
+    proptest! {
+        /// Any list of valid entries, written as YAML, reads back the same; any text at all
+        /// gives entries or an error naming the file, never a panic.
+        #[test]
+        fn valid_entries_round_trip_and_any_text_is_an_answer(
+            entries in prop::collection::vec(entry(), 0..8),
+            junk in "\\PC{0,200}",
+        ) {
+            let text = serde_yaml::to_string(&entries).unwrap();
+            prop_assert_eq!(parse(&text, "r.yaml").unwrap(), entries);
+            if let Err(e) = parse(&junk, "r.yaml") {
+                prop_assert!(e.starts_with("r.yaml:"), "{}", e);
+            }
+        }
+    }
 
     #[test]
     fn entries_of_every_kind_and_empty_files() {
