@@ -3,7 +3,8 @@
 //!
 //! It prints the route matched (or why none), each alternative and authenticator tried with its
 //! result and reason, the final status and reason, and the identity headers the backend would
-//! receive. JWK sets are fetched once, as keygate would at start. Credentials are never echoed:
+//! receive, and for `credential_revoked` the `revocations.file` entry that matched. JWK sets are
+//! fetched once, as keygate would at start. Credentials are never echoed:
 //! header values and query values are not printed, only their names.
 
 use std::fmt::Write as _;
@@ -14,6 +15,7 @@ use crate::canonical::Canonical;
 use crate::decide::{decide, Forwarding, Outcome};
 use crate::policy::{Observer, Step};
 use crate::reason::Reason;
+use crate::revocation::{Revocations, Source};
 use crate::ruleset::Ruleset;
 
 /// Records every authenticator run.
@@ -54,9 +56,14 @@ pub fn request(method: &str, target: &str, headers: &[String]) -> Result<Request
     Ok(req)
 }
 
-/// Decides `req` under `rules` and writes the report; `true` when the request would be
-/// forwarded (or a CORS preflight answered).
-pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) -> bool {
+/// Decides `req` under `rules` and the `revocations` in force (`revocations.file`) and writes
+/// the report; `true` when the request would be forwarded (or a CORS preflight answered).
+pub async fn explain(
+    rules: &Ruleset,
+    revocations: &Revocations,
+    mut req: RequestHeader,
+    out: &mut String,
+) -> bool {
     for p in rules.providers() {
         if let Err(e) = crate::auth::jwks::refresh::fetch_now(&p).await {
             let _ = writeln!(out, "JWK set of {}: {e}", p.name());
@@ -71,9 +78,8 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
         let _ = writeln!(out, "  removed client-sent identity header {name}");
     }
     let mut steps = Steps::default();
-    let revocations = crate::revocation::Revocations::default();
     let outcome = match Canonical::proxied(&req) {
-        Ok(c) => decide(rules, &c, &revocations, &mut steps).await,
+        Ok(c) => decide(rules, &c, revocations, &mut steps).await,
         Err(reason) => Outcome::Deny {
             route: None,
             reason,
@@ -131,6 +137,9 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
             true
         }
         Outcome::Deny { reason, .. } => {
+            if reason == Reason::CredentialRevoked {
+                describe_revocation(rules, revocations, &req, out).await;
+            }
             let _ = writeln!(
                 out,
                 "result: {} {} (denied; never forwarded)",
@@ -139,6 +148,39 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
             );
             false
         }
+    }
+}
+
+/// Which revocation refused `req`: the identity it verified as, matched against `revocations`
+/// (an entry names a user, a `jti` or a credential name, never a secret).
+async fn describe_revocation(
+    rules: &Ruleset,
+    revocations: &Revocations,
+    req: &RequestHeader,
+    out: &mut String,
+) {
+    let none = Revocations::default();
+    let Ok(canonical) = Canonical::proxied(req) else {
+        return;
+    };
+    let Outcome::Forward {
+        identity: Some(id), ..
+    } = decide(rules, &canonical, &none, &mut ()).await
+    else {
+        return;
+    };
+    let now = crate::metrics::unix_now() as i64;
+    if let Some(entry) = revocations.matching(&id, now) {
+        let n = revocations
+            .entries(Source::File)
+            .iter()
+            .position(|e| e == entry);
+        let source = match n {
+            Some(n) => format!("revocations.file entry {}", n + 1),
+            None => "shared revocation".to_string(),
+        };
+        let json = serde_json::to_string(entry).unwrap_or_default();
+        let _ = writeln!(out, "revoked by {source}: {json} (id {})", entry.id());
     }
 }
 

@@ -205,8 +205,11 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return fail(e),
             };
-            let rules = match keygate::ruleset::load(&path) {
-                Ok(loaded) => loaded.rules,
+            let (rules, revocations) = match keygate::ruleset::load(&path) {
+                Ok(loaded) => (
+                    loaded.rules,
+                    keygate::revocation::Revocations::new(loaded.revocations, Vec::new()),
+                ),
                 Err(e) => return fail(e),
             };
             let req = match keygate::explain::request(&method, &target, &headers) {
@@ -218,7 +221,12 @@ fn main() -> ExitCode {
                 .build()
                 .expect("a tokio runtime");
             let mut out = String::new();
-            let allowed = rt.block_on(keygate::explain::explain(&rules, req, &mut out));
+            let allowed = rt.block_on(keygate::explain::explain(
+                &rules,
+                &revocations,
+                req,
+                &mut out,
+            ));
             print!("{out}");
             if allowed {
                 ExitCode::SUCCESS

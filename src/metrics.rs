@@ -138,6 +138,13 @@ families! {
     /// Pooled upstream connections pingora discarded in a harmless race between its per-thread
     /// runtimes (each cost one extra upstream connect; see `crate::logs`).
     upstream_pool_races: IntCounter = ("keygate_upstream_pool_races_total", "Pooled upstream connections pingora discarded in a harmless cross-thread race (one extra connect each).", []);
+    /// Upgraded connections (websockets) open now, by route (`crate::sessions`).
+    sessions_open: IntGaugeVec = ("keygate_sessions_open", "Upgraded connections (websockets, Socket.IO) open now, by route.", ["route"]);
+    /// Sessions keygate closed, by route and reason (`token_expired`, `credential_revoked`,
+    /// `unknown_key`, ..., `max_lifetime`).
+    sessions_closed: IntCounterVec = ("keygate_sessions_closed_total", "Sessions (upgraded connections) keygate closed, by route and reason.", ["route", "reason"]);
+    /// Revocation entries in force, by source (`file`, `shared`).
+    revocations: IntGaugeVec = ("keygate_revocations", "Revocation entries in force, by source (file, shared).", ["source"]);
     /// OTLP trace exports that failed (their spans are dropped); see `crate::telemetry`.
     trace_export_failures: IntCounter = ("keygate_trace_export_failures_total", "Trace exports to telemetry.otlp_endpoint that failed; the spans of each are dropped.", []);
     /// Operations that needed Redis (`shared_state`) and could not use it (failed, timed out, or
@@ -162,6 +169,9 @@ impl Metrics {
             .set(1);
         for r in ["ok", "error"] {
             self.config_reloads.with_label_values(&[r]);
+        }
+        for s in ["file", "shared"] {
+            self.revocations.with_label_values(&[s]);
         }
     }
 }

@@ -1,73 +1,231 @@
-//! Hot reload: a change to the config file, or SIGHUP, loads, validates and atomically swaps the
+//! Hot reload: a change to the config file, to a file it names (a rotated `pem_file`,
+//! `value_file`, `secret_file`, ...), or SIGHUP, loads, validates and atomically swaps the
 //! compiled config (arc-swap); requests in flight finish on the config they started with.
 //!
-//! The file's *directory* is watched (inotify via `notify`), so a Kubernetes ConfigMap update,
-//! which swaps the `..data` symlink rather than writing the file, is seen. Events are debounced
-//! and a reload happens only when the file's bytes changed (SIGHUP always reloads). An invalid
-//! file leaves the old config serving, is logged with `file:line`, and counts
-//! `keygate_config_reloads_total{result="error"}` and nothing else: compiling has no effect on
-//! the process, and only a ruleset that loaded is activated. Changes to the restart-only
-//! [`crate::settings::ServerSettings`] are logged as needing a restart.
+//! The files' *directories* are watched (inotify via `notify`), so a Kubernetes ConfigMap or
+//! Secret update, which swaps the `..data` symlink rather than writing the file, is seen. A
+//! change is read only once it has settled: no event for 250 ms, and a file being written in
+//! place (opened for writing, not yet closed) is waited for, up to 5 s, so a half-written file is
+//! never applied. A reload happens only when the bytes of the config or of a file it names
+//! changed (SIGHUP always reloads). An invalid file leaves the old config serving, is logged with
+//! `file:line`, and counts `keygate_config_reloads_total{result="error"}` and nothing else:
+//! compiling has no effect on the process, and only a ruleset that loaded is activated. Changes
+//! to the restart-only [`crate::settings::ServerSettings`] are logged as needing a restart.
+//!
+//! `revocations.file` is watched the same way ([`watch_revocations`]) and read again with every
+//! config reload; an invalid one keeps the list in force. Every change to what open sessions
+//! were authorized under (rules, revocations) has them re-authorized at once.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::metrics::metrics;
+use crate::revocation::Source;
 use crate::state::State;
 
-/// Watches `path` and SIGHUP until the process exits.
+/// How long a burst of events must be quiet before the files are read.
+const QUIET: Duration = Duration::from_millis(250);
+/// The longest wait for a file opened for writing to be closed.
+const WRITING: Duration = Duration::from_secs(5);
+
+/// Watches the config file at `path`, the files it names, and SIGHUP, until the process exits.
 pub(crate) async fn watch(state: Arc<State>, path: PathBuf) {
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install the SIGHUP handler; reload on SIGHUP is off");
-            return;
-        }
+    let files = || {
+        let mut f = vec![path.clone()];
+        f.extend(state.referenced_files.load().iter().cloned());
+        f
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
-            let _ = tx.send(());
-        }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-    let _watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::error!(error = %e, dir = %dir.display(), "cannot watch the config directory; reload on SIGHUP only");
-            None
-        }
-    };
-    // The file may have changed between the initial load and this watch starting.
-    let mut last = std::fs::read(&path).ok();
-    if last.as_deref().map(crate::secret::sha256) != Some(state.source_digest) {
+    // The files may have changed between the initial load and this watch starting.
+    let mut watching = Watching::new(true);
+    watching.add(&files());
+    let mut last = fingerprint(&files());
+    let text = std::fs::read(&path).ok();
+    if text.as_deref().map(crate::secret::sha256) != Some(state.source_digest) {
         reload(&state, &path).await;
+        watching.add(&files());
+        last = fingerprint(&files());
     }
     loop {
-        let forced = tokio::select! {
-            _ = hup.recv() => true,
-            Some(()) = rx.recv() => {
-                // Debounce: editors and ConfigMap swaps produce bursts of events.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                while rx.try_recv().is_ok() {}
-                false
-            }
-        };
-        let now = std::fs::read(&path).ok();
-        if !forced && (now.is_none() || now == last) {
+        let forced = watching.next(&files()).await;
+        let now = fingerprint(&files());
+        if !forced && now == last {
             continue; // unchanged (or mid-swap: the next event will tell)
         }
-        last = now;
         reload(&state, &path).await;
+        watching.add(&files());
+        last = fingerprint(&files());
+    }
+}
+
+/// Watches `revocations.file` (`path`) until the process exits, applying each change
+/// ([`reload_revocations`]). SIGHUP reloads it with the config.
+pub(crate) async fn watch_revocations(state: Arc<State>, path: PathBuf) {
+    let files = [path.clone()];
+    let mut watching = Watching::new(false);
+    watching.add(&files);
+    let mut last = fingerprint(&files);
+    // It may have changed since start-up: apply what it holds now (not counted as a reload).
+    if let Ok(entries) = crate::revocation_file::load(&path) {
+        state.apply_revocations(Source::File, entries);
+    }
+    loop {
+        watching.next(&files).await;
+        let now = fingerprint(&files);
+        if now != last {
+            last = now;
+            reload_revocations(&state, &path);
+        }
+    }
+}
+
+/// What a watcher reports about one file system event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Change {
+    /// Data written to `path` (still open, perhaps).
+    Writing(PathBuf),
+    /// `path`, opened for writing, was closed.
+    Closed(PathBuf),
+    /// Anything else (a create, a rename, a symlink swap, a removal).
+    Other,
+}
+
+/// The directories being watched, their events, and SIGHUP.
+struct Watching {
+    watcher: Option<notify::RecommendedWatcher>,
+    dirs: HashSet<PathBuf>,
+    events: UnboundedReceiver<Change>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Watching {
+    fn new(hup: bool) -> Watching {
+        let hup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s).filter(|_| hup),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGHUP handler; reload on SIGHUP is off");
+                None
+            }
+        };
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if let Ok(ev) = ev {
+                let path = ev.paths.first().cloned().unwrap_or_default();
+                let change = match ev.kind {
+                    EventKind::Modify(ModifyKind::Data(_)) => Change::Writing(path),
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Closed(path),
+                    EventKind::Access(_) => return,
+                    _ => Change::Other,
+                };
+                let _ = tx.send(change);
+            }
+        });
+        let watcher = watcher
+            .map_err(|e| tracing::error!(error = %e, "cannot watch files; reload on SIGHUP only"))
+            .ok();
+        Watching {
+            watcher,
+            dirs: HashSet::new(),
+            events,
+            hup,
+        }
+    }
+
+    /// Watches the directories of `files` not watched yet.
+    fn add(&mut self, files: &[PathBuf]) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        for f in files {
+            let dir = f
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            if self.dirs.contains(&dir) {
+                continue;
+            }
+            match w.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(dir);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, dir = %dir.display(), "cannot watch the directory; reload on SIGHUP only")
+                }
+            }
+        }
+    }
+
+    /// Waits for the next settled change among `files` (`false`) or SIGHUP (`true`).
+    async fn next(&mut self, files: &[PathBuf]) -> bool {
+        let first = tokio::select! {
+            Some(_) = async { self.hup.as_mut()?.recv().await } => return true,
+            Some(c) = self.events.recv() => c,
+        };
+        settle(&mut self.events, first, files).await;
+        false
+    }
+}
+
+/// Waits until a burst of changes is over: [`QUIET`] without an event, and no file of `files`
+/// left open for writing (at most [`WRITING`] of quiet while one is).
+async fn settle(events: &mut UnboundedReceiver<Change>, first: Change, files: &[PathBuf]) {
+    let ours = |p: &PathBuf| files.iter().any(|f| f == p);
+    let mut writing: HashSet<PathBuf> = HashSet::new();
+    let note = |c: Change, writing: &mut HashSet<PathBuf>| match c {
+        Change::Writing(p) if ours(&p) => {
+            writing.insert(p);
+        }
+        Change::Closed(p) => {
+            writing.remove(&p);
+        }
+        _ => {}
+    };
+    note(first, &mut writing);
+    loop {
+        let wait = if writing.is_empty() { QUIET } else { WRITING };
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(c)) => note(c, &mut writing),
+            _ => return,
+        }
+    }
+}
+
+/// SHA-256 over the bytes of every file of `files` (a missing file counts as such).
+fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
+    let mut all = Vec::new();
+    for f in files {
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                all.extend_from_slice(&crate::secret::sha256(&bytes));
+            }
+            Err(_) => all.push(0),
+        }
+    }
+    crate::secret::sha256(&all)
+}
+
+/// Loads `revocations.file` (`path`) and swaps its entries in, or keeps the list in force and
+/// says why (`file:line`); counted in `keygate_config_reloads_total` like a config reload.
+pub(crate) fn reload_revocations(state: &State, path: &Path) {
+    let m = metrics();
+    match crate::revocation_file::load(path) {
+        Ok(entries) => {
+            let n = entries.len();
+            state.apply_revocations(Source::File, entries);
+            m.config_reloads.with_label_values(&["ok"]).inc();
+            tracing::info!(file = %path.display(), entries = n, "revocations reloaded");
+        }
+        Err(e) => {
+            m.config_reloads.with_label_values(&["error"]).inc();
+            tracing::error!(error = %e, "revocations reload failed; the previous list stays in force");
+        }
     }
 }
 
@@ -101,6 +259,14 @@ pub(crate) async fn reload(state: &State, path: &Path) {
             }
             new.activate(Some(&old));
             state.rules.store(Arc::new(new));
+            state.referenced_files.store(Arc::new(loaded.files));
+            // `revocations.file` is read again with the config (its path needs a restart).
+            if loaded.settings.revocations_file.is_some()
+                && loaded.settings.revocations_file == state.settings.revocations_file
+            {
+                state.apply_revocations(Source::File, loaded.revocations);
+            }
+            crate::sessions::signal::poke(); // open sessions: re-authorized under the new rules
             m.config_reloads.with_label_values(&["ok"]).inc();
             m.config_last_reload_success.set(crate::metrics::unix_now());
             tracing::info!(file = %path.display(), "config reloaded");

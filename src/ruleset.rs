@@ -63,6 +63,36 @@ pub struct Ruleset {
     /// `forward_auth.front`: whose headers describe the original request on the forward-auth
     /// listener.
     pub(crate) forward_auth_front: Option<crate::config::Front>,
+    /// `sessions`.
+    pub(crate) sessions: SessionRules,
+}
+
+/// `sessions`, compiled (`docs/config.md`, "Sessions and revocation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SessionRules {
+    /// `end_at_expiry`: close a session when its credential expires.
+    pub(crate) end_at_expiry: bool,
+    /// `recheck_seconds`: how often open sessions are re-authorized.
+    pub(crate) recheck: Duration,
+    /// `max_lifetime_seconds` (`None` for 0): the cap on any upgraded connection.
+    pub(crate) max_lifetime: Option<Duration>,
+}
+
+impl SessionRules {
+    fn compile(cfg: &config::SessionsConfig) -> Result<SessionRules, FieldError> {
+        if cfg.recheck_seconds == 0 {
+            return Err(FieldError::new(
+                "sessions.recheck_seconds",
+                "must be at least 1",
+            ));
+        }
+        Ok(SessionRules {
+            end_at_expiry: cfg.end_at_expiry,
+            recheck: Duration::from_secs(cfg.recheck_seconds),
+            max_lifetime: (cfg.max_lifetime_seconds > 0)
+                .then(|| Duration::from_secs(cfg.max_lifetime_seconds)),
+        })
+    }
 }
 
 /// A compiled config: what needs a restart, the rules, and what they were compiled from.
@@ -73,13 +103,19 @@ pub struct Loaded {
     pub rules: Ruleset,
     /// SHA-256 of the text the config was read from (a reload compares the file with it).
     pub(crate) source_digest: [u8; 32],
+    /// The entries of `revocations.file` (empty without one).
+    pub revocations: Vec<crate::revocation::Revocation>,
+    /// The files the config names (keys, secrets, CA and TLS files), watched for reloads.
+    pub(crate) files: Vec<std::path::PathBuf>,
 }
 
 /// Loads, parses and compiles `path`, with no effect on the process (see the module docs).
 /// Errors carry `file:line` and the field path.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let (cfg, text) = config::load_file(path)?;
-    compiled(&cfg, &text, &path.display().to_string())
+    let (mut cfg, text) = config::load_file(path)?;
+    let files = config::referenced_files(&mut cfg);
+    let loaded = compiled(&cfg, &text, &path.display().to_string())?;
+    Ok(Loaded { files, ..loaded })
 }
 
 /// Parses and compiles YAML text (`name` is used in errors); as [`load`], without a file. Needs
@@ -91,10 +127,19 @@ pub fn load_str(text: &str, name: &str) -> Result<Loaded, ConfigError> {
 
 fn compiled(cfg: &Config, text: &str, file: &str) -> Result<Loaded, ConfigError> {
     let locate = |e| config::locate_error(text, file, e);
+    let settings = ServerSettings::from_config(cfg).map_err(locate)?;
+    let rules = compile(cfg).map_err(locate)?;
+    let revocations = match &settings.revocations_file {
+        Some(f) => crate::revocation_file::load(f)
+            .map_err(|m| locate(FieldError::new("revocations.file", m)))?,
+        None => Vec::new(),
+    };
     Ok(Loaded {
-        settings: ServerSettings::from_config(cfg).map_err(locate)?,
-        rules: compile(cfg).map_err(locate)?,
+        settings,
+        rules,
         source_digest: crate::secret::sha256(text.as_bytes()),
+        revocations,
+        files: Vec::new(),
     })
 }
 
@@ -176,6 +221,7 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
             sample_ratio: cfg.access_log_sample_ratio,
         },
         forward_auth_front: cfg.forward_auth.as_ref().map(|f| f.front),
+        sessions: SessionRules::compile(&cfg.sessions)?,
         socketio_key: cfg.identity.socketio_key.0.clone(),
         socketio_connect_timeout: Limits::compile(&cfg.limits).socketio_connect_timeout,
     })

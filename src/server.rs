@@ -1,5 +1,6 @@
 //! Builds and runs the pingora server: the proxy service on `listen` (optionally TLS), and a
-//! control service that runs the admin port, config reload and the JWK-set fetch loops.
+//! control service that runs the admin port, config reload, the JWK-set fetch loops, the
+//! session registry and the `revocations.file` watcher.
 //!
 //! SIGTERM: pingora stops accepting at once; `/readyz` turns 503; keygate exits 0 as soon as no
 //! request or websocket is in flight, and at the latest after `shutdown_grace_seconds`
@@ -169,9 +170,13 @@ impl pingora::services::background::BackgroundService for Control {
         // shared_state (issue 18): subscribe to Redis on this runtime, which lives as long as
         // the process; shared revocations land in `State::revocations`.
         let state = self.state.clone();
-        self.state
-            .shared
-            .start(move |entries| state.set_shared_revocations(entries));
+        self.state.shared.start(move |entries| {
+            state.apply_revocations(crate::revocation::Source::Shared, entries)
+        });
+        tokio::spawn(crate::sessions::registry::run(self.state.clone()));
+        if let Some(path) = self.state.settings.revocations_file.clone() {
+            tokio::spawn(crate::reload::watch_revocations(self.state.clone(), path));
+        }
         let admin = self.admin.lock().ok().and_then(|mut a| a.take());
         if let Some(l) = admin.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             tokio::spawn(crate::admin::serve(l, self.state.clone()));

@@ -26,11 +26,13 @@ pub(crate) struct ServerSettings {
     pub(crate) telemetry: Option<crate::telemetry::Settings>,
     /// `shared_state`: Redis, when set (its connection lives as long as the process).
     pub(crate) shared_state: Option<crate::shared::Settings>,
+    /// `revocations.file`, watched for changes (its entries reload; the path needs a restart).
+    pub(crate) revocations_file: Option<std::path::PathBuf>,
 }
 
 impl ServerSettings {
     /// The config fields that need a restart, as `docs/config.md` names them.
-    pub(crate) const FIELDS: [&'static str; 8] = [
+    pub(crate) const FIELDS: [&'static str; 9] = [
         "listen",
         "admin_listen",
         "tls",
@@ -39,6 +41,7 @@ impl ServerSettings {
         "forward_auth.listen",
         "telemetry",
         "shared_state",
+        "revocations.file",
     ];
 
     /// Reads and checks them: addresses parse (once, here) and differ, TLS files are readable.
@@ -61,6 +64,13 @@ impl ServerSettings {
             }
             None => None,
         };
+        if cfg
+            .revocations
+            .as_ref()
+            .is_some_and(|r| r.file.0.is_empty())
+        {
+            return Err(FieldError::new("revocations.file", "required: a file path"));
+        }
         let tls = cfg
             .tls
             .as_ref()
@@ -84,6 +94,7 @@ impl ServerSettings {
                 .as_ref()
                 .map(crate::shared::Settings::compile)
                 .transpose()?,
+            revocations_file: cfg.revocations.as_ref().map(|r| r.file.0.clone().into()),
         })
     }
 
@@ -98,6 +109,7 @@ impl ServerSettings {
             self.forward_auth_listen != other.forward_auth_listen,
             self.telemetry != other.telemetry,
             self.shared_state != other.shared_state,
+            self.revocations_file != other.revocations_file,
         ];
         Self::FIELDS
             .iter()

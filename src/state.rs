@@ -28,9 +28,10 @@ pub(crate) struct State {
     /// The revocations in force (`revocations.file` and shared entries), swapped whole when
     /// either source changes; kept across config reloads.
     pub(crate) revocations: ArcSwap<crate::revocation::Revocations>,
-    /// Bumped (a generation count) each time the shared revocations are swapped in, so open
-    /// sessions can recheck at once: `revocations_changed.subscribe()`, then `changed().await`.
-    pub(crate) revocations_changed: tokio::sync::watch::Sender<u64>,
+    /// The open sessions (upgraded connections) and their registry's inbox.
+    pub(crate) sessions: crate::sessions::Sessions,
+    /// The files the config in force names, watched for reloads (`crate::reload`).
+    pub(crate) referenced_files: ArcSwap<Vec<std::path::PathBuf>>,
     /// The config file, watched for reloads (`None` for the built-in demo config).
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// SHA-256 of the config text keygate started with (the watcher reloads at once if the
@@ -48,6 +49,10 @@ impl State {
         telemetry: Option<crate::telemetry::Telemetry>,
     ) -> State {
         let shared = crate::shared::Shared::new(loaded.settings.shared_state.as_ref());
+        crate::metrics::metrics()
+            .revocations
+            .with_label_values(&[crate::revocation::Source::File.as_str()])
+            .set(loaded.revocations.len() as i64);
         State {
             rules: ArcSwap::from_pointee(loaded.rules),
             settings: loaded.settings,
@@ -55,24 +60,37 @@ impl State {
             inflight: Arc::new(AtomicUsize::new(0)),
             connections: Arc::new(AtomicUsize::new(0)),
             shared,
-            revocations: ArcSwap::from_pointee(crate::revocation::Revocations::default()),
-            revocations_changed: tokio::sync::watch::Sender::new(0),
+            revocations: ArcSwap::from_pointee(crate::revocation::Revocations::new(
+                loaded.revocations,
+                Vec::new(),
+            )),
+            sessions: crate::sessions::Sessions::default(),
+            referenced_files: ArcSwap::from_pointee(loaded.files),
             config_path,
             source_digest: loaded.source_digest,
             telemetry,
         }
     }
 
-    /// Puts `entries` in force as the shared revocations (`Source::Shared`; the file's entries
-    /// stay) and tells [`State::revocations_changed`]'s subscribers.
-    pub(crate) fn set_shared_revocations(&self, entries: Vec<crate::revocation::Revocation>) {
-        use crate::revocation::Source;
-        let same = self.revocations.load().entries(Source::Shared) == entries.as_slice();
-        if !same {
-            self.revocations
-                .rcu(|r| r.with(Source::Shared, entries.clone()));
-            self.revocations_changed.send_modify(|g| *g += 1);
+    /// Puts `entries` in force as `source`'s revocations (the other source's stay), sets
+    /// `keygate_revocations{source}` and has open sessions re-authorized at once. Every updater
+    /// of the revocations (the file, shared state) goes through here; an unchanged list changes
+    /// nothing.
+    pub(crate) fn apply_revocations(
+        &self,
+        source: crate::revocation::Source,
+        entries: Vec<crate::revocation::Revocation>,
+    ) {
+        if self.revocations.load().entries(source) == entries.as_slice() {
+            return;
         }
+        let n = entries.len();
+        self.revocations.rcu(|r| r.with(source, entries.clone()));
+        crate::metrics::metrics()
+            .revocations
+            .with_label_values(&[source.as_str()])
+            .set(n as i64);
+        crate::sessions::signal::poke();
     }
 }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod files;
 pub mod forward_auth;
 pub mod schema;
+pub mod sessions;
 pub mod shared;
 mod spans;
 pub mod value;
@@ -59,6 +60,11 @@ fn for_each_file(cfg: &mut Config, mut f: impl FnMut(&mut String)) {
         }
     };
     fix(&mut cfg.upstream.ca_file);
+    if let Some(r) = &mut cfg.revocations {
+        let mut f = Some(r.file.clone());
+        fix(&mut f);
+        r.file = f.unwrap_or_default();
+    }
     if let Some(t) = &mut cfg.tls {
         let (mut c, mut k) = (Some(t.cert_file.clone()), Some(t.key_file.clone()));
         fix(&mut c);

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 pub use super::authenticators::*;
 use super::forward_auth::ForwardAuthConfig;
+pub use super::sessions::*;
 pub use super::shared::*;
 use super::value::{OneOrMany, Str};
 
@@ -59,6 +60,10 @@ pub struct Config {
     pub telemetry: Option<TelemetryConfig>,
     /// Throttle, quotas and revocations shared through Redis; per replica when absent.
     pub shared_state: Option<SharedStateConfig>,
+    /// Long-lived (upgraded) connections: closed when their credential ends.
+    pub sessions: SessionsConfig,
+    /// Credentials refused before they expire; none when absent.
+    pub revocations: Option<RevocationsConfig>,
 }
 
 impl Default for Config {
@@ -86,6 +91,8 @@ impl Default for Config {
             access_log_sample_ratio: 1.0,
             telemetry: None,
             shared_state: None,
+            sessions: SessionsConfig::default(),
+            revocations: None,
         }
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Ctx {
     /// The backend did not answer an unverified upgrade with 101: keygate answers instead.
     pub(super) refused_upgrade: bool,
     pub(super) upstream_status: u16,
+    /// sessions (issue 17): the session of an upgraded connection, from its 101 on.
+    pub(super) session: Option<crate::sessions::Handle>,
     /// Its spans, when `telemetry` is on (`None` otherwise: nothing allocated).
     pub(super) trace: Option<Box<RequestTrace>>,
     /// Shared state (issue 18): a quota route's `RateLimit` fields, set on the answer

@@ -10,9 +10,11 @@
 //!                          headers, traceparent, and identity headers last (no hop-by-hop
 //!                          removal follows)
 //!  request_body_filter     Socket.IO websockets: every CONNECT through the gate (socketio/gate.rs)
-//!  upstream_response_filter an upgrade forwarded without a verified credential must get 101
+//!  upstream_response_filter an upgrade forwarded without a verified credential must get 101;
+//!                          a 101 opens the connection's session (sessions/)
 //!  response_filter         CORS headers for allowed origins; a 101 drops this request's rules
 //!  response_body_filter    nothing from the backend once the gate refused the client
+//!  poll_upgraded_close     an upgraded connection ends when its session does (sessions/)
 //!  fail_to_proxy           keygate's own answer when the backend's must not reach the client
 //!  logging                 metrics, access log, spans ended, and the next request head's limits
 //! ```
@@ -65,6 +67,7 @@ impl ProxyHttp for Keygate {
             upstream_status: 0,
             trace: None,
             ratelimit: None,
+            session: None,
             _inflight: Counted::new(&self.state.inflight),
         }
     }
@@ -161,10 +164,15 @@ impl ProxyHttp for Keygate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         // The gate exists only for a bodiless GET upgrade, so every chunk is websocket data.
-        match ctx.gate.as_mut() {
-            Some(gate) => gate.filter(session, body, &self.state).await,
-            None => Ok(()),
+        let Some(gate) = ctx.gate.as_mut() else {
+            return Ok(());
+        };
+        let filtered = gate.filter(session, body, &self.state).await;
+        // sessions (issue 17): accepted CONNECTs' credentials join the session.
+        if let Some(s) = &ctx.session {
+            gate.grants.drain(..).for_each(|g| s.grant(g));
         }
+        filtered
     }
 
     async fn upstream_response_filter(
@@ -174,6 +182,14 @@ impl ProxyHttp for Keygate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = resp.status.as_u16();
+        // sessions (issue 17): an upgraded connection is a session until it ends.
+        if let (101, Some(rules)) = (ctx.upstream_status, &ctx.rules) {
+            let in_stream = ctx.gate.as_ref().map(|g| g.how()) == Some(Authorized::InStream);
+            let route = ctx.route.as_ref().map(|(_, r)| *r);
+            let id = ctx.identity.as_ref();
+            let req = session.req_header();
+            ctx.session = Some(self.state.sessions.open(rules, req, route, id, in_stream));
+        }
         let Some(gate) = ctx.gate.as_mut() else {
             return Ok(());
         };
@@ -248,6 +264,18 @@ impl ProxyHttp for Keygate {
             };
         }
         crate::observe::default_failure(session, e).await
+    }
+
+    /// sessions (issue 17): ends an upgraded connection whose session the registry closed.
+    fn poll_upgraded_close(
+        &self,
+        ctx: &mut Ctx,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<pingora::proxy::UpgradedClose> {
+        match ctx.session.as_mut() {
+            Some(s) => s.poll_close(cx),
+            None => std::task::Poll::Pending,
+        }
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _e: &Error) -> bool {

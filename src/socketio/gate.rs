@@ -72,6 +72,9 @@ pub(crate) struct Gate {
     pub(crate) refused: Option<Reason>,
     /// The identity of the last accepted CONNECT, for the access log.
     pub(crate) identity: Option<Identity>,
+    /// sessions (issue 17): credentials of CONNECTs accepted since the proxy last took them,
+    /// for the connection's session.
+    pub(crate) grants: Vec<crate::sessions::Grant>,
 }
 
 impl Gate {
@@ -103,6 +106,7 @@ impl Gate {
             accepted: 0,
             refused: None,
             identity: None,
+            grants: Vec::new(),
         }
     }
 
@@ -240,6 +244,11 @@ impl Gate {
         match verdict {
             Ok(id) => {
                 route.counters.count(Outcome::Allowed);
+                if let (Authorized::InStream, Some(a)) = (self.how, &auth) {
+                    // sessions (issue 17): this CONNECT's credential now holds the session.
+                    let grant = crate::sessions::Grant::connect(&rules, namespace, a, &id);
+                    self.grants.push(grant);
+                }
                 let frame = super::connect_frame(
                     namespace,
                     &auth.unwrap_or_default(),

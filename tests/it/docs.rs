@@ -1,7 +1,8 @@
 //! `docs/config.md` is the configuration reference, so it must stay true:
 //! - every ```yaml block in it passes `keygate check` (the first one, "The whole document", as it
 //!   is; a block whose first line is `# fragment` merged over it), so a misspelt or removed field
-//!   fails here (the schema denies unknown fields);
+//!   fails here (the schema denies unknown fields); the ```yaml revocations.yaml example is the
+//!   `revocations.file` those checks read;
 //! - every field of the config schema (`src/config/`) appears in one of those blocks;
 //! - its reasons table lists exactly the reasons of `src/reason.rs`, with their statuses, and its
 //!   metrics table exactly the families of `src/metrics.rs`, with their types and labels;
@@ -107,9 +108,21 @@ fn fixture_for(name: &str) -> Vec<u8> {
         f("ca.crt")
     } else if name.ends_with(".json") {
         f("jwks.json")
+    } else if name.starts_with("revocations") && name.ends_with(".yaml") {
+        revocations_example().into_bytes()
     } else {
         b"docs-test-secret-0123456789abcdef0123456789abcd\n".to_vec()
     }
+}
+
+/// The documented `revocations.file` (the ```` ```yaml revocations.yaml ```` block): it stands for
+/// every documented revocations file, so `keygate check` of the whole document checks it too.
+fn revocations_example() -> String {
+    let doc = doc();
+    let start = doc.find("```yaml revocations.yaml\n").expect("a revocations.yaml example");
+    let body = &doc[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").unwrap()].to_string()
 }
 
 /// `text` with every documented file path moved under `dir`, where the file is created.

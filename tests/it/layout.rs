@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("canonical", 2),
     ("routes", 2),
     ("revocation", 2),
+    ("revocation_file", 2),
     ("policy", 2),
     ("cors", 2),
     ("forwarding", 2),
@@ -33,6 +34,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("shared", 2),
     ("ruleset", 3),
     ("state", 3),
+    ("sessions", 3),
     ("decide", 4),
     ("respond", 4),
     ("observe", 4),
@@ -50,7 +52,10 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// `socketio::gate` drives authorization and is part of the request path, unlike the rest of
 /// `socketio` (framing and encoding).
-const SUBMODULE_LAYERS: &[(&str, u8)] = &[("socketio::gate", 4)];
+/// `sessions::signal` is a leaf any layer pokes; `sessions::registry` runs the sessions of the
+/// process over `state`.
+const SUBMODULE_LAYERS: &[(&str, u8)] =
+    &[("socketio::gate", 4), ("sessions::signal", 0), ("sessions::registry", 4)];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {

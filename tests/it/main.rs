@@ -23,6 +23,7 @@ mod paths;
 mod proxy;
 mod reload_metrics;
 mod reload_sockets;
+mod sessions;
 mod shared_state;
 mod telemetry;
 mod throttle;

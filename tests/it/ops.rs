@@ -237,6 +237,8 @@ routes:
         "keygate_token_cache_misses_total 1",
         r#"keygate_config_reloads_total{result="ok"} 1"#,
         r#"keygate_config_reloads_total{result="error"} 0"#,
+        r#"keygate_revocations{source="file"} 0"#,
+        r#"keygate_revocations{source="shared"} 0"#,
         "keygate_config_last_reload_success_timestamp_seconds",
         "keygate_build_info{version=",
         "# TYPE keygate_request_duration_seconds histogram",

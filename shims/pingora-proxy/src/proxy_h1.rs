@@ -800,6 +800,12 @@ where
                     }
                 }
 
+                // keygate patch (sessions): the service may end an upgraded connection.
+                close = poll_fn(|cx| self.inner.poll_upgraded_close(ctx, cx)), if upgraded => {
+                    // Boxed: ending a tunnel is rare, and its future must not grow this loop's.
+                    return Box::pin(self.end_upgraded(session, &tx, close, &pipe_state)).await;
+                },
+
                 data = custom_reader_next, if downstream_custom_read && !downstream_state.is_errored()  => {
                     let Some(data) = data.flatten() else {
                         downstream_custom_read = false;
@@ -1026,6 +1032,29 @@ where
     }
 
     // TODO:: use this function to replace send_body_to2
+    // keygate patch (sessions): ends an upgraded tunnel for `ProxyHttp::poll_upgraded_close`:
+    // the client gets `close.downstream`; the upstream half gets `close.upstream` as the end of
+    // the upgraded body, writes it and finishes (an upgraded upstream connection is then closed,
+    // never pooled). The client connection is not reused.
+    async fn end_upgraded(
+        &self,
+        session: &mut Session,
+        tx: &mpsc::Sender<HttpTask>,
+        close: UpgradedClose,
+        pipe_state: &AtomicU8,
+    ) -> Result<bool> {
+        if !close.downstream.is_empty() {
+            if let Err(e) = session.write_response_body(Some(close.downstream), false).await {
+                debug!("client gone before the upgraded connection's last bytes: {e}");
+            }
+        }
+        let last = Some(close.upstream).filter(|b| !b.is_empty());
+        // Fails only when the upstream half is already done.
+        let _ = tx.send(HttpTask::UpgradedBody(last, true)).await;
+        pipe_state.store(PipeState::DownstreamComplete as u8, Ordering::Release);
+        Ok(false)
+    }
+
     async fn send_body_to_pipe(
         &self,
         session: &mut Session,

@@ -499,6 +499,23 @@ pub trait ProxyHttp {
         Ok(None)
     }
 
+    // keygate patch (sessions): a way to end an upgraded (101) connection on a timer or a
+    // signal. Polled, next to both directions of the tunnel, by the loop that proxies an upgraded
+    // HTTP/1 connection; the default is never ready. When it returns `Ready(close)`, the proxy
+    // writes `close.downstream` to the client and `close.upstream` to the backend, ends the
+    // backend's side of the tunnel (an upgraded upstream connection is never reused, so it is
+    // closed) and finishes the request without reusing the client connection; `logging` runs as
+    // usual. A poll method rather than an `async fn` so that nothing is allocated per poll: it is
+    // re-polled for every chunk either side sends, and must register `cx`'s waker as any poll does.
+    /// Whether an upgraded connection must be ended now, and the bytes each side gets last.
+    fn poll_upgraded_close(
+        &self,
+        _ctx: &mut Self::CTX,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<UpgradedClose> {
+        std::task::Poll::Pending
+    }
+
     /// This filter is called when the entire response is sent to the downstream successfully or
     /// there is a fatal error that terminate the request.
     ///
@@ -748,6 +765,17 @@ pub trait ProxyHttp {
     ) -> Result<()> {
         Ok(())
     }
+}
+
+// keygate patch (sessions): what `ProxyHttp::poll_upgraded_close` returns.
+/// The last bytes of an upgraded connection that the proxy ends (e.g. WebSocket close frames,
+/// RFC 6455 §5.5.1): written to each side before both are closed. Either may be empty.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradedClose {
+    /// Written to the client (downstream).
+    pub downstream: Bytes,
+    /// Written to the backend (upstream).
+    pub upstream: Bytes,
 }
 
 /// Context struct returned by `fail_to_proxy`.

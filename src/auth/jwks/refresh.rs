@@ -42,6 +42,8 @@ pub async fn run(provider: Weak<JwksProvider>) {
         p.deferred.store(false, Ordering::Release);
         let delay = fetch_once(&p, &mut failures).await;
         p.generation.send_modify(|g| *g += 1);
+        // Open sessions are re-authorized with the keys fetched (a key removed ends them).
+        crate::sessions::signal::poke();
         next_due = tokio::time::Instant::now() + delay;
     }
 }

@@ -85,6 +85,16 @@ pub fn verify<'k>(
         match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
             Ok(data) => {
                 let identity = check_claims(&data.claims, key, rules)?;
+                // RFC 7519 §4.1.4: valid only *before* `exp` (+ leeway). jsonwebtoken compares
+                // whole seconds with `<` and so accepts the second of `exp + leeway` itself,
+                // the instant open sessions are closed at (`docs/config.md`, "Sessions and
+                // revocation"): a reconnect then must not pass with the same token.
+                if identity
+                    .valid_until
+                    .is_some_and(|v| v as f64 <= crate::metrics::unix_now())
+                {
+                    return Err(Reason::TokenExpired);
+                }
                 let exp = data.claims.get("exp").and_then(Value::as_f64);
                 return Ok((identity, key, exp));
             }

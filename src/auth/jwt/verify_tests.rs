@@ -183,6 +183,12 @@ fn time_claims_with_leeway() {
     assert_eq!(at(now() - 60, None), Err(Reason::TokenExpired));
     assert!(at(now() - 2, None).is_ok(), "within the leeway");
     assert_eq!(
+        at(now() - 5, None),
+        Err(Reason::TokenExpired),
+        "valid only before exp + leeway (RFC 7519 4.1.4), when open sessions are closed"
+    );
+    assert!(at(now() - 4, None).is_ok());
+    assert_eq!(
         at(now() + 600, Some(now() + 60)),
         Err(Reason::TokenNotYetValid)
     );
