@@ -164,35 +164,52 @@ impl Watching {
 
     /// Waits for the next settled change among `files` (`false`) or SIGHUP (`true`).
     async fn next(&mut self, files: &[PathBuf]) -> bool {
-        let first = tokio::select! {
-            Some(_) = async { self.hup.as_mut()?.recv().await } => return true,
-            Some(c) = self.events.recv() => c,
-        };
-        settle(&mut self.events, first, files).await;
-        false
+        loop {
+            let first = tokio::select! {
+                Some(_) = async { self.hup.as_mut()?.recv().await } => return true,
+                Some(c) = self.events.recv() => c,
+            };
+            if relevant(&first, files) {
+                settle(&mut self.events, first, files).await;
+                return false;
+            }
+        }
     }
 }
 
-/// Waits until a burst of changes is over: [`QUIET`] without an event, and no file of `files`
-/// left open for writing (at most [`WRITING`] of quiet while one is).
+/// Whether an event can be a change of `files`: writes to and closes of other files in the same
+/// directories (a log file beside the config) are not; creations, renames and removals
+/// (an atomic replace, a ConfigMap's symlink swap) are.
+fn relevant(c: &Change, files: &[PathBuf]) -> bool {
+    match c {
+        Change::Writing(p) | Change::Closed(p) => files.iter().any(|f| f == p),
+        Change::Other => true,
+    }
+}
+
+/// Waits until a burst of changes is over: [`QUIET`] without a relevant event, and no file of
+/// `files` left open for writing (at most [`WRITING`] of quiet while one is).
 async fn settle(events: &mut UnboundedReceiver<Change>, first: Change, files: &[PathBuf]) {
-    let ours = |p: &PathBuf| files.iter().any(|f| f == p);
     let mut writing: HashSet<PathBuf> = HashSet::new();
-    let note = |c: Change, writing: &mut HashSet<PathBuf>| match c {
-        Change::Writing(p) if ours(&p) => {
-            writing.insert(p);
+    let mut note = |c: Change| {
+        match c {
+            Change::Writing(p) => {
+                writing.insert(p);
+            }
+            Change::Closed(p) => {
+                writing.remove(&p);
+            }
+            Change::Other => {}
         }
-        Change::Closed(p) => {
-            writing.remove(&p);
-        }
-        _ => {}
-    };
-    note(first, &mut writing);
-    loop {
         let wait = if writing.is_empty() { QUIET } else { WRITING };
-        match tokio::time::timeout(wait, events.recv()).await {
-            Ok(Some(c)) => note(c, &mut writing),
-            _ => return,
+        tokio::time::Instant::now() + wait
+    };
+    let mut deadline = note(first);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(c)) if relevant(&c, files) => deadline = note(c),
+            Ok(Some(_)) => {} // another file in the directory: no news
+            _ => return,      // quiet long enough (or the watcher is gone)
         }
     }
 }

@@ -221,3 +221,59 @@ fn finding_9_no_credential_in_pingoras_error_line_and_vary_origin_and_trace_alia
     let names: Vec<String> = r.upstream_headers().into_iter().map(|(k, _)| k).collect();
     assert!(!names.iter().any(|n| n.to_ascii_lowercase().starts_with("trace")), "{names:?}");
 }
+
+#[test]
+fn finding_9_a_config_rewritten_in_place_is_never_applied_half_written() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let key = "authenticators:\n  key:\n    type: api_key\n    from: { header: x-api-key }\n    keys: [{ name: k, value: key_1 }]\n";
+    let before =
+        format!("{key}routes:\n  - {{ name: admin, path: \"/admin/{{*rest}}\", auth: [key] }}\n");
+    let kg = Keygate::builder().config(&before).upstream(up.addr).start();
+    assert_eq!(kg.get("/admin/x", &[]).status, 401);
+    // The new config: its first half alone (no admin route, unmatched anonymous) opens /admin.
+    let after = format!(
+        "unmatched: anonymous\n{key}routes:\n  - {{ name: public, path: /public, auth: anonymous }}\n  - {{ name: admin, path: \"/admin/{{*rest}}\", auth: [key] }}\n"
+    );
+    let text = kg.config_text(&after);
+    let cut = text.find("  - { name: admin").unwrap();
+    let mut f =
+        std::fs::OpenOptions::new().write(true).truncate(true).open(kg.config_path()).unwrap();
+    std::io::Write::write_all(&mut f, text[..cut].as_bytes()).unwrap();
+    f.sync_all().unwrap();
+    // A slow writer: the first half sits there for a while.
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        let s = kg.get("/admin/x", &[]).status;
+        assert_eq!(s, 401, "the half-written config was applied");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    std::io::Write::write_all(&mut f, text[cut..].as_bytes()).unwrap();
+    drop(f);
+    eventually("the whole new config", Duration::from_secs(5), || {
+        (kg.get("/public", &[]).status == 200).then_some(())
+    });
+    assert_eq!(kg.get("/admin/x", &[]).status, 401);
+    assert_eq!(kg.get("/admin/x", &[("x-api-key", "key_1")]).status, 200);
+}
+
+#[test]
+fn finding_9_a_rotated_key_file_takes_effect_without_sighup() {
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ingest.key");
+    std::fs::write(&file, "key_old\n").unwrap();
+    let body = format!(
+        "authenticators:\n  key:\n    type: api_key\n    from: {{ header: x-api-key }}\n    keys: [{{ name: k, value_file: \"{}\" }}]\nroutes:\n  - {{ name: events, path: /events, auth: [key] }}\n",
+        file.display()
+    );
+    let kg = Keygate::builder().config(body).upstream(up.addr).start();
+    assert_eq!(kg.get("/events", &[("x-api-key", "key_old")]).status, 200);
+    // Rotated the way a Secret mount or a deploy script does it: a new file renamed over it.
+    let tmp = dir.path().join("ingest.key.tmp");
+    std::fs::write(&tmp, "key_new\n").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    eventually("the rotated key", Duration::from_secs(5), || {
+        (kg.get("/events", &[("x-api-key", "key_new")]).status == 200).then_some(())
+    });
+    kg.get("/events", &[("x-api-key", "key_old")]).assert_denied(401, "invalid_api_key");
+}
