@@ -80,10 +80,13 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
 ];
 
 /// Decides `req` under `rules` and the `revocations` in force; `observer` sees each
-/// authenticator run.
+/// authenticator run. `body` is the request body when the caller read it (the proxy does on
+/// routes that read bodies, `crate::body`); a route that reads bodies without one is refused
+/// (`no_route`: the forward-auth listener never has the body).
 pub(crate) async fn decide(
     rules: &Ruleset,
     req: &RequestHeader,
+    body: Option<&crate::body::Body>,
     revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
@@ -127,7 +130,7 @@ pub(crate) async fn decide(
         }
         Lookup::NotFound => return unmatched(rules),
     };
-    authorize(rules, req, m, revocations, observer).await
+    authorize(rules, req, m, body, revocations, observer).await
 }
 
 /// Whether a denial on route `r` is only observed (`enforce: observe`): credential and
@@ -163,10 +166,15 @@ async fn authorize(
     rules: &Ruleset,
     req: &RequestHeader,
     m: Match,
+    body: Option<&crate::body::Body>,
     revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
     let route = &rules.routes.routes[m.route];
+    // issue 19: a route that reads bodies is decided only with its body (src/body.rs).
+    if route.reads_body && body.is_none() {
+        return deny(Some(m.route), Reason::NoRoute);
+    }
     for name in &METHOD_OVERRIDES {
         for v in req.headers.get_all(name) {
             let asked =
@@ -191,6 +199,8 @@ async fn authorize(
         params: &m.params,
         socketio_auth: None,
         max_token_bytes: rules.max_token_bytes,
+        method: &req.method,
+        body: body.and_then(|b| b.json.as_ref()),
     };
     let how = if upgrade {
         Forwarding::Socketio(Authorized::ByUpgrade)

@@ -4,7 +4,9 @@
 //! It prints the route matched (or why none), each alternative and authenticator tried with its
 //! result and reason, the final status and reason, and the identity headers the backend would
 //! receive. JWK sets are fetched once, as keygate would at start. Credentials are never echoed:
-//! header values and query values are not printed, only their names.
+//! header values and query values are not printed, only their names. A route's `allow_if` is
+//! printed with its value for each alternative that reached it; `-d BODY` gives the body for
+//! routes that read it (`bind_json`, `json_body` sources).
 
 use std::fmt::Write as _;
 
@@ -15,13 +17,17 @@ use crate::policy::{Observer, Step};
 use crate::reason::Reason;
 use crate::ruleset::Ruleset;
 
-/// Records every authenticator run.
+/// Records every authenticator run and every `allow_if` evaluation.
 #[derive(Default)]
-struct Steps(Vec<Step>);
+struct Steps(Vec<Step>, Vec<(usize, Result<bool, String>)>);
 
 impl Observer for Steps {
     fn step(&mut self, step: Step) {
         self.0.push(step);
+    }
+
+    fn condition(&mut self, alternative: usize, value: &Result<bool, String>) {
+        self.1.push((alternative, value.clone()));
     }
 }
 
@@ -46,9 +52,14 @@ pub fn request(method: &str, target: &str, headers: &[String]) -> Result<Request
     Ok(req)
 }
 
-/// Decides `req` under `rules` and writes the report; `true` when the request would be
-/// forwarded (or a CORS preflight answered).
-pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) -> bool {
+/// Decides `req` (with `body`, if given) under `rules` and writes the report; `true` when the
+/// request would be forwarded (or a CORS preflight answered).
+pub async fn explain(
+    rules: &Ruleset,
+    mut req: RequestHeader,
+    body: Option<&[u8]>,
+    out: &mut String,
+) -> bool {
     for p in rules.providers() {
         if let Err(e) = crate::auth::jwks::refresh::fetch_now(&p).await {
             let _ = writeln!(out, "JWK set of {}: {e}", p.name());
@@ -65,13 +76,22 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
     }
     let mut steps = Steps::default();
     let revocations = crate::revocation::Revocations::default();
-    let outcome = decide(rules, &req, &revocations, &mut steps).await;
+    let body = match body.map(crate::body::Body::parse).transpose() {
+        Ok(b) => b,
+        Err(r) => {
+            let _ = writeln!(out, "body: not JSON");
+            let _ = writeln!(out, "result: {} {r} (denied; never forwarded)", r.status());
+            return false;
+        }
+    };
+    let outcome = decide(rules, &req, body.as_ref(), &revocations, &mut steps).await;
     let route = match &outcome {
         Outcome::Forward { route, .. } | Outcome::Deny { route, .. } => *route,
         Outcome::Answer { route, .. } => Some(*route),
     };
     describe_route(rules, route, out);
     describe_steps(rules, route, &steps.0, out);
+    describe_condition(rules, route, &steps.1, out);
     match outcome {
         Outcome::Forward { identity, how, .. } => {
             let _ = writeln!(
@@ -87,10 +107,17 @@ pub async fn explain(rules: &Ruleset, mut req: RequestHeader, out: &mut String) 
             let mut up = RequestHeader::build("GET", b"/", None).expect("a valid request");
             match identity {
                 Some(id) => {
-                    let _ = rules.identity.apply(&mut up, &id);
+                    let name = route.map_or("", |r| &*rules.routes.routes[r].name);
+                    let _ = rules.identity.apply(&mut up, &id, name);
                     let _ = writeln!(out, "identity headers the backend receives:");
+                    let signed = rules.identity.assertion.as_ref().map(|a| &a.header);
                     for (k, v) in up.headers.iter() {
-                        let _ = writeln!(out, "  {k}: {}", String::from_utf8_lossy(v.as_bytes()));
+                        let v = match signed {
+                            // A credential minted by keygate: never printed.
+                            Some(h) if h == k => "<signed assertion>".into(),
+                            _ => String::from_utf8_lossy(v.as_bytes()),
+                        };
+                        let _ = writeln!(out, "  {k}: {v}");
                     }
                 }
                 None => {
@@ -155,6 +182,29 @@ fn describe_route(rules: &Ruleset, route: Option<usize>, out: &mut String) {
                 rules.unmatched
             );
         }
+    }
+}
+
+/// The route's `allow_if` and its value for each alternative that reached it.
+fn describe_condition(
+    rules: &Ruleset,
+    route: Option<usize>,
+    values: &[(usize, Result<bool, String>)],
+    out: &mut String,
+) {
+    let Some(c) = route.and_then(|r| rules.routes.routes[r].condition.as_ref()) else {
+        return;
+    };
+    let _ = writeln!(out, "allow_if: {}", c.source);
+    if values.is_empty() {
+        let _ = writeln!(out, "  not evaluated (no alternative authenticated)");
+    }
+    for (n, v) in values {
+        let shown = match v {
+            Ok(b) => b.to_string(),
+            Err(e) => format!("error: {e} (refused)"),
+        };
+        let _ = writeln!(out, "  alternative {}: {shown}", n + 1);
     }
 }
 

@@ -95,7 +95,8 @@ impl ServeHttp for ForwardAuth {
         }
         let revocations = self.state.revocations.load();
         let mut timings = Timings(&rules, None);
-        let outcome = crate::decide::decide(&rules, &req, &revocations, &mut timings).await;
+        // No body: routes that read bodies are refused here (no_route), see `decide`.
+        let outcome = crate::decide::decide(&rules, &req, None, &revocations, &mut timings).await;
         let (route, resp, counted) = self.answer(&rules, &req, outcome, client);
         let counters: &RouteCounters = match route {
             Some(r) => &rules.routes.routes[r].counters,
@@ -146,7 +147,16 @@ impl ForwardAuth {
             } => {
                 let mut up = RequestHeader::build("GET", b"/", None).expect("a valid request");
                 if let Some(id) = &identity {
-                    let _ = rules.identity.apply(&mut up, id);
+                    // issue 19: the answer carries the signed assertion too.
+                    let name = route.map_or("", |r| &*rules.routes.routes[r].name);
+                    if rules.identity.apply(&mut up, id, name).is_err() {
+                        let r = Reason::KeySourceUnavailable;
+                        return (
+                            route,
+                            denial(rules, route, r, None, None),
+                            Counted::Denied(r),
+                        );
+                    }
                 }
                 (route, allowed(&up, None), Counted::Allowed)
             }

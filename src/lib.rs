@@ -11,7 +11,10 @@ extern crate self as keygate;
 
 pub mod access_log;
 mod admin;
+mod assertion;
 pub mod auth;
+mod body;
+mod condition;
 pub mod config;
 mod conn;
 mod cors;
@@ -22,6 +25,7 @@ pub mod explain;
 mod forward_auth;
 mod forwarding;
 mod identity;
+pub mod json_body;
 pub mod logs;
 mod metrics;
 mod observe;

@@ -2,6 +2,7 @@
 //! name the file, line, column and field path, never a secret value. The reference for every
 //! field is `docs/config.md`.
 
+pub mod assertion;
 pub mod authenticators;
 pub mod error;
 pub mod files;
@@ -39,6 +40,21 @@ pub fn rebase_files(cfg: &mut Config, dir: &Path) {
         }
     };
     fix(&mut cfg.upstream.ca_file);
+    if let Some(a) = cfg
+        .identity
+        .assertion
+        .as_mut()
+        .filter(|a| !a.key_file.is_empty())
+    {
+        let mut k = Some(a.key_file.clone());
+        fix(&mut k);
+        a.key_file = k.unwrap_or_default();
+        for p in &mut a.previous_keys {
+            let mut k = Some(p.key_file.clone());
+            fix(&mut k);
+            p.key_file = k.unwrap_or_default();
+        }
+    }
     if let Some(t) = &mut cfg.tls {
         let (mut c, mut k) = (Some(t.cert_file.clone()), Some(t.key_file.clone()));
         fix(&mut c);

@@ -5,6 +5,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+pub use super::assertion::*;
 pub use super::authenticators::*;
 use super::value::{OneOrMany, Str};
 
@@ -174,6 +175,8 @@ pub struct IdentityConfig {
     pub claims: IndexMap<String, Str>,
     /// Socket.IO: key set in the CONNECT packet's auth object (`identity`).
     pub socketio_key: Str,
+    /// A signed JWT of the identity on every allowed request; off when absent.
+    pub assertion: Option<AssertionConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -185,6 +188,7 @@ impl Default for IdentityConfig {
             credential_header: Str("x-auth-credential".into()),
             claims: IndexMap::new(),
             socketio_key: Str("identity".into()),
+            assertion: None,
         }
     }
 }
@@ -205,6 +209,9 @@ pub struct LimitsConfig {
     pub request_header_timeout_seconds: u64,
     /// Client connections held at once; beyond it new connections are closed (10000).
     pub max_connections: usize,
+    /// Bodies keygate must read (`bind_json`, `json_body` sources), bytes (65536, the most):
+    /// larger ones get 413 `body_too_large`.
+    pub max_inspected_body_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -215,6 +222,7 @@ impl Default for LimitsConfig {
             max_request_header_bytes: 32768,
             request_header_timeout_seconds: 10,
             max_connections: 10000,
+            max_inspected_body_bytes: 65536,
         }
     }
 }
@@ -356,6 +364,12 @@ pub struct RouteConfig {
     /// `enforce` (default) or `observe`.
     #[serde(default)]
     pub enforce: Enforce,
+    /// A CEL condition over the request and identity; false: 403 `condition_failed`.
+    #[serde(default)]
+    pub allow_if: Option<Str>,
+    /// JSON Pointers (`*` = every array item) whose values must equal the user id.
+    #[serde(default)]
+    pub bind_json: Vec<Str>,
 }
 
 /// `auth: anonymous`, or a list of alternatives (a name, or a list of names that must all pass).

@@ -162,6 +162,28 @@ impl Keygate {
         }
     }
 
+    /// issue 19: reads the body of a route that reads bodies (`crate::body`); `Ok(None)` for
+    /// every other route, which pays one flag check per route (or one lookup when some route
+    /// reads bodies). `Err` carries what `request_filter` returns after a 413/400 denial.
+    pub(super) async fn read_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rules: &Ruleset,
+    ) -> Result<Option<crate::body::Body>, Result<bool>> {
+        let Some(r) = crate::body::route_reading(rules, session.req_header()) else {
+            return Ok(None);
+        };
+        match crate::body::read(session, rules.limits.max_inspected_body_bytes).await {
+            Ok(body) => Ok(Some(body)),
+            Err(reason) => {
+                ctx.route = Some((rules.routes.routes[r].counters.clone(), r));
+                ctx.trace_route(rules);
+                Err(self.deny(session, ctx, rules, reason, None, None).await)
+            }
+        }
+    }
+
     /// Refuses the request with 429 when `throttle` has blocked its client (counted per
     /// route); `None` when it may go on.
     pub(super) async fn refuse_if_blocked(

@@ -85,11 +85,18 @@ impl ProxyHttp for Keygate {
             ctx.trace_route(&rules);
             return sent;
         }
+        // issue 19: a route that reads bodies (bind_json, json_body) gets its body read here,
+        // before deciding; pingora forwards it from its retry buffer (src/body.rs).
+        let body = match self.read_body(session, ctx, &rules).await {
+            Ok(b) => b,
+            Err(sent) => return sent,
+        };
         let req = session.req_header();
         ctx.trace_auth();
         let mut timings = Timings(&rules, ctx.trace.as_deref_mut());
         let revocations = self.state.revocations.load();
-        let outcome = crate::decide::decide(&rules, req, &revocations, &mut timings).await;
+        let outcome =
+            crate::decide::decide(&rules, req, body.as_ref(), &revocations, &mut timings).await;
         let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
         let sent = self.carry_out(session, ctx, &rules, outcome).await;
         ctx.trace_decided(&rules, decided);
@@ -129,7 +136,8 @@ impl ProxyHttp for Keygate {
         }
         // Last: nothing after this removes headers, so no `Connection` line can drop these.
         if let Some(id) = &ctx.identity {
-            rules.identity.apply(up, id)?;
+            let route = ctx.route.as_ref().map_or("", |(c, _)| &*c.name);
+            rules.identity.apply(up, id, route)?;
         }
         Ok(())
     }

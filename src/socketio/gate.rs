@@ -220,6 +220,8 @@ impl Gate {
                     params: &m.params,
                     socketio_auth: (self.how == Authorized::InStream).then_some(a),
                     max_token_bytes: rules.max_token_bytes,
+                    method: &Method::GET,
+                    body: None,
                 };
                 policy::authorize(
                     route,
@@ -235,12 +237,18 @@ impl Gate {
         };
         match verdict {
             Ok(id) => {
+                // issue 19: the signed identity assertion travels in the identity object.
+                let assertion = rules.identity.assertion(&id, &route.name).map_err(|m| {
+                    tracing::error!(error = %m, "identity assertion not signed: CONNECT refused");
+                    Reason::KeySourceUnavailable
+                })?;
                 route.counters.count(Outcome::Allowed);
                 let frame = super::connect_frame(
                     namespace,
                     &auth.unwrap_or_default(),
                     &rules.socketio_key,
                     &id,
+                    assertion.as_deref(),
                 );
                 self.accepted += 1;
                 self.identity = Some(id);
