@@ -5,6 +5,7 @@
 mod common;
 
 mod access_log;
+mod assertion;
 mod attacks;
 mod authenticators;
 mod cli;
@@ -24,5 +25,6 @@ mod reload_sockets;
 mod telemetry;
 mod throttle;
 mod upgrades;
+mod vendors;
 mod websocket;
 mod zlib_shim;
