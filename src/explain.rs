@@ -90,6 +90,9 @@ pub async fn explain(
         Outcome::Answer { route, .. } => Some(*route),
     };
     describe_route(rules, route, out);
+    if body.is_none() && route.is_some_and(|r| rules.routes.routes[r].reads_body) {
+        let _ = writeln!(out, "  this route reads the JSON body: give it with -d");
+    }
     describe_steps(rules, route, &steps.0, out);
     describe_condition(rules, route, &steps.1, out);
     match outcome {

@@ -372,3 +372,57 @@ fn an_evaluation_error_refuses() {
     kg.get("/v1/cond/u1", &[("Authorization", &format!("Bearer {wrong}"))])
         .assert_denied(403, "condition_failed");
 }
+
+#[test]
+fn explain_prints_the_condition_its_value_and_reads_a_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kg.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nupstream: {{ url: \"http://127.0.0.1:9\" }}\n{}",
+            example("knock_grants.yaml")
+        ),
+    )
+    .unwrap();
+    let tok = vendor_token(&["knock", "user-1", &fixture("rsa.key"), "user-1"]);
+    let explain = |target: &str, extra: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(["explain", "--config"])
+            .arg(&path)
+            .args([
+                "-H",
+                "Authorization: Bearer pk_test_1",
+                "-H",
+                &format!("X-Knock-User-Token: {tok}"),
+            ])
+            .args(extra)
+            .arg(target)
+            .env("KNOCK_PUBLIC_API_KEY", "pk_test_1")
+            .env("KNOCK_SIGNING_KEY_FILE", fixture("rsa.pub"))
+            .env("KEYGATE_ASSERTION_KEY_FILE", fixture("ec256.key"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(!text.contains(&tok), "explain echoed the token: {text}");
+        (out.status.success(), text)
+    };
+    let (ok, text) = explain("/v1/users/user-1/feeds/f", &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("allow_if: has(claims.grants)"), "{text}");
+    assert!(text.contains("  alternative 1: true"), "{text}");
+    assert!(text.contains("x-auth-assertion: <signed assertion>"), "{text}");
+    let (ok, text) = explain("/v1/users/user-2/feeds/f", &[]);
+    assert!(!ok);
+    assert!(
+        text.contains("  alternative 1: false") && text.contains("403 condition_failed"),
+        "{text}"
+    );
+    let bulk = "/v1/channels/c/messages/bulk/read";
+    let (ok, text) = explain(bulk, &["-X", "POST", "-d", r#"{"user_ids":["user-1"]}"#]);
+    assert!(ok, "{text}");
+    let (ok, text) = explain(bulk, &["-X", "POST", "-d", r#"{"user_ids":["user-2"]}"#]);
+    assert!(!ok && text.contains("403 identity_mismatch"), "{text}");
+    let (ok, text) = explain(bulk, &["-X", "POST"]);
+    assert!(!ok && text.contains("give it with -d"), "without -d: {text}");
+}
