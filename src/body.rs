@@ -69,12 +69,18 @@ fn expects_continue(req: &RequestHeader) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Reads the body of `session` (at most `limit` bytes) for a route that inspects it.
+/// Reads the body of `session` (at most `limit` bytes, all of it within `deadline`) for a route
+/// that inspects it.
 ///
 /// Errors: `body_too_large` when `Content-Length` or the bytes read exceed `limit` (nothing more
 /// is read; the connection is not reused); `malformed_body` when a non-empty body is not JSON by
-/// its headers or its bytes, or the client stops sending it.
-pub(crate) async fn read(session: &mut Session, limit: usize) -> Result<Body, Reason> {
+/// its headers or its bytes, or the client stops sending it or is still sending it at the
+/// deadline (a body trickled byte by byte must not hold a task for minutes).
+pub(crate) async fn read(
+    session: &mut Session,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Body, Reason> {
     let req = session.req_header();
     let declared = req
         .headers
@@ -103,18 +109,23 @@ pub(crate) async fn read(session: &mut Session, limit: usize) -> Result<Body, Re
     }
     session.as_mut().enable_retry_buffering();
     let mut bytes = Vec::with_capacity(declared.map_or(1024, |n| n as usize));
-    loop {
-        match session.as_mut().read_request_body().await {
-            Ok(Some(chunk)) => {
-                if bytes.len() + chunk.len() > limit {
-                    return Err(Reason::BodyTooLarge);
+    let all = async {
+        loop {
+            match session.as_mut().read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(Reason::BodyTooLarge);
+                    }
+                    bytes.extend_from_slice(&chunk);
                 }
-                bytes.extend_from_slice(&chunk);
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(Reason::MalformedBody),
             }
-            Ok(None) => break,
-            Err(_) => return Err(Reason::MalformedBody),
         }
-    }
+    };
+    tokio::time::timeout(deadline, all)
+        .await
+        .map_err(|_| Reason::MalformedBody)??;
     if session.as_ref().retry_buffer_truncated() {
         return Err(Reason::BodyTooLarge); // cannot happen under the cap; never forward a part
     }

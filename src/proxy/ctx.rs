@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -174,7 +174,9 @@ impl Keygate {
         let Some(r) = crate::body::route_reading(rules, session.req_header()) else {
             return Ok(None);
         };
-        match crate::body::read(session, rules.limits.max_inspected_body_bytes).await {
+        let limits = &rules.limits;
+        let deadline = Duration::from_secs(limits.request_header_timeout_seconds.max(1));
+        match crate::body::read(session, limits.max_inspected_body_bytes, deadline).await {
             Ok(body) => Ok(Some(body)),
             Err(reason) => {
                 ctx.route = Some((rules.routes.routes[r].counters.clone(), r));

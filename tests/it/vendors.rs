@@ -231,7 +231,7 @@ authenticators:
     from: { header: authorization, scheme: Bearer }
     algorithms: [RS256]
     keys: [{ pem_file: "${KG_FIXTURES}/rsa.pub" }]
-limits: { max_inspected_body_bytes: 1024 }
+limits: { max_inspected_body_bytes: 1024, request_header_timeout_seconds: 2 }
 routes:
   - name: bulk
     path: "/v1/channels/{channel_id}/messages/bulk/{status}"
@@ -340,6 +340,20 @@ fn bind_json_forwards_byte_for_byte_and_refuses_others() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["body_sha256"], digest);
     assert!(!r.upstream_headers().iter().any(|(k, _)| k.eq_ignore_ascii_case("expect")));
+
+    // A body trickled past the deadline (request_header_timeout_seconds) is refused.
+    let mut c = Conn::open(kg.addr);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {bearer}\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"user_ids\""
+    );
+    let started = std::time::Instant::now();
+    c.raw(head.as_bytes()).assert_denied(400, "malformed_body");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(1500) && took < std::time::Duration::from_secs(15),
+        "{took:?}"
+    );
+    assert!(c.is_closed(), "a body given up on ends the connection");
 
     // A route that reads no body streams a large one untouched.
     let large = vec![b'z'; 200_000];
