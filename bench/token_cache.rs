@@ -45,6 +45,8 @@ fn run(label: &str, cache_entries: u64, headers: &HeaderMap, iterations: u32) ->
             params: &[],
             socketio_auth: None,
             max_token_bytes: 8192,
+            method: &http::Method::GET,
+            body: None,
         };
         for _ in 0..100 {
             assert!(matches!(auth.verify(&parts).await, Verdict::Pass(_)));

@@ -1,6 +1,7 @@
 //! The admin port: `GET /healthz` (200 while the process serves), `GET /readyz` (200 once every
 //! JWK-set provider holds keys; 503 with what is missing, and at once when SIGTERM starts the
-//! drain), `GET /metrics` (Prometheus text format). Never proxied, never authenticated.
+//! drain), `GET /metrics` (Prometheus text format), `GET /.well-known/jwks.json` (the public
+//! keys of `identity.assertion`; 404 without it). Never proxied, never authenticated.
 //!
 //! A small hyper server (`server::conn::http1` + `service_fn`) of its own rather than a pingora
 //! service, because pingora stops every listening service at SIGTERM, and the admin port must
@@ -59,6 +60,14 @@ fn answer(state: &State, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
                 serde_json::json!({"ready": missing.is_empty(), "missing_keys": missing, "errors": errors}),
             )
         }
+        // issue 19: the public keys of `identity.assertion` (RFC 7517 §5).
+        "/.well-known/jwks.json" => match &state.rules.load().identity.assertion {
+            Some(a) => (StatusCode::OK, "application/json", a.jwks().to_vec()),
+            None => json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": "not_found", "reason": "identity.assertion is not configured"}),
+            ),
+        },
         "/metrics" => {
             let m = crate::metrics::metrics();
             m.throttle_blocked

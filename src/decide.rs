@@ -74,10 +74,13 @@ fn deny(route: Option<usize>, reason: Reason) -> Outcome {
 }
 
 /// Decides `req` under `rules` and the `revocations` in force; `observer` sees each
-/// authenticator run.
+/// authenticator run. `body` is the request body when the caller read it (the proxy does on
+/// routes that read bodies, `crate::body`); a route that reads bodies without one is refused
+/// (`no_route`: the forward-auth listener never has the body).
 pub(crate) async fn decide(
     rules: &Ruleset,
     req: &Canonical<'_>,
+    body: Option<&crate::body::Body>,
     revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
@@ -121,7 +124,7 @@ pub(crate) async fn decide(
         }
         Lookup::NotFound => return unmatched(rules),
     };
-    authorize(rules, req, m, revocations, observer).await
+    authorize(rules, req, m, body, revocations, observer).await
 }
 
 /// Whether a denial on route `r` is only observed (`enforce: observe`): credential and
@@ -157,10 +160,15 @@ async fn authorize(
     rules: &Ruleset,
     req: &Canonical<'_>,
     m: Match,
+    body: Option<&crate::body::Body>,
     revocations: &Revocations,
     observer: &mut dyn Observer,
 ) -> Outcome {
     let route = &rules.routes.routes[m.route];
+    // issue 19: a route that reads bodies is decided only with its body (src/body.rs).
+    if route.reads_body && body.is_none() {
+        return deny(Some(m.route), Reason::NoRoute);
+    }
     if req.overridden.as_ref().is_some_and(|o| !route.allows(o)) {
         return Outcome::Deny {
             route: Some(m.route),
@@ -179,6 +187,8 @@ async fn authorize(
         params: &m.params,
         socketio_auth: None,
         max_token_bytes: rules.max_token_bytes,
+        method: &req.method,
+        body: body.and_then(|b| b.json.as_ref()),
     };
     let how = if upgrade {
         Forwarding::Socketio(Authorized::ByUpgrade)

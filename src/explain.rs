@@ -4,8 +4,10 @@
 //! It prints the route matched (or why none), each alternative and authenticator tried with its
 //! result and reason, the final status and reason, and the identity headers the backend would
 //! receive, and for `credential_revoked` the `revocations.file` entry that matched. JWK sets are
-//! fetched once, as keygate would at start. Credentials are never echoed:
-//! header values and query values are not printed, only their names.
+//! fetched once, as keygate would at start. Credentials are never echoed: header values and
+//! query values are not printed, only their names. A route's `allow_if` is printed with its
+//! value for each alternative that reached it; `-d BODY` gives the body for routes that read it
+//! (`bind_json`, `json_body` sources).
 
 use std::fmt::Write as _;
 
@@ -18,13 +20,17 @@ use crate::reason::Reason;
 use crate::revocation::{Revocations, Source};
 use crate::ruleset::Ruleset;
 
-/// Records every authenticator run.
+/// Records every authenticator run and every `allow_if` evaluation.
 #[derive(Default)]
-struct Steps(Vec<Step>);
+struct Steps(Vec<Step>, Vec<(usize, Result<bool, String>)>);
 
 impl Observer for Steps {
     fn step(&mut self, step: Step) {
         self.0.push(step);
+    }
+
+    fn condition(&mut self, alternative: usize, value: &Result<bool, String>) {
+        self.1.push((alternative, value.clone()));
     }
 }
 
@@ -56,12 +62,14 @@ pub fn request(method: &str, target: &str, headers: &[String]) -> Result<Request
     Ok(req)
 }
 
-/// Decides `req` under `rules` and the `revocations` in force (`revocations.file`) and writes
-/// the report; `true` when the request would be forwarded (or a CORS preflight answered).
+/// Decides `req` (with `body`, if given) under `rules` and the `revocations` in force
+/// (`revocations.file`) and writes the report; `true` when the request would be forwarded (or a
+/// CORS preflight answered).
 pub async fn explain(
     rules: &Ruleset,
     revocations: &Revocations,
     mut req: RequestHeader,
+    body: Option<&[u8]>,
     out: &mut String,
 ) -> bool {
     for p in rules.providers() {
@@ -78,8 +86,16 @@ pub async fn explain(
         let _ = writeln!(out, "  removed client-sent identity header {name}");
     }
     let mut steps = Steps::default();
+    let body = match body.map(crate::body::Body::parse).transpose() {
+        Ok(b) => b,
+        Err(r) => {
+            let _ = writeln!(out, "body: not JSON");
+            let _ = writeln!(out, "result: {} {r} (denied; never forwarded)", r.status());
+            return false;
+        }
+    };
     let outcome = match Canonical::proxied(&req) {
-        Ok(c) => decide(rules, &c, revocations, &mut steps).await,
+        Ok(c) => decide(rules, &c, body.as_ref(), revocations, &mut steps).await,
         Err(reason) => Outcome::Deny {
             route: None,
             reason,
@@ -97,7 +113,11 @@ pub async fn explain(
         describe_target(rules, route, &req)
     );
     describe_route(rules, route, out);
+    if body.is_none() && route.is_some_and(|r| rules.routes.routes[r].reads_body) {
+        let _ = writeln!(out, "  this route reads the JSON body: give it with -d");
+    }
     describe_steps(rules, route, &steps.0, out);
+    describe_condition(rules, route, &steps.1, out);
     match outcome {
         Outcome::Forward { identity, how, .. } => {
             let _ = writeln!(
@@ -113,10 +133,17 @@ pub async fn explain(
             let mut up = RequestHeader::build("GET", b"/", None).expect("a valid request");
             match identity {
                 Some(id) => {
-                    let _ = rules.identity.apply(&mut up, &id);
+                    let name = route.map_or("", |r| &*rules.routes.routes[r].name);
+                    let _ = rules.identity.apply(&mut up, &id, name);
                     let _ = writeln!(out, "identity headers the backend receives:");
+                    let signed = rules.identity.assertion.as_ref().map(|a| &a.header);
                     for (k, v) in up.headers.iter() {
-                        let _ = writeln!(out, "  {k}: {}", String::from_utf8_lossy(v.as_bytes()));
+                        let v = match signed {
+                            // A credential minted by keygate: never printed.
+                            Some(h) if h == k => "<signed assertion>".into(),
+                            _ => String::from_utf8_lossy(v.as_bytes()),
+                        };
+                        let _ = writeln!(out, "  {k}: {v}");
                     }
                 }
                 None => {
@@ -138,7 +165,7 @@ pub async fn explain(
         }
         Outcome::Deny { reason, .. } => {
             if reason == Reason::CredentialRevoked {
-                describe_revocation(rules, revocations, &req, out).await;
+                describe_revocation(rules, revocations, &req, body.as_ref(), out).await;
             }
             let _ = writeln!(
                 out,
@@ -157,6 +184,7 @@ async fn describe_revocation(
     rules: &Ruleset,
     revocations: &Revocations,
     req: &RequestHeader,
+    body: Option<&crate::body::Body>,
     out: &mut String,
 ) {
     let none = Revocations::default();
@@ -165,7 +193,7 @@ async fn describe_revocation(
     };
     let Outcome::Forward {
         identity: Some(id), ..
-    } = decide(rules, &canonical, &none, &mut ()).await
+    } = decide(rules, &canonical, body, &none, &mut ()).await
     else {
         return;
     };
@@ -255,6 +283,29 @@ fn describe_route(rules: &Ruleset, route: Option<usize>, out: &mut String) {
                 rules.unmatched
             );
         }
+    }
+}
+
+/// The route's `allow_if` and its value for each alternative that reached it.
+fn describe_condition(
+    rules: &Ruleset,
+    route: Option<usize>,
+    values: &[(usize, Result<bool, String>)],
+    out: &mut String,
+) {
+    let Some(c) = route.and_then(|r| rules.routes.routes[r].condition.as_ref()) else {
+        return;
+    };
+    let _ = writeln!(out, "allow_if: {}", c.source);
+    if values.is_empty() {
+        let _ = writeln!(out, "  not evaluated (no alternative authenticated)");
+    }
+    for (n, v) in values {
+        let shown = match v {
+            Ok(b) => b.to_string(),
+            Err(e) => format!("error: {e} (refused)"),
+        };
+        let _ = writeln!(out, "  alternative {}: {shown}", n + 1);
     }
 }
 

@@ -147,7 +147,8 @@ impl ForwardAuth {
         }
         let revocations = self.state.revocations.load();
         let mut timings = Timings(rules, None);
-        let outcome = crate::decide::decide(rules, &req, &revocations, &mut timings).await;
+        // No body: routes that read bodies are refused here (no_route), see `decide`.
+        let outcome = crate::decide::decide(rules, &req, None, &revocations, &mut timings).await;
         let route = match &outcome {
             Outcome::Forward { route, .. } => *route,
             Outcome::Answer { route, .. } => Some(*route),
@@ -168,11 +169,17 @@ impl ForwardAuth {
             } => {
                 // The route's quota (and shared state's availability), after authentication.
                 let quota = route.and_then(|r| rules.routes.routes[r].quota.as_ref());
+                let name = route.map_or("", |r| &*rules.routes.routes[r].name);
+                let response = match allowed(rules, identity.as_ref(), name) {
+                    Ok(r) => r,
+                    // No signed assertion, no identity the backend can check: refused.
+                    Err(()) => return deny(route, Reason::KeySourceUnavailable, None, None),
+                };
                 match shared.admit(quota, identity.as_ref(), client).await {
                     Ok(ratelimit) => Answer {
                         route,
                         counted: Counted::Allowed,
-                        response: allowed(rules, identity.as_ref()),
+                        response,
                     }
                     .with_ratelimit(ratelimit, None),
                     Err(r) => {
@@ -191,7 +198,7 @@ impl ForwardAuth {
                     Ok(ratelimit) => Answer {
                         route: Some(r),
                         counted: Counted::Observed(reason),
-                        response: allowed(rules, None),
+                        response: allowed(rules, None, "").unwrap_or_default(),
                     }
                     .with_ratelimit(ratelimit, None),
                     Err(q) => deny(Some(r), q.reason, None, q.retry_after)
@@ -217,17 +224,31 @@ impl ForwardAuth {
     }
 }
 
-/// 200 with the identity headers of `id` (none for an anonymous or observed request).
-fn allowed(rules: &Ruleset, id: Option<&crate::auth::Identity>) -> Response<Vec<u8>> {
+/// 200 with the identity headers of `id` (none for an anonymous or observed request), its
+/// signed assertion included (`identity.assertion`, for route `route`); `Err` when the
+/// assertion could not be signed.
+fn allowed(
+    rules: &Ruleset,
+    id: Option<&crate::auth::Identity>,
+    route: &str,
+) -> Result<Response<Vec<u8>>, ()> {
     let mut b = Response::builder()
         .status(200)
         .header("cache-control", "no-store");
     for (name, value) in id.into_iter().flat_map(|id| rules.identity.headers(id)) {
         b = b.header(name, value);
     }
-    b.header("content-length", "0")
+    if let (Some(id), Some(a)) = (id, &rules.identity.assertion) {
+        let jws = rules.identity.assertion(id, route).map_err(|m| {
+            tracing::error!(error = %m, "identity assertion not signed: request refused");
+        })?;
+        if let Some(jws) = jws {
+            b = b.header(&a.header, jws);
+        }
+    }
+    Ok(b.header("content-length", "0")
         .body(Vec::new())
-        .expect("a valid response")
+        .expect("a valid response"))
 }
 
 /// The denial for `reason`, as the proxy would answer it (CORS headers for an allowed origin).

@@ -22,6 +22,8 @@ pub(crate) struct IdentityHeaders {
     credential: HeaderName,
     /// (claim name, header) for `identity.claims`.
     claims: Vec<(String, HeaderName)>,
+    /// `identity.assertion`: the signed identity, when configured.
+    pub(crate) assertion: Option<crate::assertion::Assertion>,
 }
 
 fn header(v: &str, path: &str) -> Result<HeaderName, FieldError> {
@@ -63,11 +65,17 @@ impl IdentityHeaders {
                 header(h, &format!("identity.claims.{claim}"))?,
             ));
         }
+        let assertion = cfg
+            .assertion
+            .as_ref()
+            .map(crate::assertion::Assertion::compile)
+            .transpose()?;
         let mut exact: Vec<Vec<u8>> = [&user_id, &method, &credential]
             .iter()
             .map(|h| normalise(h.as_str()))
             .collect();
         exact.extend(claims.iter().map(|(_, h)| normalise(h.as_str())));
+        exact.extend(assertion.iter().map(|a| normalise(a.header.as_str())));
         let prefixes = cfg
             .strip_prefixes
             .iter()
@@ -81,6 +89,7 @@ impl IdentityHeaders {
             method,
             credential,
             claims,
+            assertion,
         })
     }
 
@@ -114,12 +123,39 @@ impl IdentityHeaders {
         }
     }
 
-    /// Sets the identity headers for `id` on the request leaving for the upstream (after
-    /// [`strip`](Self::strip) removed the client's). Values were checked by
-    /// `Identity::check_forwardable`.
-    pub(crate) fn apply(&self, req: &mut RequestHeader, id: &Identity) -> pingora::Result<()> {
+    /// The signed assertion of `id` on route `route` (`identity.assertion`), signed now;
+    /// `None` when not configured. A signing failure is an error: the request must not leave
+    /// without the assertion the backend expects.
+    pub(crate) fn assertion(&self, id: &Identity, route: &str) -> Result<Option<String>, String> {
+        match &self.assertion {
+            Some(a) => a
+                .sign(id, route, crate::metrics::unix_now() as u64)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the identity headers for `id` (allowed on route `route`) on the request leaving for
+    /// the upstream (after [`strip`](Self::strip) removed the client's), the signed assertion
+    /// included. Values were checked by `Identity::check_forwardable`.
+    pub(crate) fn apply(
+        &self,
+        req: &mut RequestHeader,
+        id: &Identity,
+        route: &str,
+    ) -> pingora::Result<()> {
         for (name, value) in self.headers(id) {
             req.insert_header(name.clone(), value)?;
+        }
+        // issue 19: the signed identity assertion (src/assertion.rs), signed per request.
+        if let Some(a) = &self.assertion {
+            let jws = self.assertion(id, route).map_err(|m| {
+                tracing::error!(error = %m, "identity assertion not signed: request refused");
+                pingora::Error::explain(pingora::ErrorType::InternalError, "assertion not signed")
+            })?;
+            if let Some(jws) = jws {
+                req.insert_header(a.header.clone(), jws)?;
+            }
         }
         Ok(())
     }

@@ -56,6 +56,9 @@ enum Command {
         /// A request header, `Name: value`. Repeatable.
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
+        /// The request body, for routes that read it (`bind_json`, `json_body` sources).
+        #[arg(short = 'd', long = "data")]
+        data: Option<String>,
         /// The request target: path and query, e.g. `/v1/users/u1/feeds/f?api_key=...`.
         target: String,
     },
@@ -199,6 +202,7 @@ fn main() -> ExitCode {
         Command::Explain {
             method,
             headers,
+            data,
             target,
         } => {
             let path = match config() {
@@ -221,10 +225,12 @@ fn main() -> ExitCode {
                 .build()
                 .expect("a tokio runtime");
             let mut out = String::new();
+            let body = data.as_deref().map(str::as_bytes);
             let allowed = rt.block_on(keygate::explain::explain(
                 &rules,
                 &revocations,
                 req,
+                body,
                 &mut out,
             ));
             print!("{out}");

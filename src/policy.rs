@@ -26,6 +26,10 @@ pub(crate) struct Step {
 pub(crate) trait Observer: Send {
     /// Called after each authenticator runs.
     fn step(&mut self, step: Step);
+
+    /// Called after the route's `allow_if` is evaluated for alternative `alternative`: its
+    /// value, or a value-free description of the evaluation error.
+    fn condition(&mut self, _alternative: usize, _value: &Result<bool, String>) {}
 }
 
 impl Observer for () {
@@ -53,7 +57,10 @@ pub(crate) async fn authorize(
             Ok(id) => id
                 .check_forwardable()
                 .and_then(|()| check_bind(route, &id, req))
+                // issue 19: `bind_json` and `allow_if` (src/json_body.rs, src/condition/).
+                .and_then(|()| check_bind_json(route, &id, req))
                 .and_then(|()| not_revoked(revocations, &id))
+                .and_then(|()| check_condition(route, &id, req, n, observer))
                 .map(|()| id),
             Err(r) => Err(r),
         };
@@ -117,6 +124,41 @@ fn not_revoked(revocations: &Revocations, id: &Identity) -> Result<(), Reason> {
     match revocations.matching(id, now) {
         Some(_) => Err(Reason::CredentialRevoked),
         None => Ok(()),
+    }
+}
+
+/// `bind_json`: every value at the route's pointers is the user id (`identity_mismatch`
+/// otherwise, and for an identity without a user id); the body must have been read and be
+/// non-empty (`malformed_body`).
+fn check_bind_json(route: &Route, id: &Identity, req: &RequestParts<'_>) -> Result<(), Reason> {
+    if route.bind_json.is_empty() {
+        return Ok(());
+    }
+    let body = req.body.ok_or(Reason::MalformedBody)?;
+    let user = id.user_id.as_deref().ok_or(Reason::IdentityMismatch)?;
+    if crate::json_body::all_equal(&route.bind_json, body, user) {
+        Ok(())
+    } else {
+        Err(Reason::IdentityMismatch)
+    }
+}
+
+/// `allow_if`: false, or an evaluation error, is `condition_failed`.
+fn check_condition(
+    route: &Route,
+    id: &Identity,
+    req: &RequestParts<'_>,
+    alternative: usize,
+    observer: &mut dyn Observer,
+) -> Result<(), Reason> {
+    let Some(c) = &route.condition else {
+        return Ok(());
+    };
+    let value = c.evaluate(id, req);
+    observer.condition(alternative, &value);
+    match value {
+        Ok(true) => Ok(()),
+        _ => Err(Reason::ConditionFailed),
     }
 }
 

@@ -66,7 +66,11 @@ pub(crate) async fn deny(
         Some((_, None)) => Cors::strip(&mut resp),
         None => {}
     }
-    if reason == Reason::RequestHeaderTooLarge || !discard_body(session).await {
+    // issue 19: a body keygate gave up reading (too large, too slow: src/body.rs) is not read
+    // any further; the connection closes instead.
+    let gave_up =
+        matches!(reason, Reason::BodyTooLarge | Reason::MalformedBody) && !session.is_body_done();
+    if reason == Reason::RequestHeaderTooLarge || gave_up || !discard_body(session).await {
         session.set_keepalive(None);
     }
     let head = session.req_header().method == http::Method::HEAD;

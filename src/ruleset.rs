@@ -25,6 +25,10 @@ use crate::routes::RouteTable;
 use crate::settings::ServerSettings;
 use crate::upstream::Upstream;
 
+/// The most `limits.max_inspected_body_bytes` may be: a body keygate reads is forwarded from
+/// pingora's retry buffer, whose capacity is 64 KiB (pingora-core `BODY_BUF_LIMIT`).
+pub const MAX_INSPECTED_BODY_BYTES: usize = 64 * 1024;
+
 /// The reloadable part of the compiled config: everything a request is decided by.
 pub struct Ruleset {
     /// `production` or `development`.
@@ -171,9 +175,23 @@ pub fn compile(cfg: &Config) -> Result<Ruleset, FieldError> {
                 cfg.token_cache.max_ttl_seconds,
             ))
         });
+    // issue 19: identities keep every verified claim only when some `allow_if` reads them.
+    let full_claims = cfg.routes.iter().any(|r| {
+        r.allow_if.as_deref().is_some_and(|e| {
+            crate::condition::Condition::compile(e).is_ok_and(|c| c.needs_claims())
+        })
+    });
+    let max_body = cfg.limits.max_inspected_body_bytes;
+    if max_body == 0 || max_body > MAX_INSPECTED_BODY_BYTES {
+        return Err(FieldError::new(
+            "limits.max_inspected_body_bytes",
+            format!("must be 1 to {MAX_INSPECTED_BODY_BYTES} (keygate holds a read body in pingora's 64 KiB retry buffer to forward it)"),
+        ));
+    }
     let shared = auth::Shared {
         mode: cfg.mode,
         forward: forward.into(),
+        full_claims,
         cache,
     };
     let mut authenticators = Vec::with_capacity(cfg.authenticators.len());
@@ -231,6 +249,28 @@ impl Ruleset {
     /// The authenticator named `name` (benchmarks and tools drive one directly).
     pub fn authenticator(&self, name: &str) -> Option<&Authenticator> {
         self.authenticators.iter().find(|a| a.name() == name)
+    }
+
+    /// Signs the identity assertion of `id` on route `route` as a request would
+    /// (`identity.assertion`); `Ok(None)` without one (benchmarks and tools).
+    pub fn sign_assertion(
+        &self,
+        id: &auth::Identity,
+        route: &str,
+    ) -> Result<Option<String>, String> {
+        self.identity.assertion(id, route)
+    }
+
+    /// Evaluates the `allow_if` of route `route` for `id` on `req` as a request would; `None`
+    /// when the route has none (benchmarks and tools).
+    pub fn evaluate_condition(
+        &self,
+        route: &str,
+        id: &auth::Identity,
+        req: &auth::RequestParts<'_>,
+    ) -> Option<Result<bool, String>> {
+        let r = self.routes.routes.iter().find(|r| &*r.name == route)?;
+        r.condition.as_ref().map(|c| c.evaluate(id, req))
     }
 
     /// One line for `keygate check`: mode, authenticators, routes, upstream.

@@ -10,6 +10,8 @@ struct Input {
     headers: Vec<(String, Vec<u8>)>,
     query: Option<String>,
     socketio: Option<String>,
+    /// A request body, read by `json_body` sources when it is JSON.
+    body: Vec<u8>,
     limit: u8,
 }
 
@@ -19,6 +21,7 @@ fn sources() -> Vec<Sources> {
         "{cookie: session}",
         "[{header: x-user-token}, {query: user_token}]",
         "{socketio_auth: token, scheme: Bearer}",
+        "[{json_body: /subscriberHash}, {header: x-hash}]",
     ]
     .iter()
     .map(|y| {
@@ -44,12 +47,15 @@ fuzz_target!(|input: Input| {
                 .into_iter()
                 .collect()
         });
+    let body = keygate::json_body::parse(&input.body).ok();
     let parts = RequestParts {
         headers: &headers,
         query: input.query.as_deref(),
         params: &[],
         socketio_auth: auth.as_ref(),
         max_token_bytes: input.limit as usize + 1,
+        method: &http::Method::POST,
+        body: body.as_ref(),
     };
     for s in sources() {
         if let Extracted::Present(v) = s.extract(&parts) {

@@ -113,7 +113,7 @@ fuzz_target!(|input: Input| {
                     yielded += 1;
                     let auth = auth.unwrap_or_default();
                     forwarded.extend_from_slice(&keygate::socketio::connect_frame(
-                        &namespace, &auth, "identity", &id,
+                        &namespace, &auth, "identity", &id, None,
                     ));
                 }
                 Item::Close(_) => break 'feed,

@@ -4,7 +4,9 @@
 //! - `sha256_concat`: lowercase hex of SHA-256(user_id || secret), what Notifizz's published PHP
 //!   SDK (`generateHashedToken`) actually computes.
 //!
-//! The presented token is hex-decoded (either case) and compared in constant time.
+//! The presented token is decoded per `encoding` (hex, either case; or standard base64 with or
+//! without padding, as MagicBell's `x-magicbell-user-hmac`: its SDKs send
+//! `Base64.encode64(HMAC-SHA256(secret, external id))`) and compared in constant time.
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::{Extracted, Identity, RequestParts, Sources, Verdict};
 use crate::config::files::resolve;
-use crate::config::{FieldError, HmacScheme, HmacTokenConfig};
+use crate::config::{FieldError, HmacEncoding, HmacScheme, HmacTokenConfig};
 use crate::reason::Reason;
 use crate::secret::Secret;
 
@@ -23,6 +25,7 @@ pub struct HmacToken {
     pub(super) name: String,
     secret: Secret,
     scheme: HmacScheme,
+    encoding: HmacEncoding,
     token_from: Sources,
     user_id_from: Sources,
     method: Arc<str>,
@@ -47,6 +50,27 @@ pub fn compute(scheme: HmacScheme, secret: &[u8], user_id: &[u8]) -> [u8; 32] {
     }
 }
 
+/// Standard base64 (RFC 4648 §4), `=` padding optional, canonical trailing bits required.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// The 32 token bytes of `token` written in `encoding`; `None` for anything else.
+fn decode(encoding: HmacEncoding, token: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    match encoding {
+        HmacEncoding::Hex => hex::decode_to_slice(token.as_bytes(), &mut out).ok()?,
+        HmacEncoding::Base64 => {
+            use base64::Engine;
+            let v = BASE64.decode(token.as_bytes()).ok()?;
+            out = v.try_into().ok()?;
+        }
+    }
+    Some(out)
+}
+
 impl HmacToken {
     /// Compiles `authenticators.<name>`; `secret` or `secret_file` is required.
     pub fn compile(name: &str, cfg: &HmacTokenConfig, path: &str) -> Result<Self, FieldError> {
@@ -67,6 +91,7 @@ impl HmacToken {
             name: name.to_string(),
             secret,
             scheme: cfg.scheme,
+            encoding: cfg.encoding,
             token_from: Sources::compile(&cfg.token_from.0, &format!("{path}.token_from"))?,
             user_id_from: Sources::compile(&cfg.user_id_from.0, &format!("{path}.user_id_from"))?,
             method: "hmac_token".into(),
@@ -90,10 +115,9 @@ impl HmacToken {
             Extracted::Present(u) => u,
             _ => return Verdict::Fail(Reason::MalformedCredentials),
         };
-        let mut presented = [0u8; 32];
-        if hex::decode_to_slice(token.as_bytes(), &mut presented).is_err() {
+        let Some(presented) = decode(self.encoding, &token) else {
             return Verdict::Fail(Reason::MalformedCredentials);
-        }
+        };
         let expected = compute(
             self.scheme,
             self.secret.expose().as_bytes(),
@@ -113,6 +137,40 @@ impl HmacToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodings_decode_exactly_32_bytes() {
+        let mac = compute(
+            HmacScheme::HmacSha256,
+            b"Jefe",
+            b"what do ya want for nothing?",
+        );
+        use base64::Engine;
+        let padded = base64::engine::general_purpose::STANDARD.encode(mac);
+        assert_eq!(padded.len(), 44);
+        assert_eq!(decode(HmacEncoding::Base64, &padded), Some(mac));
+        assert_eq!(
+            decode(HmacEncoding::Base64, padded.trim_end_matches('=')),
+            Some(mac)
+        );
+        let url = base64::engine::general_purpose::URL_SAFE.encode([0xfb; 32]);
+        assert_eq!(
+            decode(HmacEncoding::Base64, &url),
+            None,
+            "URL-safe alphabet is refused"
+        );
+        assert_eq!(decode(HmacEncoding::Base64, &padded[..40]), None);
+        assert_eq!(decode(HmacEncoding::Hex, &padded), None);
+        assert_eq!(
+            decode(HmacEncoding::Hex, &hex::encode(mac).to_uppercase()),
+            Some(mac)
+        );
+        assert_eq!(
+            decode(HmacEncoding::Base64, &hex::encode(mac)),
+            None,
+            "64 chars is 48 bytes"
+        );
+    }
 
     #[test]
     fn known_answers() {

@@ -39,6 +39,10 @@ pub struct Identity {
     pub issued_at: Option<u64>,
     /// A JWT's `jti` (revocations by `jti`); the first in an all-of alternative.
     pub jti: Option<Arc<str>>,
+    /// Every verified claim of the JWT, kept only when some route's `allow_if` reads `claims`
+    /// (else `None`, so the token cache holds no more than it needs); an all-of alternative
+    /// keeps the first JWT's.
+    pub full_claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Identity {
@@ -52,6 +56,7 @@ impl Identity {
             valid_until: None,
             issued_at: None,
             jti: None,
+            full_claims: None,
         }
     }
 
@@ -84,6 +89,7 @@ impl Identity {
             valid_until: earliest(self.valid_until, other.valid_until),
             issued_at: earliest(self.issued_at, other.issued_at),
             jti: self.jti.or(other.jti),
+            full_claims: self.full_claims.or(other.full_claims),
         })
     }
 
@@ -163,6 +169,8 @@ pub struct Shared {
     pub mode: Mode,
     /// Claim names to capture (mapped identity headers and `bind`s).
     pub forward: Arc<[Arc<str>]>,
+    /// Keep every verified claim in the identity (some route's `allow_if` reads `claims`).
+    pub full_claims: bool,
     /// The config's verified-token cache, if enabled.
     pub cache: Option<Arc<jwt::cache::TokenCache>>,
 }
@@ -192,6 +200,7 @@ impl Authenticator {
                 name,
                 c,
                 shared.forward.clone(),
+                shared.full_claims,
                 shared.cache.clone(),
                 path,
             )?)),
@@ -278,6 +287,7 @@ mod tests {
             valid_until: None,
             issued_at: None,
             jti: None,
+            full_claims: None,
         }
     }
 

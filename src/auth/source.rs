@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use http::header::{HeaderName, COOKIE};
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 
 use crate::config::{FieldError, SourceConfig};
 
@@ -21,6 +21,11 @@ pub struct RequestParts<'a> {
     pub socketio_auth: Option<&'a serde_json::Map<String, serde_json::Value>>,
     /// `limits.max_token_bytes`: longer credentials are malformed.
     pub max_token_bytes: usize,
+    /// The request method (`allow_if`'s `method`).
+    pub method: &'a Method,
+    /// The JSON request body, on routes that read it (`bind_json`, `json_body` sources) and
+    /// when it was not empty.
+    pub body: Option<&'a serde_json::Value>,
 }
 
 impl<'a> RequestParts<'a> {
@@ -67,6 +72,8 @@ pub enum Source {
         /// Required scheme, e.g. `Bearer`.
         scheme: Option<String>,
     },
+    /// `{ json_body: POINTER }`: a string in the JSON request body.
+    JsonBody(crate::json_body::Pointer),
 }
 
 /// An ordered list of sources; the first present one is used.
@@ -88,6 +95,7 @@ impl Sources {
                 &s.cookie,
                 &s.path_param,
                 &s.socketio_auth,
+                &s.json_body,
             ]
             .iter()
             .filter(|o| o.is_some())
@@ -95,7 +103,7 @@ impl Sources {
             if set != 1 {
                 return Err(FieldError::new(
                     p,
-                    "exactly one of header, query, cookie, path_param, socketio_auth is required",
+                    "exactly one of header, query, cookie, path_param, socketio_auth, json_body is required",
                 ));
             }
             let scheme = s.scheme.as_ref().map(|x| x.0.clone());
@@ -121,6 +129,16 @@ impl Sources {
                 Source::Cookie(c.0.clone())
             } else if let Some(pp) = &s.path_param {
                 Source::PathParam(pp.0.clone())
+            } else if let Some(j) = &s.json_body {
+                let pointer = crate::json_body::Pointer::parse(j)
+                    .map_err(|m| FieldError::new(format!("{p}.json_body"), m))?;
+                if pointer.has_every() || pointer.tokens().is_empty() {
+                    return Err(FieldError::new(
+                        format!("{p}.json_body"),
+                        "a json_body source names one member, e.g. /subscriberHash (no `*`)",
+                    ));
+                }
+                Source::JsonBody(pointer)
             } else {
                 let field = s
                     .socketio_auth
@@ -163,6 +181,11 @@ impl Sources {
         self.0
             .iter()
             .any(|s| matches!(s, Source::SocketIoAuth { .. }))
+    }
+
+    /// Whether any source reads the JSON request body.
+    pub fn has_json_body(&self) -> bool {
+        self.0.iter().any(|s| matches!(s, Source::JsonBody(_)))
     }
 
     /// Path parameters these sources read (checked against route templates at load).
@@ -242,6 +265,11 @@ impl Source {
                     Some(_) => Extracted::Malformed,
                 }
             }
+            Source::JsonBody(pointer) => match req.body.and_then(|b| pointer.get(b)) {
+                None | Some(serde_json::Value::Null) => Extracted::Absent,
+                Some(serde_json::Value::String(v)) => Extracted::Present(Cow::Borrowed(v.as_str())),
+                Some(_) => Extracted::Malformed,
+            },
         }
     }
 }
@@ -277,6 +305,8 @@ mod tests {
             params: &[],
             socketio_auth: None,
             max_token_bytes: 64,
+            method: &Method::GET,
+            body: None,
         }
     }
 
@@ -318,6 +348,44 @@ mod tests {
         );
         let long = format!("api_key={}", "a".repeat(65));
         assert_eq!(s.extract(&parts(&h, Some(&long))), Extracted::Malformed);
+    }
+
+    #[test]
+    fn json_body_reads_a_string_member_only() {
+        let s = src("[{json_body: /subscriberHash}]");
+        let h = HeaderMap::new();
+        let read = |body: serde_json::Value| {
+            let mut p = parts(&h, None);
+            p.body = Some(&body);
+            match s.extract(&p) {
+                Extracted::Present(v) => Ok(v.into_owned()),
+                other => Err(format!("{other:?}")),
+            }
+        };
+        assert_eq!(
+            read(serde_json::json!({"subscriberHash": "ab12"})),
+            Ok("ab12".into())
+        );
+        assert_eq!(read(serde_json::json!({})), Err("Absent".into()));
+        assert_eq!(
+            read(serde_json::json!({"subscriberHash": 7})),
+            Err("Malformed".into())
+        );
+        assert_eq!(
+            read(serde_json::json!({"subscriberHash": ""})),
+            Err("Malformed".into())
+        );
+        assert_eq!(
+            s.extract(&parts(&h, None)),
+            Extracted::Absent,
+            "no body read"
+        );
+        let bad: crate::config::Sources =
+            crate::config::yaml::from_str("{json_body: /ids/*}", "test").unwrap();
+        assert!(Sources::compile(&bad.0, "from").is_err());
+        let bad: crate::config::Sources =
+            crate::config::yaml::from_str("{json_body: nope}", "test").unwrap();
+        assert!(Sources::compile(&bad.0, "from").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::value::{OneOrMany, SecretStr, Str};
 
 /// Where a credential is read from. Exactly one of `header`, `query`, `cookie`, `path_param`,
-/// `socketio_auth`; `scheme` goes with `header` or `socketio_auth`.
+/// `socketio_auth`, `json_body`; `scheme` goes with `header` or `socketio_auth`.
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
@@ -22,6 +22,10 @@ pub struct SourceConfig {
     /// `{ socketio_auth: FIELD }`: a field of the Socket.IO CONNECT auth object (read only on
     /// routes with `socketio: true`).
     pub socketio_auth: Option<Str>,
+    /// `{ json_body: POINTER }`: a string in the JSON request body at this JSON Pointer
+    /// (RFC 6901); the body is read up to `limits.max_inspected_body_bytes` and forwarded
+    /// unchanged.
+    pub json_body: Option<Str>,
     /// With `header`/`socketio_auth`: a prefix such as `Bearer`, compared case-insensitively,
     /// then one space.
     pub scheme: Option<Str>,
@@ -117,6 +121,8 @@ pub struct HmacTokenConfig {
     pub secret_file: Option<Str>,
     /// How the token is computed from the user id and the secret.
     pub scheme: HmacScheme,
+    /// How the 32-byte token is written on the wire: `hex` (default) or `base64`.
+    pub encoding: HmacEncoding,
     /// Where the per-user token is read.
     pub token_from: OneOrMany<SourceConfig>,
     /// Where the user id is read.
@@ -132,6 +138,17 @@ pub enum HmacScheme {
     HmacSha256,
     /// Lowercase hex of SHA-256(user_id || secret): what the Notifizz PHP SDK computes.
     Sha256Concat,
+}
+
+/// How an `hmac_token` token is written on the wire.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacEncoding {
+    /// Hex, either case (default).
+    #[default]
+    Hex,
+    /// Standard base64 (RFC 4648 §4), with or without `=` padding (MagicBell).
+    Base64,
 }
 
 /// `type: jwt`.
@@ -162,7 +179,8 @@ pub struct JwtConfig {
     pub max_lifetime_seconds: Option<u64>,
     /// Claim name -> required value (string: equals; list: one of).
     pub claims: IndexMap<String, OneOrMany<Str>>,
-    /// The claim holding the user id (`sub`).
+    /// The claim holding the user id (`sub`); `""` when the token names no user (the identity
+    /// then has none).
     pub user_id_claim: Str,
 }
 

@@ -2,6 +2,7 @@
 //! name the file, line, column and field path, never a secret value. The reference for every
 //! field is `docs/config.md`.
 
+pub mod assertion;
 pub mod authenticators;
 pub mod error;
 pub mod files;
@@ -36,7 +37,7 @@ pub fn load_file(path: &Path) -> Result<(Config, String), ConfigError> {
 
 /// Makes every relative `*_file` path relative to the config file's directory `dir`.
 pub fn rebase_files(cfg: &mut Config, dir: &Path) {
-    for_each_file(cfg, |f| {
+    for_each_file(cfg, true, |f| {
         if Path::new(f.as_str()).is_relative() {
             *f = dir.join(&*f).display().to_string();
         }
@@ -48,22 +49,39 @@ pub fn rebase_files(cfg: &mut Config, dir: &Path) {
 /// the config file itself.
 pub fn referenced_files(cfg: &mut Config) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
-    for_each_file(cfg, |f| out.push(std::path::PathBuf::from(f.as_str())));
+    for_each_file(cfg, false, |f| {
+        out.push(std::path::PathBuf::from(f.as_str()))
+    });
     out
 }
 
-/// Calls `f` on every `*_file` path of the config.
-fn for_each_file(cfg: &mut Config, mut f: impl FnMut(&mut String)) {
+/// Calls `f` on every `*_file` path of the config (`revocations.file` too when `revocations`).
+fn for_each_file(cfg: &mut Config, revocations: bool, mut f: impl FnMut(&mut String)) {
     let mut fix = |o: &mut Option<value::Str>| {
         if let Some(s) = o {
             f(&mut s.0);
         }
     };
     fix(&mut cfg.upstream.ca_file);
-    if let Some(r) = &mut cfg.revocations {
-        let mut f = Some(r.file.clone());
-        fix(&mut f);
-        r.file = f.unwrap_or_default();
+    if let Some(r) = cfg.revocations.as_mut().filter(|_| revocations) {
+        let mut file = Some(r.file.clone());
+        fix(&mut file);
+        r.file = file.unwrap_or_default();
+    }
+    if let Some(a) = cfg
+        .identity
+        .assertion
+        .as_mut()
+        .filter(|a| !a.key_file.is_empty())
+    {
+        let mut k = Some(a.key_file.clone());
+        fix(&mut k);
+        a.key_file = k.unwrap_or_default();
+        for p in &mut a.previous_keys {
+            let mut k = Some(p.key_file.clone());
+            fix(&mut k);
+            p.key_file = k.unwrap_or_default();
+        }
     }
     if let Some(t) = &mut cfg.tls {
         let (mut c, mut k) = (Some(t.cert_file.clone()), Some(t.key_file.clone()));

@@ -5,6 +5,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+pub use super::assertion::*;
 pub use super::authenticators::*;
 use super::forward_auth::ForwardAuthConfig;
 pub use super::sessions::*;
@@ -186,6 +187,8 @@ pub struct IdentityConfig {
     pub claims: IndexMap<String, Str>,
     /// Socket.IO: key set in the CONNECT packet's auth object (`identity`).
     pub socketio_key: Str,
+    /// A signed JWT of the identity on every allowed request; off when absent.
+    pub assertion: Option<AssertionConfig>,
 }
 
 impl Default for IdentityConfig {
@@ -197,6 +200,7 @@ impl Default for IdentityConfig {
             credential_header: Str("x-auth-credential".into()),
             claims: IndexMap::new(),
             socketio_key: Str("identity".into()),
+            assertion: None,
         }
     }
 }
@@ -219,6 +223,9 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// A keep-alive client connection idle this long between requests is closed, seconds (60).
     pub idle_timeout_seconds: u64,
+    /// Bodies keygate must read (`bind_json`, `json_body` sources), bytes (65536, the most):
+    /// larger ones get 413 `body_too_large`.
+    pub max_inspected_body_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -230,6 +237,7 @@ impl Default for LimitsConfig {
             request_header_timeout_seconds: 10,
             max_connections: 10000,
             idle_timeout_seconds: 60,
+            max_inspected_body_bytes: 65536,
         }
     }
 }
@@ -365,6 +373,12 @@ pub struct RouteConfig {
     /// Requests allowed per window and per user, credential, address or claim; none when absent.
     #[serde(default)]
     pub quota: Option<QuotaConfig>,
+    /// A CEL condition over the request and identity; false: 403 `condition_failed`.
+    #[serde(default)]
+    pub allow_if: Option<Str>,
+    /// JSON Pointers (`*` = every array item) whose values must equal the user id.
+    #[serde(default)]
+    pub bind_json: Vec<Str>,
 }
 
 /// `auth: anonymous`, or a list of alternatives (a name, or a list of names that must all pass).

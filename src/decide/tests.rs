@@ -75,7 +75,13 @@ fn run(rules: &Ruleset, method: &str, target: &str, headers: &[(&str, &str)]) ->
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(decide(rules, &canonical, &Revocations::default(), &mut ()))
+    rt.block_on(decide(
+        rules,
+        &canonical,
+        None,
+        &Revocations::default(),
+        &mut (),
+    ))
 }
 
 /// A compact view of an outcome: `forward <route> <user|-> <how>`, `answer <route>`, `deny

@@ -95,6 +95,8 @@ fn run(
         params: &params,
         socketio_auth: None,
         max_token_bytes: 8192,
+        method: &http::Method::GET,
+        body: None,
     };
     let revocations = Revocations::new(revoked.to_vec(), vec![]);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -177,6 +177,27 @@ impl Keygate {
         }
     }
 
+    /// Reads the body of a request on route `r`, which reads bodies (`crate::body`). `Err`
+    /// carries what `request_filter` returns after a 413/400 denial.
+    pub(super) async fn read_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rules: &Ruleset,
+        r: usize,
+    ) -> Result<crate::body::Body, Result<bool>> {
+        let limits = &rules.limits;
+        let deadline = limits.request_header_timeout;
+        match crate::body::read(session, limits.max_inspected_body_bytes, deadline).await {
+            Ok(body) => Ok(body),
+            Err(reason) => {
+                ctx.route = Some((rules.routes.routes[r].counters.clone(), r));
+                ctx.trace_route(rules);
+                Err(self.deny(session, ctx, rules, reason, None, None).await)
+            }
+        }
+    }
+
     /// Why the request's client may not go on before its credential is even read: `throttle`
     /// blocked it (on any replica, with `shared_state`), or shared state it needs is down
     /// (`on_unavailable: deny`).

@@ -105,10 +105,22 @@ impl ProxyHttp for Keygate {
             ctx.trace_route(&rules);
             return sent;
         }
+        // A route that reads bodies (bind_json, json_body) gets its body read here, before
+        // deciding; pingora forwards it from its retry buffer (src/body.rs).
+        let body = match crate::body::route_reading(&rules, &canonical) {
+            None => None,
+            Some(r) => match self.read_body(session, ctx, &rules, r).await {
+                Ok(b) => Some(b),
+                Err(sent) => return sent,
+            },
+        };
+        let canonical = Canonical::proxied(session.req_header()).expect("derived above");
         ctx.trace_auth();
         let mut timings = Timings(&rules, ctx.trace.as_deref_mut());
         let revocations = self.state.revocations.load();
-        let outcome = crate::decide::decide(&rules, &canonical, &revocations, &mut timings).await;
+        let body = body.as_ref();
+        let outcome =
+            crate::decide::decide(&rules, &canonical, body, &revocations, &mut timings).await;
         let upgrade_path = canonical.path.into_owned();
         let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
         let sent = self
@@ -151,7 +163,8 @@ impl ProxyHttp for Keygate {
         }
         // Last: nothing after this removes headers, so no `Connection` line can drop these.
         if let Some(id) = &ctx.identity {
-            rules.identity.apply(up, id)?;
+            let route = ctx.route.as_ref().map_or("", |(c, _)| &*c.name);
+            rules.identity.apply(up, id, route)?;
         }
         Ok(())
     }

@@ -115,6 +115,68 @@ pub(super) fn check_sources(
     Ok(bearer)
 }
 
+/// `allow_if` and `bind_json` of a route, and whether it reads the request body (`bind_json`,
+/// or an authenticator with a `json_body` source). Neither is allowed on an anonymous route:
+/// there is no identity to condition on or bind to.
+pub(super) fn compile_body(
+    rc: &RouteConfig,
+    auth: &RouteAuth,
+    auths: &[Authenticator],
+    p: &str,
+) -> Result<
+    (
+        Option<crate::condition::Condition>,
+        Vec<crate::json_body::Pointer>,
+        bool,
+    ),
+    FieldError,
+> {
+    let anonymous = matches!(auth, RouteAuth::Anonymous);
+    let condition = match &rc.allow_if {
+        Some(_) if anonymous => {
+            return Err(FieldError::new(
+                format!("{p}.allow_if"),
+                "an anonymous route has no identity to condition on",
+            ))
+        }
+        Some(e) => Some(
+            crate::condition::Condition::compile(e)
+                .map_err(|m| FieldError::new(format!("{p}.allow_if"), m))?,
+        ),
+        None => None,
+    };
+    if anonymous && !rc.bind_json.is_empty() {
+        return Err(FieldError::new(
+            format!("{p}.bind_json"),
+            "an anonymous route cannot bind",
+        ));
+    }
+    let mut bind_json = Vec::new();
+    for (i, ptr) in rc.bind_json.iter().enumerate() {
+        let at = format!("{p}.bind_json[{i}]");
+        let pointer = crate::json_body::Pointer::parse(ptr).map_err(|m| FieldError::new(&at, m))?;
+        if pointer.tokens().is_empty() {
+            return Err(FieldError::new(at, "name a member, e.g. /user_ids/*"));
+        }
+        bind_json.push(pointer);
+    }
+    let json_sources = match auth {
+        RouteAuth::Alternatives(alts) => alts
+            .iter()
+            .flatten()
+            .any(|&a| auths[a].sources().iter().any(|s| s.has_json_body())),
+        RouteAuth::Anonymous => false,
+    };
+    if rc.socketio && (json_sources || !bind_json.is_empty()) {
+        return Err(FieldError::new(
+            format!("{p}.socketio"),
+            "a socketio route has no request body to read (bind_json, json_body)",
+        ));
+    }
+    let reads_body = json_sources || !bind_json.is_empty();
+    Ok((condition, bind_json, reads_body))
+}
+
 pub(super) struct Template {
     /// matchit patterns: one, or two for a trailing `{*rest}` (which also matches empty).
     pub(super) patterns: Vec<String>,

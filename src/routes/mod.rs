@@ -19,8 +19,8 @@ use crate::path::CheckedPath;
 
 mod compile;
 use compile::{
-    check_sources, compile_auth, compile_bind, compile_methods, methods_overlap, parse_template,
-    Template,
+    check_sources, compile_auth, compile_bind, compile_body, compile_methods, methods_overlap,
+    parse_template, Template,
 };
 
 /// What a route requires.
@@ -66,6 +66,13 @@ pub(crate) struct Route {
     pub(crate) rest: Option<String>,
     /// `quota`: checked after authentication by `crate::shared` (one counter per request).
     pub(crate) quota: Option<crate::shared::Quota>,
+    /// `allow_if`, compiled.
+    pub(crate) condition: Option<crate::condition::Condition>,
+    /// `bind_json`: pointers whose every value must be the user id.
+    pub(crate) bind_json: Vec<crate::json_body::Pointer>,
+    /// keygate reads this route's request body (`bind_json`, or a `json_body` source of one of
+    /// its authenticators); other routes' bodies stream through untouched.
+    pub(crate) reads_body: bool,
 }
 
 impl Route {
@@ -109,6 +116,9 @@ pub(crate) struct RouteTable {
     group_of: Vec<usize>,
     /// Every route, in config order.
     pub(crate) routes: Vec<Route>,
+    /// Some route reads request bodies (`Route::reads_body`): only then does the proxy look
+    /// the route up before deciding.
+    pub(crate) reads_bodies: bool,
 }
 
 impl RouteTable {
@@ -123,6 +133,7 @@ impl RouteTable {
             groups: Vec::new(),
             group_of: Vec::with_capacity(cfg.len()),
             routes: Vec::with_capacity(cfg.len()),
+            reads_bodies: false,
         };
         let mut names = HashSet::new();
         let mut by_shape: HashMap<String, usize> = HashMap::new();
@@ -143,6 +154,7 @@ impl RouteTable {
                     "observe is not available on a socketio route (a CONNECT is refused or forwarded, never observed)",
                 ));
             }
+            let (condition, bind_json, reads_body) = compile_body(rc, &auth, auths, &p)?;
             let route = Route {
                 name: rc.name.0.as_str().into(),
                 counters: Arc::new(crate::metrics::RouteCounters::new(&rc.name)),
@@ -158,8 +170,12 @@ impl RouteTable {
                     .as_ref()
                     .map(|q| crate::shared::Quota::compile(q, &rc.name, &format!("{p}.quota")))
                     .transpose()?,
+                condition,
+                bind_json,
+                reads_body,
                 auth,
             };
+            table.reads_bodies |= route.reads_body;
             table.insert(route, &template, &mut by_shape, &p, &rc.path)?;
         }
         Ok(table)

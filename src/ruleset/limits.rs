@@ -21,6 +21,8 @@ pub(crate) struct Limits {
     /// `idle_timeout_seconds` (at least 1 s): how long a keep-alive connection may wait for its
     /// next request head.
     pub(crate) idle_timeout: Duration,
+    /// `max_inspected_body_bytes`: the largest body keygate reads (`bind_json`, `json_body`).
+    pub(crate) max_inspected_body_bytes: usize,
 }
 
 impl Limits {
@@ -34,6 +36,7 @@ impl Limits {
             request_header_timeout: at_least_a_second(cfg.request_header_timeout_seconds),
             max_connections: cfg.max_connections,
             idle_timeout: at_least_a_second(cfg.idle_timeout_seconds),
+            max_inspected_body_bytes: cfg.max_inspected_body_bytes,
         }
     }
 }

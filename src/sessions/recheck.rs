@@ -49,6 +49,8 @@ pub(crate) async fn session(
             params: &m.params,
             socketio_auth: g.auth.as_ref(),
             max_token_bytes: rules.max_token_bytes,
+            method: &Method::GET,
+            body: None,
         };
         let auths = &rules.authenticators;
         match policy::authorize(route, auths, rules.mode, &parts, revocations, &mut ()).await {

@@ -228,6 +228,8 @@ impl Gate {
                     params: &m.params,
                     socketio_auth: (self.how == Authorized::InStream).then_some(a),
                     max_token_bytes: rules.max_token_bytes,
+                    method: &Method::GET,
+                    body: None,
                 };
                 policy::authorize(
                     route,
@@ -243,6 +245,11 @@ impl Gate {
         };
         match verdict {
             Ok(id) => {
+                // issue 19: the signed identity assertion travels in the identity object.
+                let assertion = rules.identity.assertion(&id, &route.name).map_err(|m| {
+                    tracing::error!(error = %m, "identity assertion not signed: CONNECT refused");
+                    Reason::KeySourceUnavailable
+                })?;
                 route.counters.count(Outcome::Allowed);
                 if let (Authorized::InStream, Some(a)) = (self.how, &auth) {
                     // sessions (issue 17): this CONNECT's credential now holds the session.
@@ -254,6 +261,7 @@ impl Gate {
                     &auth.unwrap_or_default(),
                     &rules.socketio_key,
                     &id,
+                    assertion.as_deref(),
                 );
                 self.accepted += 1;
                 self.identity = Some(id);

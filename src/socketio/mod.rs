@@ -25,12 +25,15 @@ fn prefix(namespace: &str) -> String {
 }
 
 /// The CONNECT to forward: the client's auth object with `auth[key]` replaced by the verified
-/// identity (`{"user_id", "method", "credential", "claims"}`), as one freshly masked text frame.
+/// identity (`{"user_id", "method", "credential", "claims"}`, plus `"assertion"`, the signed
+/// identity assertion, when `identity.assertion` is configured), as one freshly masked text
+/// frame.
 pub fn connect_frame(
     namespace: &str,
     auth: &Map<String, Value>,
     key: &str,
     id: &Identity,
+    assertion: Option<&str>,
 ) -> Bytes {
     let mut auth = auth.clone();
     let claims: Map<String, Value> = id
@@ -38,15 +41,16 @@ pub fn connect_frame(
         .iter()
         .map(|(k, v)| (k.to_string(), Value::from(v.as_str())))
         .collect();
-    auth.insert(
-        key.to_string(),
-        serde_json::json!({
-            "user_id": id.user_id,
-            "method": &*id.method,
-            "credential": &*id.credential,
-            "claims": claims,
-        }),
-    );
+    let mut identity = serde_json::json!({
+        "user_id": id.user_id,
+        "method": &*id.method,
+        "credential": &*id.credential,
+        "claims": claims,
+    });
+    if let (Some(a), Value::Object(m)) = (assertion, &mut identity) {
+        m.insert("assertion".into(), a.into());
+    }
+    auth.insert(key.to_string(), identity);
     let payload = format!("40{}{}", prefix(namespace), Value::Object(auth));
     encode(opcode::TEXT, payload.as_bytes(), Some(random_mask()))
 }

@@ -320,7 +320,7 @@ proptest! {
                     Item::Connect { namespace, auth } => {
                         yielded += 1;
                         let auth = auth.unwrap_or_default();
-                        forwarded.extend_from_slice(&connect_frame(&namespace, &auth, "identity", &id));
+                        forwarded.extend_from_slice(&connect_frame(&namespace, &auth, "identity", &id, None));
                     }
                     Item::Close(_) => break 'feed,
                 }

@@ -229,7 +229,7 @@ fn every_reason_code_is_produced_by_a_real_request() {
     // This round's reasons each have their own module: forward-auth (malformed_request,
     // spoofed_identity), sessions and revocations (credential_revoked), shared state
     // (quota_exceeded, shared_state_unavailable), conditions and bodies (condition_failed,
-    // body_too_large, malformed_body).
+    // body_too_large, malformed_body: tests/it/vendors.rs).
     use keygate::reason::{IntoEnumIterator, Reason};
     let elsewhere = [
         Reason::WebsocketRequired,

@@ -106,6 +106,8 @@ fn fixture_for(name: &str) -> Vec<u8> {
         f(name)
     } else if name.ends_with("ca.pem") || name.ends_with("ca.crt") {
         f("ca.crt")
+    } else if name.ends_with(".key.pem") {
+        f("ec256.key")
     } else if name.ends_with(".json") {
         f("jwks.json")
     } else if name.starts_with("revocations") && name.ends_with(".yaml") {

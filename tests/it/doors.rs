@@ -238,7 +238,7 @@ fn finding_9_a_config_rewritten_in_place_is_never_applied_half_written() {
     let cut = text.find("  - { name: admin").unwrap();
     let mut f =
         std::fs::OpenOptions::new().write(true).truncate(true).open(kg.config_path()).unwrap();
-    std::io::Write::write_all(&mut f, text[..cut].as_bytes()).unwrap();
+    std::io::Write::write_all(&mut f, &text.as_bytes()[..cut]).unwrap();
     f.sync_all().unwrap();
     // A slow writer: the first half sits there for a while.
     let until = std::time::Instant::now() + Duration::from_millis(1500);
@@ -247,7 +247,7 @@ fn finding_9_a_config_rewritten_in_place_is_never_applied_half_written() {
         assert_eq!(s, 401, "the half-written config was applied");
         std::thread::sleep(Duration::from_millis(25));
     }
-    std::io::Write::write_all(&mut f, text[cut..].as_bytes()).unwrap();
+    std::io::Write::write_all(&mut f, &text.as_bytes()[cut..]).unwrap();
     drop(f);
     eventually("the whole new config", Duration::from_secs(5), || {
         (kg.get("/public", &[]).status == 200).then_some(())

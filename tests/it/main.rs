@@ -5,6 +5,7 @@
 mod common;
 
 mod access_log;
+mod assertion;
 mod attacks;
 mod authenticators;
 mod cli;
@@ -28,5 +29,6 @@ mod shared_state;
 mod telemetry;
 mod throttle;
 mod upgrades;
+mod vendors;
 mod websocket;
 mod zlib_shim;

@@ -74,12 +74,13 @@ pub struct Jwt {
 
 impl Jwt {
     /// Compiles `authenticators.<name>`. `forward` lists the claim names to capture into the
-    /// identity (mapped identity headers and route `bind`s); `cache` is the config's shared
-    /// verified-token cache.
+    /// identity (mapped identity headers and route `bind`s); `full_claims` keeps every verified
+    /// claim in it (for `allow_if`); `cache` is the config's shared verified-token cache.
     pub fn compile(
         name: &str,
         cfg: &JwtConfig,
         forward: Arc<[Arc<str>]>,
+        full_claims: bool,
         cache: Option<Arc<TokenCache>>,
         path: &str,
     ) -> Result<Self, FieldError> {
@@ -130,6 +131,7 @@ impl Jwt {
             claims,
             user_id_claim: cfg.user_id_claim.0.clone(),
             forward,
+            full_claims,
             method: super::Kind::Jwt.as_str().into(),
             leeway: cfg.leeway_seconds,
         };

@@ -33,6 +33,8 @@ pub struct Rules {
     pub user_id_claim: String,
     /// Claim names to capture into the identity (mapped headers, `bind`).
     pub forward: Arc<[Arc<str>]>,
+    /// Keep every verified claim in the identity (`allow_if` reads `claims`).
+    pub full_claims: bool,
     /// The identity's method (`jwt`).
     pub method: Arc<str>,
     /// `leeway_seconds`: added to `exp` for the identity's `valid_until`.
@@ -139,11 +141,18 @@ fn check_claims(
             return Err(Reason::ClaimMismatch);
         }
     }
-    let user_id = claims
-        .get(&rules.user_id_claim)
-        .and_then(scalar)
-        .filter(|u| !u.is_empty())
-        .ok_or(Reason::MissingClaim)?;
+    // `user_id_claim: ""`: the token names no user (Courier's tokens carry the user only in
+    // their `scope` string); the identity then has no user id.
+    let user_id = match rules.user_id_claim.as_str() {
+        "" => None,
+        c => Some(
+            claims
+                .get(c)
+                .and_then(scalar)
+                .filter(|u| !u.is_empty())
+                .ok_or(Reason::MissingClaim)?,
+        ),
+    };
     let mut forwarded = Vec::new();
     for name in rules.forward.iter() {
         if let Some(v) = claims.get(&**name).filter(|v| !v.is_null()) {
@@ -162,13 +171,14 @@ fn check_claims(
             .map(|v| v as u64)
     };
     Ok(Identity {
-        user_id: Some(user_id),
+        user_id,
         method: rules.method.clone(),
         credential: key.credential.clone(),
         claims: forwarded,
         valid_until: seconds("exp").map(|e| e.saturating_add(rules.leeway)),
         issued_at: seconds("iat"),
         jti: claims.get("jti").and_then(scalar).map(Arc::from),
+        full_claims: rules.full_claims.then(|| Arc::new(claims.clone())),
     })
 }
 

@@ -17,7 +17,7 @@ fn jwt(yaml: &str) -> Jwt {
     let cfg: crate::config::JwtConfig = crate::config::yaml::from_str(&yaml, "test").unwrap();
     let forward: Arc<[Arc<str>]> =
         vec![Arc::<str>::from("workspace_id"), Arc::<str>::from("org")].into();
-    Jwt::compile("j", &cfg, forward, None, "authenticators.j").unwrap()
+    Jwt::compile("j", &cfg, forward, false, None, "authenticators.j").unwrap()
 }
 
 const BASE: &str = "from: {header: authorization, scheme: Bearer}\nalgorithms: [RS256, ES256]\nkeys: [{kid: k1, pem_file: RSA_PUB}, {kid: k2, pem_file: EC_PUB}]\n";

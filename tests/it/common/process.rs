@@ -162,6 +162,11 @@ impl Builder {
         self
     }
 
+    /// Where the admin port will listen (known before `start`).
+    pub(crate) fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
+    }
+
     /// An environment variable for the process.
     pub(crate) fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));

@@ -17,7 +17,9 @@ pub(crate) fn node_dir() -> String {
 pub(crate) fn ensure_node_modules() {
     static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
-        if std::path::Path::new(&format!("{}/node_modules/express", node_dir())).exists() {
+        let have =
+            |m: &str| std::path::Path::new(&format!("{}/node_modules/{m}", node_dir())).exists();
+        if ["express", "jose", "@knocklabs/node"].iter().all(|m| have(m)) {
             return;
         }
         let status = Command::new("npm")
