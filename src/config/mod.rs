@@ -7,6 +7,7 @@ pub mod authenticators;
 pub mod error;
 pub mod files;
 pub mod forward_auth;
+pub mod routes;
 pub mod schema;
 pub mod sessions;
 pub mod shared;
@@ -16,6 +17,7 @@ pub mod yaml;
 
 pub use error::{ConfigError, FieldError};
 pub use forward_auth::{ForwardAuthConfig, Front};
+pub use routes::*;
 pub use schema::*;
 pub use yaml::locate_error;
 

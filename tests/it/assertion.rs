@@ -13,7 +13,7 @@ use crate::common::*;
 fn config(key: &str, fa_port: u16) -> String {
     format!(
         r#"
-forward_auth: {{ listen: "127.0.0.1:{fa_port}" }}
+forward_auth: {{ listen: "127.0.0.1:{fa_port}", front: nginx }}
 identity:
   claims: {{ workspace_id: x-auth-workspace-id }}
   assertion:
