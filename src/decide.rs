@@ -22,7 +22,7 @@ use crate::reason::Reason;
 use crate::revocation::Revocations;
 use crate::routes::{Lookup, Match};
 use crate::ruleset::Ruleset;
-use crate::socketio::gate::Authorized;
+use crate::socketio::Authorized;
 
 /// How an allowed request is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ mod cors;
 mod decide;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod enforce;
 pub mod explain;
 mod forward_auth;
 mod forwarding;

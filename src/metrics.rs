@@ -273,14 +273,6 @@ impl RouteCounters {
     }
 }
 
-/// Counts a request refused by `throttle` (`keygate_throttled_requests_total{route}`).
-pub(crate) fn throttled(route: Option<&str>) {
-    metrics()
-        .throttled
-        .with_label_values(&[route.unwrap_or(NO_ROUTE)])
-        .inc();
-}
-
 /// `keygate_auth_duration_seconds` of each authenticator of a ruleset, indexed like its
 /// authenticators (`timers[i].observe(seconds)`). Made by the compile step without touching the
 /// registry; resolved by [`AuthTimers::bind`] (activation), or on first use.

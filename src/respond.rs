@@ -1,5 +1,5 @@
-//! Responses keygate writes itself: denials (`docs/config.md`, "Responses to denied requests")
-//! and answered CORS preflights.
+//! The proxy listener's medium for the answers keygate writes itself: denials (built by
+//! `crate::enforce::render`) and answered CORS preflights.
 //!
 //! They are written with `write_response_header` + `write_response_body`, not pingora's
 //! `respond_error`, which forces `Connection: close`: a denied client keeps its keep-alive
@@ -8,64 +8,25 @@
 //! waiting for a body it would throw away) or the head was too large: the connection then closes.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, EXPECT, WWW_AUTHENTICATE};
+use http::header::{CONTENT_LENGTH, EXPECT};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 
-use crate::cors::Cors;
 use crate::reason::Reason;
 
 /// Largest request body read and thrown away so a denied client keeps its connection; a larger
 /// body is not read (an unauthenticated client cannot make keygate consume an upload).
 pub(crate) const DISCARD_LIMIT: usize = 64 * 1024;
 
-/// What a denial response carries besides its reason.
-#[derive(Default)]
-pub(crate) struct Denial<'a> {
-    /// The route accepts a Bearer source: a 401 carries `WWW-Authenticate` (RFC 6750 §3).
-    pub(crate) bearer: bool,
-    /// For 405: the `Allow` value.
-    pub(crate) allow: Option<&'a str>,
-    /// The CORS policy, if any, and the request's `Origin` when it is allowed (so a browser can
-    /// read the reason); a denial on a CORS config always varies by `Origin`.
-    pub(crate) cors: Option<(&'a Cors, Option<HeaderValue>)>,
-    /// For 429: the `Retry-After` value, seconds (RFC 9110 §10.2.3).
-    pub(crate) retry_after: Option<u64>,
-    /// For a quota route: its `RateLimit-Policy` and `RateLimit` fields (`crate::shared`).
-    pub(crate) ratelimit: Option<&'a crate::shared::RateLimit>,
-}
-
-/// Writes the denial for `reason`; always `Ok(true)` ("response sent") unless writing failed.
+/// Writes a denial for `reason` whose head and body `crate::enforce::render` built; always
+/// `Ok(true)` ("response sent") unless writing failed.
 pub(crate) async fn deny(
     session: &mut Session,
     reason: Reason,
-    d: Denial<'_>,
+    resp: ResponseHeader,
+    body: Bytes,
 ) -> pingora::Result<bool> {
-    let body = Bytes::from(reason.body());
-    let mut resp = ResponseHeader::build(reason.status(), Some(8))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
-    if let Some(v) = reason.challenge(d.bearer) {
-        resp.insert_header(WWW_AUTHENTICATE, v)?;
-    }
-    if let Some(allow) = d.allow {
-        resp.insert_header(ALLOW, allow)?;
-    }
-    if let Some(secs) = d.retry_after {
-        resp.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
-    }
-    if let Some(rl) = d.ratelimit {
-        for (name, value) in rl.headers() {
-            resp.insert_header(name, value)?;
-        }
-    }
-    match &d.cors {
-        Some((cors, Some(origin))) => cors.decorate(origin, &mut resp),
-        Some((_, None)) => Cors::strip(&mut resp),
-        None => {}
-    }
     // issue 19: a body keygate gave up reading (too large, too slow: src/body.rs) is not read
     // any further; the connection closes instead.
     let gave_up =

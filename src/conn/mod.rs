@@ -32,7 +32,7 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::metrics::{metrics, Outcome, RouteCounters, NO_ROUTE};
+use crate::metrics::metrics;
 use crate::reason::Reason;
 use crate::state::{Counted, State};
 
@@ -172,24 +172,15 @@ impl Guarded {
         }
     }
 
-    /// Best effort: a final response written straight to the socket before closing it.
-    fn refuse(&mut self, cx: &mut Context<'_>, status: &str, reason: Reason) -> io::Error {
-        let body = reason.body();
-        let resp = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = Pin::new(&mut *self.inner).poll_write(cx, resp.as_bytes());
+    /// Best effort: the denial (as `crate::enforce::render` builds it, for a head no route
+    /// was matched for) written straight to the socket before closing it, and reported.
+    fn refuse(&mut self, cx: &mut Context<'_>, reason: Reason) -> io::Error {
+        let denial = crate::enforce::Denial::new(None, reason);
+        let (head, body) = crate::enforce::render::denial(None, &denial, None);
+        let resp = crate::enforce::render::to_bytes(&head, &body);
+        let _ = Pin::new(&mut *self.inner).poll_write(cx, &resp);
         let _ = Pin::new(&mut *self.inner).poll_flush(cx);
-        RouteCounters::unmatched().count(Outcome::Denied(reason));
-        let line = crate::access_log::Line {
-            route: NO_ROUTE,
-            status: status[..3].parse().unwrap_or(0),
-            outcome: "denied",
-            reason: reason.as_str(),
-            ..Default::default()
-        };
-        crate::access_log::write(self.access_log, &line);
+        crate::enforce::refused_head(self.access_log, reason);
         io::Error::new(io::ErrorKind::InvalidData, reason.as_str())
     }
 }
@@ -213,11 +204,7 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         match Pin::new(&mut *this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => match this.scan(&buf.filled()[before..]) {
-                Some(r) => Poll::Ready(Err(this.refuse(
-                    cx,
-                    "431 Request Header Fields Too Large",
-                    r,
-                ))),
+                Some(r) => Poll::Ready(Err(this.refuse(cx, r))),
                 None => Poll::Ready(Ok(())),
             },
             Poll::Pending => {
@@ -232,7 +219,7 @@ impl AsyncRead for Guarded {
                 }
                 let started = matches!(this.phase, Phase::Head(h) if h.started);
                 let err = if started {
-                    this.refuse(cx, "408 Request Timeout", Reason::RequestHeaderTimeout)
+                    this.refuse(cx, Reason::RequestHeaderTimeout)
                 } else {
                     io::Error::new(io::ErrorKind::TimedOut, "no request head")
                 };

@@ -1,5 +1,7 @@
-//! The per-request state of the proxy ([`Ctx`]) and the steps [`Keygate`]'s phases delegate to:
-//! carrying out a decision, throttling, the Socket.IO gate, writing a denial.
+//! The per-request state of the proxy ([`Ctx`]), holding the settled decision as one value
+//! (`crate::enforce::Verdict`), and the steps [`Keygate`]'s phases delegate to: acting on the
+//! verdict in this door's medium (forward with a Socket.IO gate, answer a preflight, write a
+//! denial) and reporting the finished request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,15 +13,13 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::Keygate;
-use crate::auth::Identity;
-use crate::decide::{Forwarding, Outcome};
+use crate::decide::Forwarding;
+use crate::enforce::{Denial, Record, Stream, Verdict};
 use crate::metrics::RouteCounters;
-use crate::reason::Reason;
-use crate::respond::{self, Denial};
 use crate::ruleset::Ruleset;
 use crate::socketio::gate::{Authorized, Gate};
 use crate::state::Counted;
-use crate::telemetry::{RequestTrace, Verdict};
+use crate::telemetry::RequestTrace;
 
 /// Per-request state.
 pub(crate) struct Ctx {
@@ -27,14 +27,10 @@ pub(crate) struct Ctx {
     /// socket does not keep an old config generation (and its caches and fetch loops) alive.
     pub(super) rules: Option<Arc<Ruleset>>,
     pub(super) started: Instant,
-    /// Matched route: its counters and its index into `rules.routes`.
-    pub(super) route: Option<(Arc<RouteCounters>, usize)>,
-    /// `None` while undecided or allowed.
-    pub(super) denied: Option<Reason>,
-    /// `enforce: observe`: why the request would have been refused.
-    pub(super) observed: Option<Reason>,
-    pub(super) identity: Option<Identity>,
-    pub(super) how: Forwarding,
+    /// The settled decision (`None` until `request_filter` settles it).
+    pub(super) verdict: Option<Verdict>,
+    /// The matched route's counters (kept past an upgrade, when `rules` is dropped).
+    pub(super) counters: Option<Arc<RouteCounters>>,
     pub(super) gate: Option<Box<Gate>>,
     /// The request's `Origin`, when the `cors` block allows it.
     pub(super) origin: Option<HeaderValue>,
@@ -45,13 +41,10 @@ pub(crate) struct Ctx {
     /// The backend did not answer an unverified upgrade with 101: keygate answers instead.
     pub(super) refused_upgrade: bool,
     pub(super) upstream_status: u16,
-    /// sessions (issue 17): the session of an upgraded connection, from its 101 on.
+    /// The session of an upgraded connection, from its 101 on (`crate::sessions`).
     pub(super) session: Option<crate::sessions::Handle>,
     /// Its spans, when `telemetry` is on (`None` otherwise: nothing allocated).
     pub(super) trace: Option<Box<RequestTrace>>,
-    /// Shared state (issue 18): a quota route's `RateLimit` fields, set on the answer
-    /// (allowed or refused).
-    pub(super) ratelimit: Option<crate::shared::RateLimit>,
     pub(super) _inflight: Counted,
 }
 
@@ -60,20 +53,43 @@ impl Ctx {
         self.rules.clone()
     }
 
-    /// What [`crate::observe::request_done`] records of this request.
-    pub(super) fn done(&self, access_log: crate::access_log::Policy) -> crate::observe::Done<'_> {
-        crate::observe::Done {
-            route: self.route.as_ref().map(|(c, _)| &**c),
-            denied: self.denied,
-            observed: self.observed,
-            identity: self.identity.as_ref(),
-            stream: self.gate.as_deref().map(|g| crate::observe::Stream {
+    /// How the request is forwarded (`Plain` until decided).
+    pub(super) fn how(&self) -> Forwarding {
+        match &self.verdict {
+            Some(Verdict::Forward { how, .. }) => *how,
+            _ => Forwarding::Plain,
+        }
+    }
+
+    /// The report of this request, once it ended with `status` (0: none sent).
+    pub(super) fn record<'a>(
+        &'a self,
+        session: &'a Session,
+        error: Option<&pingora::Error>,
+        access_log: crate::access_log::Policy,
+    ) -> Record<'a> {
+        let outcome = self
+            .verdict
+            .as_ref()
+            .map_or(crate::metrics::Outcome::Allowed, Verdict::outcome);
+        let denied = matches!(self.verdict, Some(Verdict::Deny(_)));
+        Record {
+            listener: None,
+            route: self.counters.as_deref(),
+            outcome,
+            stream: self.gate.as_deref().map(|g| Stream {
                 connects: g.connects,
                 accepted: g.accepted,
                 refused: g.refused,
                 identity: g.identity.as_ref(),
             }),
+            identity: self.verdict.as_ref().and_then(Verdict::identity),
+            method: session.req_header().method.as_str(),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
             upstream_status: self.upstream_status,
+            upstream_error: error
+                .filter(|_| !denied)
+                .and_then(crate::enforce::upstream_error_kind),
             started: self.started,
             access_log,
         }
@@ -81,8 +97,9 @@ impl Ctx {
 
     /// Names the server span after the matched route, if any.
     pub(super) fn trace_route(&self, rules: &Ruleset) {
-        if let (Some(t), Some((_, r))) = (&self.trace, &self.route) {
-            let route = &rules.routes.routes[*r];
+        let route = self.verdict.as_ref().and_then(Verdict::route);
+        if let (Some(t), Some(r)) = (&self.trace, route) {
+            let route = &rules.routes.routes[r];
             t.route(&route.name, &route.template);
         }
     }
@@ -94,22 +111,26 @@ impl Ctx {
         }
     }
 
-    /// Ends the authenticate span at `decided` with what [`Keygate::carry_out`] made of the
-    /// decision, and names the server span after the route.
+    /// Ends the authenticate span at `decided` with the verdict, and names the server span
+    /// after the route.
     pub(super) fn trace_decided(&mut self, rules: &Ruleset, decided: Option<SystemTime>) {
         self.trace_route(rules);
-        let (Some(t), Some(at)) = (self.trace.as_deref_mut(), decided) else {
+        let (Some(t), Some(at), Some(v)) = (self.trace.as_deref_mut(), decided, &self.verdict)
+        else {
             return;
         };
-        let (outcome, reason) = match (self.denied, self.observed, self.how) {
-            (Some(r), _, _) => ("denied", Some(r)),
-            (None, Some(r), _) => ("observed", Some(r)),
-            (None, None, Forwarding::Socketio(Authorized::InStream)) => ("deferred", None),
+        let (outcome, reason) = match v {
+            Verdict::Deny(d) => ("denied", Some(d.reason)),
+            Verdict::Observe { reason, .. } => ("observed", Some(*reason)),
+            Verdict::Forward {
+                how: Forwarding::Socketio(Authorized::InStream),
+                ..
+            } => ("deferred", None),
             _ => ("allowed", None),
         };
-        let credential = self.identity.as_ref().map(|i| &*i.credential);
+        let credential = v.identity().map(|i| &*i.credential);
         t.auth_done(
-            &Verdict {
+            &crate::telemetry::AuthAttributes {
                 outcome,
                 reason,
                 credential,
@@ -120,61 +141,65 @@ impl Ctx {
 }
 
 impl Keygate {
-    /// Carries out a decision: forward (with identity and a Socket.IO gate), answer a
-    /// preflight, or deny.
-    pub(super) async fn carry_out(
+    /// Acts on a verdict in this door's medium: forward (with identity and a Socket.IO gate),
+    /// answer a preflight, or write the denial. `path` is the canonical request's path.
+    pub(super) async fn act(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         rules: &Ruleset,
-        outcome: Outcome,
+        verdict: Verdict,
         path: String,
     ) -> Result<bool> {
-        let counters = |r: usize| (rules.routes.routes[r].counters.clone(), r);
-        match outcome {
-            Outcome::Forward {
-                route,
-                identity,
-                how,
-            } => {
-                ctx.route = route.map(counters);
-                // Shared state (issue 18): quota and shared-state availability, after
-                // authentication, before forwarding.
-                if let Some(sent) = self.admit(session, ctx, rules, identity.as_ref()).await {
-                    return sent;
-                }
-                ctx.identity = identity;
-                ctx.how = how;
-                ctx.gate = self.gate(session.req_header(), path, how, rules, ctx.client);
+        ctx.counters = verdict
+            .route()
+            .map(|r| rules.routes.routes[r].counters.clone());
+        match &verdict {
+            Verdict::Forward { how, .. } => {
+                ctx.gate = self.gate(session.req_header(), path, *how, rules, ctx.client);
+                ctx.verdict = Some(verdict);
                 Ok(false)
             }
-            Outcome::Answer { route, response } => {
-                ctx.route = Some(counters(route));
-                respond::preflight(session, response).await
-            }
-            Outcome::Deny {
-                route: Some(r),
-                reason,
-                ..
-            } if crate::decide::observed(rules, r, reason) => {
-                ctx.route = Some(counters(r));
-                // Shared state (issue 18): an observed request still counts against a quota.
-                if let Some(sent) = self.admit(session, ctx, rules, None).await {
-                    return sent;
-                }
-                ctx.observed = Some(reason); // forwarded anyway, without identity
+            Verdict::Observe { .. } => {
+                ctx.verdict = Some(verdict);
                 Ok(false)
             }
-            Outcome::Deny {
-                route,
-                reason,
-                allow,
-            } => {
-                ctx.route = route.map(counters);
-                self.deny(session, ctx, rules, reason, allow.as_deref(), None)
-                    .await
+            Verdict::Answer { response, .. } => {
+                let response = (**response).clone();
+                ctx.verdict = Some(verdict);
+                crate::respond::preflight(session, response).await
+            }
+            Verdict::Deny(_) => {
+                ctx.verdict = Some(verdict);
+                self.write_denial(session, ctx, rules).await
             }
         }
+    }
+
+    /// Refuses the request with `denial`, before or without a decision.
+    pub(super) async fn deny(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rules: &Ruleset,
+        denial: Denial,
+    ) -> Result<bool> {
+        self.act(session, ctx, rules, Verdict::Deny(denial), String::new())
+            .await
+    }
+
+    /// Writes the denial `ctx.verdict` holds, as `crate::enforce::render` builds it.
+    async fn write_denial(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        rules: &Ruleset,
+    ) -> Result<bool> {
+        let Some(Verdict::Deny(d)) = &ctx.verdict else {
+            return Ok(false);
+        };
+        let (head, body) = crate::enforce::render::denial(Some(rules), d, ctx.origin.as_ref());
+        crate::respond::deny(session, d.reason, head, body).await
     }
 
     /// Reads the body of a request on route `r`, which reads bodies (`crate::body`). `Err`
@@ -191,64 +216,10 @@ impl Keygate {
         match crate::body::read(session, limits.max_inspected_body_bytes, deadline).await {
             Ok(body) => Ok(body),
             Err(reason) => {
-                ctx.route = Some((rules.routes.routes[r].counters.clone(), r));
+                let denial = Denial::new(Some(r), reason);
+                let sent = self.deny(session, ctx, rules, denial).await;
                 ctx.trace_route(rules);
-                Err(self.deny(session, ctx, rules, reason, None, None).await)
-            }
-        }
-    }
-
-    /// Why the request's client may not go on before its credential is even read: `throttle`
-    /// blocked it (on any replica, with `shared_state`), or shared state it needs is down
-    /// (`on_unavailable: deny`).
-    pub(super) fn blocked(&self, ctx: &Ctx, rules: &Ruleset) -> Option<crate::shared::Refusal> {
-        self.state
-            .shared
-            .refuse_blocked(rules.throttle.as_ref(), ctx.client)
-    }
-
-    /// Refuses the request for `refusal` (counted per route, `ctx.route`).
-    pub(super) async fn refuse_blocked(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        rules: &Ruleset,
-        refusal: crate::shared::Refusal,
-    ) -> Result<bool> {
-        if refusal.reason == Reason::TooManyFailures {
-            crate::metrics::throttled(ctx.route.as_ref().map(|(c, _)| &*c.name));
-        }
-        let (reason, retry_after) = (refusal.reason, refusal.retry_after);
-        self.deny(session, ctx, rules, reason, None, retry_after)
-            .await
-    }
-
-    /// Shared state (issue 18): the matched route's `quota` for this request (and, with
-    /// `on_unavailable: deny` and Redis down, 503 for an authenticated one). `None` when it
-    /// may go on (its `RateLimit` fields kept for the answer), else the refusal sent.
-    async fn admit(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        rules: &Ruleset,
-        identity: Option<&Identity>,
-    ) -> Option<Result<bool>> {
-        let quota = ctx
-            .route
-            .as_ref()
-            .and_then(|(_, r)| rules.routes.routes[*r].quota.as_ref());
-        match self.state.shared.admit(quota, identity, ctx.client).await {
-            Ok(ratelimit) => {
-                ctx.ratelimit = ratelimit;
-                None
-            }
-            Err(refusal) => {
-                ctx.ratelimit = refusal.ratelimit;
-                let (reason, retry_after) = (refusal.reason, refusal.retry_after);
-                Some(
-                    self.deny(session, ctx, rules, reason, None, retry_after)
-                        .await,
-                )
+                Err(sent)
             }
         }
     }
@@ -274,48 +245,5 @@ impl Keygate {
             rules.socketio_connect_timeout,
             client,
         )))
-    }
-
-    /// Writes the denial for `reason` (with the route's challenge and the CORS headers), and
-    /// counts a credential failure against the client for `throttle`.
-    pub(super) async fn deny(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        rules: &Ruleset,
-        reason: Reason,
-        allow: Option<&str>,
-        retry_after: Option<u64>,
-    ) -> Result<bool> {
-        ctx.denied = Some(reason);
-        // Shared state (issue 18): counted on every replica's behalf when `shared_state` is set.
-        let throttle = rules.throttle.as_ref();
-        if self
-            .state
-            .shared
-            .count_failure(throttle, ctx.client, reason)
-            .await
-        {
-            if let Some(ip) = ctx.client {
-                tracing::warn!(client = %ip, "too many credential failures: address blocked");
-            }
-        }
-        let bearer = ctx
-            .route
-            .as_ref()
-            .is_some_and(|(_, r)| rules.routes.routes[*r].bearer);
-        let cors = rules.cors.as_ref().map(|c| (c, ctx.origin.clone()));
-        respond::deny(
-            session,
-            reason,
-            Denial {
-                bearer,
-                allow,
-                cors,
-                retry_after,
-                ratelimit: ctx.ratelimit.as_ref(),
-            },
-        )
-        .await
     }
 }

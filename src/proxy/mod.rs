@@ -3,8 +3,10 @@
 //!
 //! ```text
 //!  new_ctx                 the rules in force for this request
-//!  request_filter          server span (telemetry/) -> strip client identity headers -> decide
-//!                          (decide.rs, in the authenticate span) -> deny / answer / forward
+//!  request_filter          server span (telemetry/) -> strip client identity headers -> the
+//!                          canonical request (canonical.rs) -> refuse_client -> the body of a
+//!                          route that reads it (body.rs) -> decide (decide.rs, in the
+//!                          authenticate span) -> settle (enforce/) -> act: deny / answer / forward
 //!  upstream_peer           the backend (upstream.rs); the upstream span starts
 //!  upstream_request_filter the request as it leaves: preflight stripping, framing, forwarding
 //!                          headers, traceparent, and identity headers last (no hop-by-hop
@@ -16,7 +18,8 @@
 //!  response_body_filter    nothing from the backend once the gate refused the client
 //!  poll_upgraded_close     an upgraded connection ends when its session does (sessions/)
 //!  fail_to_proxy           keygate's own answer when the backend's must not reach the client
-//!  logging                 metrics, access log, spans ended, and the next request head's limits
+//!  logging                 the report (enforce/record.rs: metrics, access log, spans), and the
+//!                          next request head's limits
 //! ```
 
 use std::sync::Arc;
@@ -31,9 +34,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use crate::canonical::Canonical;
 use crate::cors::Cors;
 use crate::decide::Forwarding;
+use crate::enforce::{Denial, Verdict};
 use crate::observe::Timings;
 use crate::reason::Reason;
-use crate::socketio::gate::Authorized;
+use crate::socketio::Authorized;
 use crate::state::{Counted, State};
 
 mod ctx;
@@ -54,11 +58,8 @@ impl ProxyHttp for Keygate {
         Ctx {
             rules: Some(self.state.rules.load_full()),
             started: Instant::now(),
-            route: None,
-            denied: None,
-            observed: None,
-            identity: None,
-            how: Forwarding::Plain,
+            verdict: None,
+            counters: None,
             gate: None,
             origin: None,
             client: None,
@@ -66,7 +67,6 @@ impl ProxyHttp for Keygate {
             refused_upgrade: false,
             upstream_status: 0,
             trace: None,
-            ratelimit: None,
             session: None,
             _inflight: Counted::new(&self.state.inflight),
         }
@@ -93,15 +93,14 @@ impl ProxyHttp for Keygate {
         let canonical = match Canonical::proxied(req) {
             Ok(c) => c,
             Err(reason) => {
-                let sent = self.deny(session, ctx, &rules, reason, None, None).await;
-                ctx.trace_route(&rules);
-                return sent;
+                return self
+                    .deny(session, ctx, &rules, Denial::new(None, reason))
+                    .await
             }
         };
-        if let Some(left) = self.blocked(ctx, &rules) {
-            ctx.route = crate::decide::route_of(&rules, &canonical)
-                .map(|r| (rules.routes.routes[r].counters.clone(), r));
-            let sent = self.refuse_blocked(session, ctx, &rules, left).await;
+        if let Some(d) = crate::enforce::refuse_client(&self.state, &rules, ctx.client, &canonical)
+        {
+            let sent = self.deny(session, ctx, &rules, d).await;
             ctx.trace_route(&rules);
             return sent;
         }
@@ -119,13 +118,12 @@ impl ProxyHttp for Keygate {
         let mut timings = Timings(&rules, ctx.trace.as_deref_mut());
         let revocations = self.state.revocations.load();
         let body = body.as_ref();
-        let outcome =
+        let decision =
             crate::decide::decide(&rules, &canonical, body, &revocations, &mut timings).await;
-        let upgrade_path = canonical.path.into_owned();
+        let path = canonical.path.into_owned();
         let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
-        let sent = self
-            .carry_out(session, ctx, &rules, outcome, upgrade_path)
-            .await;
+        let verdict = crate::enforce::settle(&self.state, &rules, decision, ctx.client).await;
+        let sent = self.act(session, ctx, &rules, verdict, path).await;
         ctx.trace_decided(&rules, decided);
         sent
     }
@@ -146,7 +144,7 @@ impl ProxyHttp for Keygate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let rules = ctx.rules().expect("rules are set until an upgrade");
-        if ctx.how == Forwarding::Preflight {
+        if ctx.how() == Forwarding::Preflight {
             crate::cors::strip_to_preflight(up);
             return Ok(());
         }
@@ -162,8 +160,8 @@ impl ProxyHttp for Keygate {
             t.inject(up);
         }
         // Last: nothing after this removes headers, so no `Connection` line can drop these.
-        if let Some(id) = &ctx.identity {
-            let route = ctx.route.as_ref().map_or("", |(c, _)| &*c.name);
+        if let Some(id) = ctx.verdict.as_ref().and_then(Verdict::identity) {
+            let route = ctx.counters.as_ref().map_or("", |c| &*c.name);
             rules.identity.apply(up, id, route)?;
         }
         Ok(())
@@ -198,8 +196,8 @@ impl ProxyHttp for Keygate {
         // sessions (issue 17): an upgraded connection is a session until it ends.
         if let (101, Some(rules)) = (ctx.upstream_status, &ctx.rules) {
             let in_stream = ctx.gate.as_ref().map(|g| g.how()) == Some(Authorized::InStream);
-            let route = ctx.route.as_ref().map(|(_, r)| *r);
-            let id = ctx.identity.as_ref();
+            let route = ctx.verdict.as_ref().and_then(Verdict::route);
+            let id = ctx.verdict.as_ref().and_then(Verdict::identity);
             let req = session.req_header();
             ctx.session = Some(self.state.sessions.open(rules, req, route, id, in_stream));
         }
@@ -233,12 +231,9 @@ impl ProxyHttp for Keygate {
                 None => Cors::strip(resp),
             }
         }
-        // Shared state (issue 18): a quota route's answer says what is left of the quota.
-        if let Some(rl) = &ctx.ratelimit {
-            for (name, value) in rl.headers() {
-                resp.insert_header(name, value)?;
-            }
-        }
+        // A quota route's answer says what is left of the quota.
+        let ratelimit = ctx.verdict.as_ref().and_then(Verdict::ratelimit);
+        crate::enforce::render::ratelimit(resp, ratelimit);
         if resp.status.as_u16() == 101 {
             ctx.rules = None;
         }
@@ -261,9 +256,11 @@ impl ProxyHttp for Keygate {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         if ctx.refused_upgrade {
             let rules = ctx.rules().expect("rules are set until an upgrade");
-            let sent = self
-                .deny(session, ctx, &rules, Reason::MissingCredentials, None, None)
-                .await;
+            let denial = Denial::new(
+                ctx.verdict.as_ref().and_then(Verdict::route),
+                Reason::MissingCredentials,
+            );
+            let sent = self.deny(session, ctx, &rules, denial).await;
             return FailToProxy {
                 error_code: if sent.is_ok() { 401 } else { 0 },
                 can_reuse_downstream: false,
@@ -300,13 +297,12 @@ impl ProxyHttp for Keygate {
     /// never the path or query, which can carry credentials (`{key}` path parameters,
     /// `?user_token=`, `?api_key=`).
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let route = ctx.verdict.as_ref().and_then(Verdict::route);
         let template = ctx
             .rules
             .as_ref()
-            .zip(ctx.route.as_ref())
-            .map_or("(no route)", |(rules, (_, r))| {
-                &rules.routes.routes[*r].template
-            });
+            .zip(route)
+            .map_or("(no route)", |(rules, r)| &rules.routes.routes[r].template);
         format!("{} {template}", session.req_header().method)
     }
 
@@ -317,7 +313,7 @@ impl ProxyHttp for Keygate {
             .as_ref()
             .map_or_else(|| self.state.rules.load().access_log, |r| r.access_log);
         let trace = ctx.trace.take();
-        crate::observe::request_done(session, error, &ctx.done(access_log), trace);
+        ctx.record(session, error, access_log).write(trace);
         if session.is_body_done() {
             crate::conn::next_head(session.stream());
         } else {

@@ -200,19 +200,8 @@ impl Registry {
             .with_label_values(&[&e.route, why.as_str()])
             .inc();
         let first = e.grants.iter().find_map(|g| g.identity.as_ref());
-        let line = crate::access_log::Line {
-            listener: None,
-            route: &e.route,
-            method: "GET",
-            status: 101,
-            outcome: "closed",
-            reason: why.as_str(),
-            authenticator: first.map_or("", |i| &*i.credential),
-            user_id: first.and_then(|i| i.user_id.as_deref()).unwrap_or(""),
-            upstream_status: 101,
-            duration_ms: e.opened.elapsed().as_secs_f64() * 1000.0,
-        };
-        crate::access_log::write(state.rules.load().access_log, &line);
+        let policy = state.rules.load().access_log;
+        crate::enforce::session_closed(policy, &e.route, why.as_str(), first, e.opened);
         tracing::info!(route = %e.route, reason = why.as_str(), "session closed");
     }
 

@@ -114,21 +114,6 @@ impl Refusal {
     }
 }
 
-/// Sets a quota's `RateLimit-Policy` / `RateLimit` fields and a refusal's `Retry-After` on an
-/// answer built as an `http` response (the forward-auth listener's).
-pub(crate) fn decorate(
-    headers: &mut http::HeaderMap,
-    ratelimit: Option<&RateLimit>,
-    retry_after: Option<u64>,
-) {
-    for (name, value) in ratelimit.iter().flat_map(|r| r.headers()) {
-        headers.insert(name, value);
-    }
-    if let Some(s) = retry_after {
-        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(s));
-    }
-}
-
 /// The shared state of this process: the in-process store, and Redis when `shared_state` is
 /// set. Kept in `State` for the process's life (reloads keep it).
 pub(crate) struct Shared {

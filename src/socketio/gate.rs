@@ -17,7 +17,6 @@ use serde_json::{Map, Value};
 
 use super::scan::{Item, Scanner};
 use crate::auth::Identity;
-use crate::metrics::{Outcome, RouteCounters};
 use crate::observe::Timings;
 use crate::policy;
 use crate::reason::Reason;
@@ -25,15 +24,7 @@ use crate::routes::Lookup;
 use crate::state::State;
 use crate::websocket::close_frame;
 
-/// How the CONNECT packets of a websocket are authorized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Authorized {
-    /// The upgrade carried no credential: each CONNECT's `auth` is verified.
-    InStream,
-    /// The upgrade was authenticated by a header or query credential: each CONNECT is stamped
-    /// with that identity, re-verified under the rules in force.
-    ByUpgrade,
-}
+pub(crate) use super::Authorized;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -214,11 +205,13 @@ impl Gate {
         self.connects += 1;
         let path = crate::path::check(&self.upgrade.path)?;
         let Lookup::Matched(m) = rules.routes.find(&path, &Method::GET) else {
-            RouteCounters::unmatched().count(Outcome::Denied(Reason::NoRoute));
-            return Err(Reason::NoRoute);
+            let refused = Err(Reason::NoRoute);
+            return crate::enforce::settle_connect(state, &rules, None, refused, self.client)
+                .await
+                .map(|_| Bytes::new());
         };
         let route = &rules.routes.routes[m.route];
-        let verdict = match (&auth, route.socketio) {
+        let decision = match (&auth, route.socketio) {
             (_, false) => Err(Reason::NoRoute),
             (None, true) => Err(Reason::MalformedCredentials),
             (Some(a), true) => {
@@ -243,37 +236,35 @@ impl Gate {
                 .and_then(|id| id.ok_or(Reason::MissingCredentials))
             }
         };
-        match verdict {
-            Ok(id) => {
-                // issue 19: the signed identity assertion travels in the identity object.
-                let assertion = rules.identity.assertion(&id, &route.name).map_err(|m| {
-                    tracing::error!(error = %m, "identity assertion not signed: CONNECT refused");
-                    Reason::KeySourceUnavailable
-                })?;
-                route.counters.count(Outcome::Allowed);
-                if let (Authorized::InStream, Some(a)) = (self.how, &auth) {
-                    // sessions (issue 17): this CONNECT's credential now holds the session.
-                    let grant = crate::sessions::Grant::connect(&rules, namespace, a, &id);
-                    self.grants.push(grant);
-                }
-                let frame = super::connect_frame(
-                    namespace,
-                    &auth.unwrap_or_default(),
-                    &rules.socketio_key,
-                    &id,
-                    assertion.as_deref(),
-                );
-                self.accepted += 1;
-                self.identity = Some(id);
-                Ok(frame)
-            }
-            Err(r) => {
-                route.counters.count(Outcome::Denied(r));
-                // Shared state (issue 18): counted on every replica's behalf with `shared_state`.
-                let throttle = rules.throttle.as_ref();
-                state.shared.count_failure(throttle, self.client, r).await;
-                Err(r)
-            }
+        // The signed identity assertion travels in the identity object; without it, refused.
+        let decision = decision.and_then(|id| {
+            let assertion = rules.identity.assertion(&id, &route.name).map_err(|m| {
+                tracing::error!(error = %m, "identity assertion not signed: CONNECT refused");
+                Reason::KeySourceUnavailable
+            })?;
+            Ok((id, assertion))
+        });
+        let (decision, assertion) = match decision {
+            Ok((id, a)) => (Ok(id), a),
+            Err(r) => (Err(r), None),
+        };
+        let id =
+            crate::enforce::settle_connect(state, &rules, Some(m.route), decision, self.client)
+                .await?;
+        if let (Authorized::InStream, Some(a)) = (self.how, &auth) {
+            // This CONNECT's credential now holds the session (crate::sessions).
+            let grant = crate::sessions::Grant::connect(&rules, namespace, a, &id);
+            self.grants.push(grant);
         }
+        let frame = super::connect_frame(
+            namespace,
+            &auth.unwrap_or_default(),
+            &rules.socketio_key,
+            &id,
+            assertion.as_deref(),
+        );
+        self.accepted += 1;
+        self.identity = Some(id);
+        Ok(frame)
     }
 }

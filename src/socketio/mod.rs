@@ -16,6 +16,16 @@ use serde_json::{Map, Value};
 use crate::auth::Identity;
 use crate::websocket::{encode, opcode, random_mask};
 
+/// How the CONNECT packets of a websocket are authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Authorized {
+    /// The upgrade carried no credential: each CONNECT's `auth` is verified.
+    InStream,
+    /// The upgrade was authenticated by a header or query credential: each CONNECT is stamped
+    /// with that identity, re-verified under the rules in force.
+    ByUpgrade,
+}
+
 fn prefix(namespace: &str) -> String {
     if namespace == "/" {
         String::new()

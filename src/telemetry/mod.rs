@@ -35,7 +35,7 @@ use opentelemetry_sdk::Resource;
 
 use crate::config::{FieldError, TelemetryConfig};
 
-pub(crate) use request::{Finished, RequestTrace, Verdict};
+pub(crate) use request::{AuthAttributes, Finished, RequestTrace};
 
 /// The OTLP/HTTP path of traces, appended to `otlp_endpoint` (OTLP exporter spec, "Endpoint
 /// URLs for OTLP/HTTP", as for `OTEL_EXPORTER_OTLP_ENDPOINT`).

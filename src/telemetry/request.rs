@@ -62,7 +62,7 @@ pub(crate) struct RequestTrace {
 }
 
 /// What authentication decided, for the authenticate span.
-pub(crate) struct Verdict<'a> {
+pub(crate) struct AuthAttributes<'a> {
     /// `allowed`, `denied`, `observed` or `deferred`.
     pub(crate) outcome: &'static str,
     /// Why it was (or would have been) denied.
@@ -156,7 +156,7 @@ impl RequestTrace {
     }
 
     /// Ends the authenticate span at `at` (when the decision was made) with its verdict.
-    pub(crate) fn auth_done(&mut self, v: &Verdict<'_>, at: SystemTime) {
+    pub(crate) fn auth_done(&mut self, v: &AuthAttributes<'_>, at: SystemTime) {
         let Some(mut auth) = self.auth.take() else {
             return;
         };

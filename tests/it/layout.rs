@@ -39,6 +39,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("state", 3),
     ("sessions", 3),
     ("decide", 4),
+    ("enforce", 4),
     ("body", 4),
     ("respond", 4),
     ("observe", 4),
@@ -183,4 +184,38 @@ fn files_are_small_and_modules_import_only_downward_without_cycles() {
         visit(n, &graph, &mut Vec::new(), &mut done, &mut problems);
     }
     assert!(problems.is_empty(), "layout problems:\n{}", problems.join("\n"));
+}
+
+/// One enforcement core (`src/enforce/`): no door builds a denial's body, counts a request,
+/// observes its duration or writes an access-log line itself.
+#[test]
+fn only_the_enforcement_core_renders_denials_counts_requests_and_writes_access_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // (needle, where it may appear besides src/enforce/)
+    let rules: [(&str, &[&str]); 6] = [
+        ("access_log::write(", &["access_log/"]),
+        ("reason.body()", &[]),
+        (".count(Outcome", &["metrics.rs"]),
+        ("observe_duration(", &["metrics.rs"]),
+        ("metrics::throttled(", &[]),
+        (".throttled\n", &["metrics.rs"]),
+    ];
+    let mut problems = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().to_string();
+        let test_file = rel.ends_with("tests.rs") || rel.ends_with("_tests.rs");
+        if rel.starts_with("enforce/") || test_file {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (needle, allowed) in &rules {
+            if code.contains(needle) && !allowed.iter().any(|a| rel.starts_with(a)) {
+                problems.push(format!("src/{rel}: `{}` outside src/enforce/", needle.trim()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

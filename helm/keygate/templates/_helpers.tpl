@@ -37,7 +37,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $_ := set $cfg "upstream" (merge (dict "url" (printf "http://127.0.0.1:%v" .Values.sidecar.backend.port)) (default dict $cfg.upstream)) -}}
 {{- end -}}
 {{- if .Values.forwardAuth.enabled -}}
-{{- $_ := set $cfg "forward_auth" (merge (dict "listen" (printf "0.0.0.0:%v" .Values.ports.forwardAuth)) (default dict $cfg.forward_auth)) -}}
+{{- $_ := set $cfg "forward_auth" (merge (dict "listen" (printf "0.0.0.0:%v" .Values.ports.forwardAuth)) (default dict $cfg.forward_auth) (dict "front" .Values.forwardAuth.front)) -}}
 {{- end -}}
 {{- if .Values.sharedState.enabled -}}
 {{- $s := .Values.sharedState -}}
