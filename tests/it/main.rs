@@ -7,6 +7,7 @@ mod common;
 mod access_log;
 mod attacks;
 mod authenticators;
+mod buffers;
 mod cli;
 mod cors;
 mod docs;

@@ -360,7 +360,10 @@ impl TransportConnector {
         if let Some(s) = reused_stream {
             Ok((s, true))
         } else {
-            let s = self.new_stream(peer).await?;
+            // keygate patch (memory): connecting (TCP, TLS, timeouts) is boxed, so that the
+            // futures awaiting this one are not sized (and copied) by it when a pooled
+            // connection is reused, the common case
+            let s = Box::pin(self.new_stream(peer)).await?;
             Ok((s, false))
         }
     }

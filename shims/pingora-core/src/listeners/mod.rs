@@ -316,13 +316,19 @@ impl UninitializedStream {
     pub async fn handshake(mut self) -> Result<Stream> {
         self.l4.set_buffer(self.l4_buffer);
         if let Some(tls) = self.tls {
-            // Process pre-TLS data if a callback is configured (e.g., PROXY protocol)
-            if let Some(ref callback) = self.pre_tls_callback {
-                callback.process(&mut self.l4).await?;
-            }
+            // keygate patch (memory): the TLS handshake's state is boxed, so that the state of
+            // every connection's task (which holds this future's until the handshake is done,
+            // TLS or not) is not sized by it.
+            Box::pin(async move {
+                // Process pre-TLS data if a callback is configured (e.g., PROXY protocol)
+                if let Some(ref callback) = self.pre_tls_callback {
+                    callback.process(&mut self.l4).await?;
+                }
 
-            let tls_stream = tls.tls_handshake(self.l4).await?;
-            Ok(Box::new(tls_stream))
+                let tls_stream = tls.tls_handshake(self.l4).await?;
+                Ok(Box::new(tls_stream) as Stream)
+            })
+            .await
         } else {
             Ok(Box::new(self.l4))
         }

@@ -229,9 +229,14 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 Ok(io) => {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
-                    current_handle().spawn(async move {
+                    // keygate patch (memory): the task's future keeps what it captures for the
+                    // connection's whole life, and is sized by its largest state: capture the
+                    // accepted stream boxed, and box the handshake, so that an established
+                    // connection's task holds only what `handle_event` needs.
+                    let io = Box::new(io);
+                    let task = async move {
                         let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
+                        match timeout(Duration::from_secs(60), Box::pin((*io).handshake())).await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
@@ -249,7 +254,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                                 error!("Downstream handshake timeout");
                             }
                         }
-                    });
+                    };
+                    current_handle().spawn(task);
                 }
                 Err(e) => {
                     error!("Accept() failed {e}");

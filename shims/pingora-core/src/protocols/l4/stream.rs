@@ -31,7 +31,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 #[cfg(target_os = "linux")]
 use tokio::io::Interest;
-use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
+use futures::ready;
+use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
@@ -418,102 +419,193 @@ impl L4BufferSettings {
     }
 }
 
-/// The L4 buffers in front of a [`RawStreamWrapper`]: a read buffer over a write
-/// buffer, the same layering as tokio's [`BufStream`](tokio::io::BufStream).
-///
-/// A zero read capacity leaves the read buffer out, because [`BufReader`] panics on
-/// a zero capacity. Reads then go straight to the raw stream, as they did through
-/// an empty `BufReader`. [`BufWriter`] accepts a zero capacity and writes straight
-/// through.
+// keygate patch (memory): the L4 buffers are allocated on demand and released while the
+// connection is idle. tokio's `BufReader`/`BufWriter` allocate their whole capacity when the
+// stream is set up and hold it for the connection's life: 64 KiB + 1460 bytes for every
+// accepted connection, idle or not. Here a read that would have gone through the read buffer
+// goes through one per-thread scratch buffer of that size instead (the same one read syscall);
+// only the bytes the caller did not take are kept, in an allocation of exactly their size,
+// freed once read. Writes are buffered as before, in a buffer allocated at the first buffered
+// write and freed by the flush that empties it. Syscalls per request are unchanged.
+
+thread_local! {
+    /// The read buffer every [`BufferedStream`] of this thread reads through. Only borrowed
+    /// inside one `poll_read` (never across an await).
+    static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The L4 buffers in front of a [`RawStreamWrapper`]: buffered reads over buffered writes, the
+/// same semantics as tokio's `BufReader<BufWriter<_>>` (a read of at least the read capacity
+/// bypasses the read buffer; a write that does not fit flushes first; a write of at least the
+/// write capacity goes straight through), but no memory is held while nothing is buffered.
+/// A zero capacity turns buffering off for that direction.
 #[derive(Debug)]
-enum BufferedStream {
-    UnbufferedRead(BufWriter<RawStreamWrapper>),
-    BufferedRead(BufReader<BufWriter<RawStreamWrapper>>),
+struct BufferedStream {
+    inner: RawStreamWrapper,
+    read_capacity: usize,
+    write_capacity: usize,
+    /// Bytes read from the socket that the caller had no room for; `unread_pos` of them were
+    /// handed out since. Empty (no allocation) when nothing is pending.
+    unread: Vec<u8>,
+    unread_pos: usize,
+    /// Buffered writes. Empty and unallocated after every flush.
+    write_buf: Vec<u8>,
 }
 
 impl BufferedStream {
     fn with_capacity(read: usize, write: usize, stream: RawStreamWrapper) -> Self {
-        let writer = BufWriter::with_capacity(write, stream);
-        if read == 0 {
-            BufferedStream::UnbufferedRead(writer)
-        } else {
-            BufferedStream::BufferedRead(BufReader::with_capacity(read, writer))
+        BufferedStream {
+            inner: stream,
+            read_capacity: read,
+            write_capacity: write,
+            unread: Vec::new(),
+            unread_pos: 0,
+            write_buf: Vec::new(),
         }
     }
 
-    fn writer(&self) -> &BufWriter<RawStreamWrapper> {
-        match self {
-            BufferedStream::UnbufferedRead(writer) => writer,
-            BufferedStream::BufferedRead(reader) => reader.get_ref(),
-        }
-    }
-
-    fn writer_mut(&mut self) -> &mut BufWriter<RawStreamWrapper> {
-        match self {
-            BufferedStream::UnbufferedRead(writer) => writer,
-            BufferedStream::BufferedRead(reader) => reader.get_mut(),
-        }
+    fn set_capacity(&mut self, read: usize, write: usize) {
+        self.read_capacity = read;
+        self.write_capacity = write;
     }
 
     fn get_ref(&self) -> &RawStreamWrapper {
-        self.writer().get_ref()
+        &self.inner
     }
 
     fn get_mut(&mut self) -> &mut RawStreamWrapper {
-        self.writer_mut().get_mut()
+        &mut self.inner
     }
 
-    /// Return the raw stream. Anything left in either buffer is lost.
-    fn into_inner(self) -> RawStreamWrapper {
-        match self {
-            BufferedStream::UnbufferedRead(writer) => writer.into_inner(),
-            BufferedStream::BufferedRead(reader) => reader.into_inner().into_inner(),
+    /// Writes out the write buffer, then releases it.
+    fn poll_flush_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.write_buf.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.write_buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write the buffered data",
+                    )))
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.write_buf.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
         }
+        if self.write_buf.capacity() != 0 {
+            self.write_buf = Vec::new();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncRead for BufferedStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut *self {
-            BufferedStream::UnbufferedRead(writer) => Pin::new(writer).poll_read(cx, buf),
-            BufferedStream::BufferedRead(reader) => Pin::new(reader).poll_read(cx, buf),
+        let this = self.get_mut();
+        if this.unread_pos < this.unread.len() {
+            let n = buf.remaining().min(this.unread.len() - this.unread_pos);
+            buf.put_slice(&this.unread[this.unread_pos..this.unread_pos + n]);
+            this.unread_pos += n;
+            if this.unread_pos == this.unread.len() {
+                this.unread = Vec::new();
+                this.unread_pos = 0;
+            }
+            return Poll::Ready(Ok(()));
         }
+        let cap = this.read_capacity;
+        if buf.remaining() >= cap {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        READ_SCRATCH.with(|scratch| {
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                // not reachable (no read polls another read), but never panic over it
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            };
+            if scratch.len() < cap {
+                scratch.resize(cap, 0);
+            }
+            let mut read = ReadBuf::new(&mut scratch[..cap]);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let got = read.filled();
+                    let n = got.len().min(buf.remaining());
+                    buf.put_slice(&got[..n]);
+                    if n < got.len() {
+                        this.unread = got[n..].to_vec();
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            }
+        })
     }
 }
 
-// `BufReader` only forwards writes to the `BufWriter` under it, so write to the `BufWriter`
-// directly.
 impl AsyncWrite for BufferedStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.writer_mut()).poll_write(cx, buf)
+        let this = self.get_mut();
+        let cap = this.write_capacity;
+        if this.write_buf.len() + buf.len() > cap {
+            ready!(this.poll_flush_buf(cx))?;
+        }
+        if buf.len() >= cap {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if this.write_buf.capacity() == 0 {
+            this.write_buf.reserve_exact(cap);
+        }
+        this.write_buf.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
-        Pin::new(self.writer_mut()).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_buf(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
-        Pin::new(self.writer_mut()).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_buf(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.writer_mut()).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let cap = this.write_capacity;
+        let total = bufs.iter().fold(0usize, |acc, b| acc.saturating_add(b.len()));
+        if this.write_buf.len() + total > cap {
+            ready!(this.poll_flush_buf(cx))?;
+        }
+        if total >= cap {
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
+        if this.write_buf.capacity() == 0 {
+            this.write_buf.reserve_exact(cap);
+        }
+        for b in bufs {
+            this.write_buf.extend_from_slice(b);
+        }
+        Poll::Ready(Ok(total))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.writer().is_write_vectored()
+        // as tokio's BufWriter: vectored writes are gathered into the buffer
+        true
     }
 }
 
@@ -626,18 +718,10 @@ impl Stream {
     /// Set the read and write buffer sizes
     /// It is only set later because of the malloc overhead in critical accept() path
     pub(crate) fn set_buffer(&mut self, buffer: L4BufferSettings) {
-        use std::mem;
-        // Since the buffers can't be resized in place,
-        // we take the raw stream out of them and put it in new buffers with the size we want
-        let stream = mem::take(&mut self.stream);
-        let stream = stream.map(|s| {
-            BufferedStream::with_capacity(
-                buffer.read_capacity(),
-                buffer.write_capacity(),
-                s.into_inner(),
-            )
-        });
-        let _ = mem::replace(&mut self.stream, stream);
+        // keygate patch (memory): the buffers are allocated on demand, so this only sets the
+        // capacities (nothing is buffered yet when the listener calls this).
+        self.stream_mut()
+            .set_capacity(buffer.read_capacity(), buffer.write_capacity());
     }
 }
 

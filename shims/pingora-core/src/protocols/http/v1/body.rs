@@ -29,6 +29,10 @@ use crate::utils::BufRef;
 
 // TODO: make this dynamically adjusted
 const BODY_BUFFER_SIZE: usize = 1024 * 64;
+/// keygate patch (memory): what a read-until-close body (an upgraded connection: websockets)
+/// reads into while it waits for its peer's next bytes, instead of a 64 KiB buffer per side.
+/// A read that fills it makes the next read use the whole `body_buf_size`.
+const IDLE_BODY_READ_SIZE: usize = 512;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2
@@ -151,6 +155,9 @@ pub struct BodyReader {
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
+    /// keygate patch (memory): the last read-until-close read filled its buffer (more is
+    /// probably waiting): read the next with the whole `body_buf_size`.
+    until_close_busy: bool,
 }
 
 impl BodyReader {
@@ -162,6 +169,7 @@ impl BodyReader {
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
+            until_close_busy: false,
         }
     }
 
@@ -462,13 +470,27 @@ impl BodyReader {
         self.rewind_buf_len = 0; // we only need to read rewind data once
         if n == 0 {
             /* Need to actually read */
-            let read_size = self.body_buf_size;
+            // keygate patch (memory): wait for the peer's next bytes with a small buffer (the
+            // 64 KiB one is released), and use the whole size only while data keeps coming.
+            let read_size = if self.until_close_busy {
+                self.body_buf_size
+            } else {
+                IDLE_BODY_READ_SIZE.min(self.body_buf_size)
+            };
+            if self
+                .body_buf
+                .as_ref()
+                .is_some_and(|b| b.capacity() > 2 * read_size)
+            {
+                self.body_buf = None;
+            }
             let body_buf = self.prepare_buf_for_io(read_size);
             n = stream
                 .take(read_size as u64)
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.until_close_busy = n == read_size;
         }
         match self.body_state {
             PS::UntilClose(read) => {

@@ -305,7 +305,15 @@ impl HttpSession {
                             return self.fail_response_header_read(e);
                         }
 
-                        let buf = std::mem::take(&mut self.response_header_read_buf).freeze();
+                        // keygate patch (memory): the header values are slices of this buffer,
+                        // so it lives as long as the response header (an upgraded connection's
+                        // whole life). Keep only what was read, not the 4 KiB read buffer.
+                        let read_buf = std::mem::take(&mut self.response_header_read_buf);
+                        let buf = if read_buf.capacity() - read_buf.len() >= 1024 {
+                            bytes::Bytes::copy_from_slice(&read_buf)
+                        } else {
+                            read_buf.freeze()
+                        };
 
                         for header in header_refs {
                             let header_name = header.get_name_bytes(&buf);

@@ -27,6 +27,13 @@ use crate::utils::KVRef;
 pub(super) const MAX_HEADERS: usize = 256;
 
 pub(super) const INIT_HEADER_BUF_SIZE: usize = 4096;
+/// keygate patch (memory): the buffer a server session reads a request head into first, and
+/// so what an idle keep-alive connection holds while waiting for its next request. Large
+/// enough for a short request; a longer head grows it to [`FIRST_HEADER_GROWTH`], then doubles.
+pub(super) const IDLE_HEADER_BUF_SIZE: usize = 64;
+/// keygate patch (memory): the first growth of a request-head buffer (most heads fit in 1 KiB;
+/// the head's buffer lives as long as its request, an upgraded connection's included).
+pub(super) const FIRST_HEADER_GROWTH: usize = 1024;
 pub(super) const MAX_HEADER_SIZE: usize = 1048575;
 
 pub(crate) const BODY_BUF_LIMIT: usize = 1024 * 64;

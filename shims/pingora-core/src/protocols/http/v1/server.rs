@@ -296,11 +296,14 @@ impl HttpSession {
         // below tries to parse first when we already have pipelined bytes —
         // a pipelined prefix can contain a complete request header, in which
         // case we must NOT issue another stream read (which would block).
+        // keygate patch (memory): the head is first read into a small buffer, which is what a
+        // keep-alive connection holds while it waits for its next request; a head that does
+        // not fit grows it to FIRST_HEADER_GROWTH and then doubles (see below).
         let mut buf = self
             .pipelined_prefix
             .take()
             .filter(|prefix| !prefix.is_empty())
-            .unwrap_or_else(|| BytesMut::with_capacity(INIT_HEADER_BUF_SIZE));
+            .unwrap_or_else(|| BytesMut::with_capacity(IDLE_HEADER_BUF_SIZE));
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
@@ -323,7 +326,15 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = {
+                // keygate patch (memory): the small first buffer is full and the head is not
+                // complete: grow it once to FIRST_HEADER_GROWTH (further growth doubles, as
+                // `read_buf` reserves when the buffer is full)
+                if buf.len() == buf.capacity() && buf.capacity() < FIRST_HEADER_GROWTH {
+                    buf.reserve(FIRST_HEADER_GROWTH - buf.len());
+                }
+                self.read_request_buf(&mut buf, already_read).await?
+            } {
                 already_read += n;
             } else {
                 return Ok(None);
