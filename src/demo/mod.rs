@@ -1,4 +1,4 @@
-//! `keygate demo`: keygate in front of a built-in [`echo`] upstream, with a built-in config that
+//! `keygate demo`: keygate in front of a built-in `echo` upstream, with a built-in config that
 //! exercises every authenticator kind (its RS256 key pair generated at start), a self-check that
 //! sends every scenario once and prints a pass/fail table ([`check`]), and printed,
 //! ready-to-paste curl commands, each with the result it gives. Behind the `demo` cargo feature
