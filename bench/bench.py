@@ -596,9 +596,9 @@ def haproxy_maxconn(nofile):
     return min(30000, (nofile - 200) // 2)
 
 
-def haproxy_conf(work: Path, jwt: bool, idle_timeout="60s", nofile=65536) -> Path:
+def haproxy_conf(work: Path, jwt: bool, idle_timeout="60s", nofile=65536, upstream_port=None) -> Path:
     maxconn = haproxy_maxconn(nofile)
-    d = work / ("haproxy-jwt" if jwt else "haproxy")
+    d = work / ("haproxy-jwt" if jwt else "haproxy" if upstream_port is None else "haproxy-ws")
     d.mkdir(parents=True, exist_ok=True)
     rules = ""
     if jwt:
@@ -631,7 +631,8 @@ frontend fe
     bind {HOST}:{PROXY_PORT}
 {rules}    default_backend up
 backend up
-    server up {HOST}:{UPSTREAM_PORT}
+    timeout tunnel 3600s
+    server up {HOST}:{upstream_port or UPSTREAM_PORT}
 """)
     return conf
 
@@ -707,6 +708,7 @@ class Session:
         self.creds: Creds | None = None
         self.log_off_method = None
         self.haproxy_version = None
+        self.ws_upstream: Proc | None = None
 
     # -- environment ------------------------------------------------------------------------
     def preflight(self):
@@ -1198,7 +1200,8 @@ class Session:
         if a.quick:
             what = {"throughput": "1 s warm-up, 1 s runs, 1 repetition",
                     "latency": "1 s runs at the rate, 1 repetition",
-                    "memory": "2,000 tokens and 500 connections instead of 100k and 10k"}[kind]
+                    "memory": "2,000 tokens and 500 connections instead of 100k and 10k",
+                    "websocket": "1 s warm-up, 1 s runs, 1 repetition"}[kind]
             banner = (f"> **Smoke run (`--quick`: {what})**, probably on a busy machine. "
                       "It shows that the harness works, not how fast anything is.\n\n")
         png = None
@@ -1375,10 +1378,25 @@ class Session:
         a = self.args
         n_tokens = 2000 if a.quick else MEMORY_TOKENS
         n_conns = 500 if a.quick else IDLE_CONNS
+        want = set(a.only or MEMORY_ROW_IDS)
+        out = {"idle": {}, "ws": {}}
+        if "tokens" in want:
+            out["tokens"] = self.memory_tokens(n_tokens)
+        # 2. RSS after N idle keep-alive connections, per proxy
+        for rid in ("keygate", "pingora", "nginx", "haproxy"):
+            if f"idle-{rid}" in want:
+                out["idle"][rid] = self.memory_idle(rid, n_conns)
+        # 3. RSS after N idle websockets / open Socket.IO sessions, per proxy
+        ws_rows = [r for r in WS_MEMORY_ROWS if r.id in want]
+        if ws_rows:
+            n_ws = 500 if a.quick else self.ws_max_sockets()
+            out["ws"] = self.ws_memory(ws_rows, n_ws)
+        return out
+
+    def memory_tokens(self, n_tokens):
+        """keygate RSS with n distinct tokens cached."""
         tokens_file = distinct_tokens(self.work, n_tokens)
         tokens = tokens_file.read_text().split()
-        out = {}
-        # 1. keygate RSS with n distinct tokens cached
         row = Row("keygate-memory", "keygate JWT", "keygate", "", auth="jwt", cache=max(200_000, 2 * n_tokens),
                   family="keygate")
         p = self.start_row(row)
@@ -1397,55 +1415,255 @@ class Session:
             hits = m1.get("keygate_token_cache_hits_total", 0) - m0.get("keygate_token_cache_hits_total", 0)
             if hits < 0.99 * len(sample):
                 raise BenchError(f"only {hits:.0f} of {len(sample)} re-sent tokens were cache hits")
-            out["tokens"] = {"n": n_tokens, "rss0_kib": rss0, "rss1_kib": rss1, "fill_seconds": fill_s,
-                             "rehit": f"{hits:.0f}/{len(sample)}"}
             log(f"keygate: RSS {rss0 / 1024:.1f} MiB -> {rss1 / 1024:.1f} MiB after {n_tokens} distinct tokens "
                 f"({(rss1 - rss0) * 1024 / n_tokens:.0f} B/token); {hits:.0f}/{len(sample)} re-sent were cache hits")
+            return {"n": n_tokens, "rss0_kib": rss0, "rss1_kib": rss1, "fill_seconds": fill_s,
+                    "rehit": f"{hits:.0f}/{len(sample)}"}
         finally:
             self.stop_row(p)
-        # 2. RSS after N idle keep-alive connections, per proxy
-        out["idle"] = {}
-        for rid in ("keygate", "pingora", "nginx", "haproxy"):
-            row = ROW_BY_ID[rid]
-            n, note = n_conns, ""
-            if rid == "haproxy" and haproxy_maxconn(self.nofile) - 100 < n:
-                n = haproxy_maxconn(self.nofile) - 100
-                note = (f"capped at {n:,}: HAProxy needs 2 fds per connection and the fd hard limit here is "
-                        f"{self.nofile:,} (root without CAP_SYS_RESOURCE cannot raise it)")
-                log(f"haproxy: {note}")
-            p = self.start_row(row, idle_timeout="600s")
-            try:
-                self.check_row(row, p)
-                rss0 = proc_tree_rss(p.pid)
-                res = asyncio.run(idle_connections(PROXY_PORT, n, hold=3.0,
-                                                   measure=lambda: proc_tree_rss(p.pid)))
-                out["idle"][rid] = {"n": n, "rss0_kib": rss0, "rss1_kib": res["rss"], "open": res["open"],
-                                    "note": note}
-                log(f"{rid}: RSS {rss0 / 1024:.1f} MiB -> {res['rss'] / 1024:.1f} MiB with {res['open']} idle "
-                    f"keep-alive connections ({(res['rss'] - rss0) * 1024 / max(1, res['open']):.0f} B/conn)")
-            finally:
-                self.stop_row(p)
-        return out
+
+    def memory_idle(self, rid, n_conns):
+        """RSS of one proxy after n_conns idle keep-alive connections."""
+        row = ROW_BY_ID[rid]
+        n, note = n_conns, ""
+        if rid == "haproxy" and haproxy_maxconn(self.nofile) - 100 < n:
+            n = haproxy_maxconn(self.nofile) - 100
+            note = (f"capped at {n:,}: HAProxy needs 2 fds per connection and the fd hard limit here is "
+                    f"{self.nofile:,} (root without CAP_SYS_RESOURCE cannot raise it)")
+            log(f"haproxy: {note}")
+        p = self.start_row(row, idle_timeout="600s")
+        try:
+            self.check_row(row, p)
+            rss0 = proc_tree_rss(p.pid)
+            res = asyncio.run(idle_connections(PROXY_PORT, n, hold=3.0,
+                                               measure=lambda: proc_tree_rss(p.pid)))
+            log(f"{rid}: RSS {rss0 / 1024:.1f} MiB -> {res['rss'] / 1024:.1f} MiB with {res['open']} idle "
+                f"keep-alive connections ({(res['rss'] - rss0) * 1024 / max(1, res['open']):.0f} B/conn)")
+            return {"n": n, "rss0_kib": rss0, "rss1_kib": res["rss"], "open": res["open"], "note": note}
+        finally:
+            self.stop_row(p)
 
     def memory_report(self, out):
-        t = out["tokens"]
         lines = [
             "| Measurement | RSS before | RSS after | added | per item | notes |",
             "|---|---:|---:|---:|---:|---|",
-            f"| keygate, {t['n']:,} distinct RS256 tokens cached (each sent once; {t['rehit']} re-sent were hits) | "
-            f"{t['rss0_kib'] / 1024:.1f} MiB | {t['rss1_kib'] / 1024:.1f} MiB | "
-            f"{(t['rss1_kib'] - t['rss0_kib']) / 1024:.1f} MiB | {(t['rss1_kib'] - t['rss0_kib']) * 1024 / t['n']:,.0f} B/token | |",
         ]
+        if "tokens" in out:
+            t = out["tokens"]
+            lines.append(
+                f"| keygate, {t['n']:,} distinct RS256 tokens cached (each sent once; {t['rehit']} re-sent were hits) | "
+                f"{t['rss0_kib'] / 1024:.1f} MiB | {t['rss1_kib'] / 1024:.1f} MiB | "
+                f"{(t['rss1_kib'] - t['rss0_kib']) / 1024:.1f} MiB | "
+                f"{(t['rss1_kib'] - t['rss0_kib']) * 1024 / t['n']:,.0f} B/token | |")
         for rid, x in out["idle"].items():
             lines.append(
                 f"| {ROW_BY_ID[rid].label}, {x['open']:,} idle keep-alive connections (each served one request) | "
                 f"{x['rss0_kib'] / 1024:.1f} MiB | {x['rss1_kib'] / 1024:.1f} MiB | "
                 f"{(x['rss1_kib'] - x['rss0_kib']) / 1024:.1f} MiB | "
                 f"{(x['rss1_kib'] - x['rss0_kib']) * 1024 / max(1, x['open']):,.0f} B/conn | {x.get('note', '')} |")
+        for rid, x in out.get("ws", {}).items():
+            row = next(r for r in WS_MEMORY_ROWS if r.id == rid)
+            what = ("idle websockets (each echoed one message)" if row.kind == "ws" else
+                    "open Socket.IO sessions (each connected and answered one event)")
+            note = ""
+            if x["n"] < IDLE_CONNS:
+                note = (f"{x['n']:,}, not {IDLE_CONNS:,}: a proxied websocket holds 2 fds in the proxy and the fd "
+                        f"limit here is {self.nofile:,}")
+            lines.append(
+                f"| {row.label}, {x['open']:,} {what} | "
+                f"{x['rss0_kib'] / 1024:.1f} MiB | {x['rss1_kib'] / 1024:.1f} MiB | "
+                f"{(x['rss1_kib'] - x['rss0_kib']) / 1024:.1f} MiB | "
+                f"{(x['rss1_kib'] - x['rss0_kib']) * 1024 / max(1, x['open']):,.0f} B/socket | {note} |")
         lines.append("")
         lines.append("RSS = VmRSS of the proxy's process tree (nginx: master + worker), after one request (before) and "
                      "after the load (after).")
         return "\n".join(lines)
+
+    # -- websockets ------------------------------------------------------------------------------
+    def start_ws_upstream(self):
+        if self.ws_upstream is None or not self.ws_upstream.alive():
+            self.ws_upstream = ws_upstream_proc(self.work, self.load_cpu)
+
+    def start_ws_row(self, row: WsRow) -> Proc:
+        """The proxy under test for a websocket row, in front of the node upstream (ws_upstream.js)."""
+        self.start_ws_upstream()
+        wait_port_free(PROXY_PORT)
+        d = self.work / f"ws-{row.id}"
+        d.mkdir(parents=True, exist_ok=True)
+        logf = d / "stderr.log"
+        if row.server == "nginx":
+            conf = nginx_conf(self.work, f"ws-{row.id}", f"""        listen {HOST}:{PROXY_PORT} backlog=4096;
+        location / {{
+            proxy_pass http://ws;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }}""", extra_http=f"    upstream ws {{ server {HOST}:{WS_UPSTREAM_PORT}; }}")
+            p = Proc(row.id, ["nginx", "-e", d / "error.log", "-c", conf], self.proxy_cpu, log_path=logf)
+        elif row.server == "haproxy":
+            conf = haproxy_conf(self.work, False, "600s", self.nofile, upstream_port=WS_UPSTREAM_PORT)
+            p = Proc(row.id, ["haproxy", "-db", "-f", conf], self.proxy_cpu, log_path=logf)
+        elif row.server == "pingora":
+            p = Proc(row.id, [BARE, f"{HOST}:{PROXY_PORT}", f"{HOST}:{WS_UPSTREAM_PORT}"], self.proxy_cpu,
+                     log_path=logf, stop_signal=signal.SIGINT)
+        elif row.server == "keygate":
+            conf = ws_keygate_conf(self.work, row)
+            env = {**os.environ, "KEYGATE_LOG": "info"}
+            env.pop("KEYGATE_CONFIG", None)
+            p = Proc(row.id, [KEYGATE, "run", "--log-format", "json", "--config", conf], self.proxy_cpu,
+                     log_path=logf, env=env, stop_signal=signal.SIGINT)
+        else:
+            raise BenchError(f"unknown server {row.server}")
+        wait_port(PROXY_PORT, p)
+        if row.server == "keygate":
+            wait_port(ADMIN_PORT, p)
+        return p
+
+    def ws_max_sockets(self):
+        """A proxied websocket holds 2 fds in the proxy (client and upstream side)."""
+        return min(IDLE_CONNS, (self.nofile - 200) // 2)
+
+    def check_ws_row(self, row: WsRow):
+        """One socket's round trip; on the gated keygate row also a refused CONNECT (no token, a
+        tampered token) that must never reach the upstream as connected."""
+        token = self.creds.jwt if row.gate else None
+
+        async def go():
+            _, w = await ws_open(PROXY_PORT, row.kind, token)
+            w.close()
+            if row.gate:
+                for bad in ("", self.creds.jwt_bad_sig):
+                    try:
+                        _, w = await ws_open(PROXY_PORT, "sio", bad or None)
+                        w.close()
+                    except BenchError as e:
+                        if "refused" not in str(e):
+                            raise
+                    else:
+                        raise BenchError(f"{row.id}: a CONNECT with {'no' if not bad else 'a tampered'} token "
+                                         "was accepted")
+
+        asyncio.run(go())
+
+    def ws_memory(self, rows, n):
+        out = {}
+        for row in rows:
+            p = self.start_ws_row(row)
+            try:
+                self.check_ws_row(row)
+                rss0 = proc_tree_rss(p.pid)
+                res = asyncio.run(idle_websockets(PROXY_PORT, n, row.kind, self.creds.jwt if row.gate else None,
+                                                  hold=3.0, measure=lambda: proc_tree_rss(p.pid)))
+                out[row.id] = {"n": n, "rss0_kib": rss0, "rss1_kib": res["rss"], "open": res["open"]}
+                log(f"{row.id}: RSS {rss0 / 1024:.1f} MiB -> {res['rss'] / 1024:.1f} MiB with {res['open']} idle "
+                    f"{'Socket.IO sessions' if row.kind == 'sio' else 'websockets'} "
+                    f"({(res['rss'] - rss0) * 1024 / max(1, res['open']):.0f} B/socket)")
+                if res["open"] < n:
+                    raise BenchError(f"{row.id}: only {res['open']} of {n} sockets were still open")
+            finally:
+                self.stop_row(p)
+        return out
+
+    def websocket(self, rows):
+        """Messages per second through the proxy core: node ws_load.js (32 sockets, 16 messages in
+        flight on each, every echo checked) on the load core, with the node upstream."""
+        a = self.args
+        results = {r.id: [] for r in rows}
+        for row in rows:
+            p = self.start_ws_row(row)
+            try:
+                self.check_ws_row(row)
+            finally:
+                self.stop_row(p)
+            log(f"  {row.id:24s} ok")
+        for rep in range(1, a.reps + 1):
+            log(f"repetition {rep}/{a.reps}: warm-up {a.warmup:g} s, run {a.duration:g} s per row")
+            for row in (rows if rep % 2 else list(reversed(rows))):
+                results[row.id].append(self.ws_measure(row))
+        return results
+
+    def ws_measure(self, row: WsRow):
+        a = self.args
+        best = None
+        for attempt in range(1, a.retries + 2):
+            self.wait_quiet(a.max_foreign)
+            p = self.start_ws_row(row)
+            ok = False
+            try:
+                self.check_ws_row(row)
+                url = f"ws://{HOST}:{PROXY_PORT}" + (WS_PATH if row.kind == "ws" else SIO_PATH)
+                argv = ["taskset", "-c", str(self.load_cpu), "node", str(WS_LOAD_JS), row.kind, url,
+                        str(a.ws_connections), str(a.ws_inflight), str(a.warmup), str(a.duration),
+                        self.creds.jwt if row.gate else "-"]
+                lp = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
+                dur = a.duration
+                margin = min(0.3, dur * 0.1)
+                time.sleep(a.warmup + margin)
+                w = CpuWindow()
+                end = time.monotonic() + dur - 2 * margin
+                while time.monotonic() < end - 0.25:
+                    time.sleep(0.25)
+                    w.sample()
+                time.sleep(max(0.0, end - time.monotonic()))
+                cpu = w.finish()
+                out, err = lp.communicate(timeout=a.warmup + dur + 60)
+                if lp.returncode != 0 or not out.strip():
+                    raise BenchError(f"{row.id}: ws_load.js failed ({lp.returncode}): {err[-1500:]}")
+                r = json.loads(out.strip().splitlines()[-1])
+                if r["errors"]:
+                    raise BenchError(f"{row.id}: {r['errors']} errors during the run: {err[-1500:]}")
+                if not p.alive():
+                    raise BenchError(f"{row.id}: the proxy died:\n{p.tail()}")
+                r["cpu"], r["attempt"] = cpu, attempt
+                ok = True
+            finally:
+                self.stop_row(p, keep_log=not ok)
+            noisy = cpu["foreign_cores"] > a.max_foreign
+            r["noisy"] = noisy
+            log(f"  {row.id:24s} {r['rate']:>9.0f} msg/s  cpu{self.proxy_cpu} "
+                f"{cpu['cpu_per_core'].get(self.proxy_cpu, 0):3.0f}%  cpu{self.load_cpu} "
+                f"{cpu['cpu_per_core'].get(self.load_cpu, 0):3.0f}%  foreign {cpu['foreign_cores']:.2f}"
+                + (f" {cpu['foreign_top']} -> retry" if noisy and attempt <= a.retries else ""))
+            if best is None or cpu["foreign_cores"] < best["cpu"]["foreign_cores"]:
+                best = r
+            if not noisy:
+                break
+        return best
+
+    def websocket_report(self, rows, results):
+        a = self.args
+        med = {}
+        for row in rows:
+            runs = results[row.id]
+            med[row.id] = {
+                "rate": statistics.median(r["rate"] for r in runs),
+                "spread": (max(r["rate"] for r in runs) - min(r["rate"] for r in runs))
+                / max(1, statistics.median(r["rate"] for r in runs)),
+                "cpu_proxy": statistics.median(r["cpu"]["cpu_per_core"].get(self.proxy_cpu, 0) for r in runs),
+                "cpu_load": statistics.median(r["cpu"]["cpu_per_core"].get(self.load_cpu, 0) for r in runs),
+                "noisy": sum(1 for r in runs if r["noisy"]),
+            }
+        lines = [
+            f"node `bench/ws_load.js`: {a.ws_connections} websockets, {a.ws_inflight} messages in flight on each "
+            f"(every echo checked, then the next sent), {a.warmup:g} s warm-up + {a.duration:g} s measured, "
+            f"{a.reps} interleaved repetition(s), medians; node `bench/ws_upstream.js` upstream (`ws` echo; "
+            "Socket.IO 4 `ping` event answered by a `pong`). Load and upstream share the load core.",
+            "",
+            "| Scenario | messages/s | × nginx (same traffic) | CPU proxy core | CPU load core | spread | notes |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in rows:
+            m = med[row.id]
+            ref = med.get("ws-nginx" if row.kind == "ws" else "sio-nginx")
+            ratio = f"{m['rate'] / ref['rate']:.2f}" if ref and ref["rate"] else "-"
+            note = "⚠ noisy" if m["noisy"] else ""
+            lines.append(f"| {row.label} | {m['rate']:,.0f} | {ratio} | {m['cpu_proxy']:.0f}% | {m['cpu_load']:.0f}% | "
+                         f"{m['spread'] * 100:.0f}% | {note} |")
+        lines += ["", "A row whose proxy core is below ~100% is limited by the load core (node), not by the proxy."]
+        return "\n".join(lines), med
 
 
 def rss_kib(pid):
@@ -1533,6 +1751,187 @@ async def idle_connections(port, n, hold, measure):
     return {"rss": rss, "open": open_}
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# Websockets and Socket.IO (--memory rows ws-*, sio-*; --websocket message throughput)
+# --------------------------------------------------------------------------------------------
+
+WS_UPSTREAM_JS = BENCH / "ws_upstream.js"
+WS_LOAD_JS = BENCH / "ws_load.js"
+NODE_MODULES = REPO / "tests" / "node" / "node_modules"
+# the websocket upstream's port: --port-base + 1
+WS_UPSTREAM_PORT = 24081
+WS_PATH = "/ws"
+SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+
+
+@dataclass
+class WsRow:
+    id: str
+    label: str
+    server: str  # nginx | haproxy | pingora | keygate
+    kind: str  # ws: plain websocket echo | sio: a Socket.IO session
+    gate: bool = False  # keygate: the route is `socketio: true` (CONNECT authenticated in the stream)
+
+
+# --memory: what one idle socket costs (each has echoed one message / is a connected session)
+WS_MEMORY_ROWS = [
+    WsRow("ws-keygate", "keygate", "keygate", "ws"),
+    WsRow("ws-pingora", "bare pingora", "pingora", "ws"),
+    WsRow("ws-nginx", "nginx", "nginx", "ws"),
+    WsRow("ws-haproxy", "HAProxy", "haproxy", "ws"),
+    WsRow("sio-keygate", "keygate, Socket.IO gate on (JWT in the CONNECT)", "keygate", "sio", gate=True),
+    WsRow("sio-nginx", "nginx", "nginx", "sio"),
+]
+# --websocket: messages per second through one proxy core
+WS_THROUGHPUT_ROWS = [
+    WsRow("ws-nginx", "nginx, websocket echo", "nginx", "ws"),
+    WsRow("ws-pingora", "bare pingora, websocket echo", "pingora", "ws"),
+    WsRow("ws-keygate", "keygate, websocket echo", "keygate", "ws"),
+    WsRow("sio-nginx", "nginx, Socket.IO events", "nginx", "sio"),
+    WsRow("sio-keygate-off", "keygate, Socket.IO events, gate off (plain websocket route)", "keygate", "sio"),
+    WsRow("sio-keygate", "keygate, Socket.IO events, gate on (`socketio: true`, JWT in the CONNECT)", "keygate",
+          "sio", gate=True),
+]
+MEMORY_ROW_IDS = ["tokens", "idle-keygate", "idle-pingora", "idle-nginx", "idle-haproxy"] + [
+    r.id for r in WS_MEMORY_ROWS]
+
+
+def ws_frame(payload: bytes, opcode=1) -> bytes:
+    """One masked client frame (RFC 6455 5.2)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def ws_read_frame(reader):
+    """One server frame: (opcode, payload)."""
+    h = await reader.readexactly(2)
+    n = h[1] & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    if h[1] & 0x80:
+        await reader.readexactly(4)
+    return h[0] & 0x0F, await reader.readexactly(n)
+
+
+async def ws_open(port, kind, token=None, timeout=10.0):
+    """Opens a websocket through the proxy and makes it do one round trip: `ws` sends one text
+    message and checks the echo; `sio` reads Engine.IO's open packet, sends a Socket.IO CONNECT
+    (with `token` as auth.token, Bearer), checks the server's CONNECT answer, then sends one
+    `ping` event and checks the `pong`. Returns (reader, writer), idle."""
+
+    async def go():
+        reader, writer = await asyncio.open_connection(HOST, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = WS_PATH if kind == "ws" else SIO_PATH
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        if status != 101:
+            raise BenchError(f"websocket upgrade answered {status}: {head[:300]!r}")
+        if kind == "ws":
+            writer.write(ws_frame(b"hello-bench"))
+            _, data = await ws_read_frame(reader)
+            if data != b"hello-bench":
+                raise BenchError(f"websocket echo: {data[:80]!r}")
+        else:
+            _, data = await ws_read_frame(reader)
+            if not data.startswith(b"0{"):
+                raise BenchError(f"Engine.IO open packet expected, got {data[:80]!r}")
+            auth = f'40{{"token":"Bearer {token}"}}' if token else "40"
+            writer.write(ws_frame(auth.encode()))
+            _, data = await ws_read_frame(reader)
+            if not data.startswith(b"40{"):
+                raise BenchError(f"Socket.IO CONNECT refused: {data[:200]!r}")
+            writer.write(ws_frame(b'42["ping",1]'))
+            _, data = await ws_read_frame(reader)
+            if data != b'42["pong",1]':
+                raise BenchError(f"Socket.IO pong expected, got {data[:80]!r}")
+        return reader, writer
+
+    try:
+        return await asyncio.wait_for(go(), timeout)
+    except asyncio.TimeoutError:
+        raise BenchError(f"{kind} socket: no answer within {timeout:g} s") from None
+    except (OSError, asyncio.IncompleteReadError) as e:
+        raise BenchError(f"{kind} socket: {e!r}") from None
+
+
+async def idle_websockets(port, n, kind, token, hold, measure):
+    """Opens n websockets (64 at a time), each doing one round trip (ws_open), keeps them open
+    and idle, measures, checks they are all still open, closes them."""
+    conns = []
+    sem = asyncio.Semaphore(64)
+
+    async def one():
+        async with sem:
+            conns.append(await ws_open(port, kind, token))
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    await asyncio.sleep(hold)
+    rss = measure()
+    open_ = 0
+    for reader, _ in conns:
+        try:
+            await asyncio.wait_for(reader.read(1), timeout=0.0005)
+        except asyncio.TimeoutError:
+            open_ += 1
+    for _, w in conns:
+        w.close()
+    return {"rss": rss, "open": open_}
+
+
+def ws_upstream_proc(work: Path, cpu: int) -> Proc:
+    if not (NODE_MODULES / "ws").exists() or not (NODE_MODULES / "socket.io").exists():
+        raise BenchError(f"{NODE_MODULES} lacks ws / socket.io: run `npm ci` in tests/node (bench/run does)")
+    wait_port_free(WS_UPSTREAM_PORT)
+    d = work / "ws-upstream"
+    d.mkdir(parents=True, exist_ok=True)
+    p = Proc("ws upstream", ["node", WS_UPSTREAM_JS, str(WS_UPSTREAM_PORT)], cpu, log_path=d / "stderr.log",
+             env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
+    wait_port(WS_UPSTREAM_PORT, p)
+    return p
+
+
+def ws_keygate_conf(work: Path, row: WsRow) -> Path:
+    d = work / f"kg-{row.id}"
+    d.mkdir(parents=True, exist_ok=True)
+    sio_route, auths = "", "authenticators: {}\n"
+    if row.gate:
+        sio_route = '  - { name: sio, path: "/socket.io/{*rest}", socketio: true, auth: [user] }\n'
+        auths = f"""authenticators:
+  user:
+    type: jwt
+    from: [{{ socketio_auth: token, scheme: Bearer }}]
+    algorithms: [RS256]
+    keys: [{{ kid: k1, pem_file: "{RSA_PUB}" }}]
+    require: [sub, exp]
+"""
+    conf = d / "keygate.yaml"
+    conf.write_text(f"""# generated by bench/bench.py (websocket row {row.id})
+version: 1
+listen: "{HOST}:{PROXY_PORT}"
+admin_listen: "{HOST}:{ADMIN_PORT}"
+upstream: {{ url: "http://{HOST}:{WS_UPSTREAM_PORT}" }}
+shutdown_grace_seconds: 1
+{auths}routes:
+{sio_route}  - {{ name: all, path: "/{{*rest}}", auth: anonymous }}
+""")
+    return conf
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -1542,6 +1941,11 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="smoke: 1 s warm-up, 1 s runs, 1 repetition")
     ap.add_argument("--memory", action="store_true", help="RSS: 100k cached tokens, 10k idle connections")
     ap.add_argument("--latency", action="store_true", help="p99 added over direct at half keygate's peak (oha)")
+    ap.add_argument("--websocket", action="store_true",
+                    help="websocket messages/s through one proxy core (plain echo; Socket.IO gate on and off)")
+    ap.add_argument("--ws-connections", type=int, default=32, help="--websocket: sockets (default 32)")
+    ap.add_argument("--ws-inflight", type=int, default=16,
+                    help="--websocket: messages in flight on each socket (default 16)")
     ap.add_argument("--only", action="append", default=[], metavar="ROW",
                     help="run only these rows (repeatable or comma-separated); see --list")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
@@ -1568,20 +1972,25 @@ def parse_args(argv):
         a.retries = min(a.retries, 1)
         a.wait_quiet = min(a.wait_quiet, 3.0)
     a.only = [x for o in a.only for x in o.split(",") if x]
+    known = (MEMORY_ROW_IDS if a.memory else [r.id for r in WS_THROUGHPUT_ROWS] if a.websocket
+             else list(ROW_BY_ID))
     for o in a.only:
-        if o not in ROW_BY_ID:
-            ap.error(f"unknown row {o!r}; rows: {', '.join(ROW_BY_ID)}")
+        if o not in known:
+            ap.error(f"unknown row {o!r}; rows: {', '.join(known)}")
     return a
 
 
 def main(argv):
-    global UPSTREAM_PORT, PROXY_PORT, ADMIN_PORT, REDIS_PORT
+    global UPSTREAM_PORT, PROXY_PORT, ADMIN_PORT, REDIS_PORT, WS_UPSTREAM_PORT
     a = parse_args(argv)
     UPSTREAM_PORT, PROXY_PORT, ADMIN_PORT = a.port_base, a.port_base + 20, a.port_base + 30
     REDIS_PORT = a.port_base + 40
+    WS_UPSTREAM_PORT = a.port_base + 1
     if a.list:
         for r in ROWS:
             print(f"{r.id:24s} {r.what}")
+        print("\n--memory rows:", ", ".join(MEMORY_ROW_IDS))
+        print("--websocket rows:", ", ".join(r.id for r in WS_THROUGHPUT_ROWS))
         return 0
     rows = [r for r in ROWS if not a.only or r.id in a.only]
     s = Session(a)
@@ -1607,6 +2016,12 @@ def main(argv):
         if a.memory:
             out = s.memory()
             s.write("memory", s.memory_report(out), m, out)
+        elif a.websocket:
+            ws_rows = [r for r in WS_THROUGHPUT_ROWS if not a.only or r.id in a.only]
+            res = s.websocket(ws_rows)
+            md, med = s.websocket_report(ws_rows, res)
+            s.write("websocket", md, m, {"rows": med, "runs": res})
+            print("\n" + md)
         elif a.latency:
             if "direct" not in [r.id for r in rows]:
                 rows = [ROW_BY_ID["direct"]] + rows

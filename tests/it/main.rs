@@ -8,6 +8,7 @@ mod access_log;
 mod assertion;
 mod attacks;
 mod authenticators;
+mod buffers;
 mod cli;
 mod cors;
 mod docs;

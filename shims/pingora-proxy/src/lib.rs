@@ -412,6 +412,9 @@ where
             Err(e) => return (false, Some(e)),
         };
 
+        // keygate patch (memory): the h2 and custom proxy paths are boxed (below; connecting is
+        // boxed in pingora-core), so that this future, which an upgraded connection holds for
+        // its whole life, is sized by the h1 path alone.
         let client_session = self.client_upstream.get_http_session(&*peer).await;
         match client_session {
             Ok((client_session, client_reused)) => {
@@ -429,8 +432,9 @@ where
                         (server_reused, error)
                     }
                     ClientSession::H2(mut h2) => {
-                        let (server_reused, mut error) = self
-                            .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx)
+                        let (server_reused, mut error) = Box::pin(
+                            self.proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx),
+                        )
                             .await;
                         let session = ClientSession::H2(h2);
                         self.client_upstream
@@ -458,8 +462,9 @@ where
                         (server_reused, error)
                     }
                     ClientSession::Custom(mut c) => {
-                        let (server_reused, error) = self
-                            .proxy_to_custom_upstream(session, &mut c, client_reused, &peer, ctx)
+                        let (server_reused, error) = Box::pin(
+                            self.proxy_to_custom_upstream(session, &mut c, client_reused, &peer, ctx),
+                        )
                             .await;
                         let session = ClientSession::Custom(c);
                         self.client_upstream
@@ -1568,7 +1573,9 @@ where
         let session = Box::new(session);
 
         // TODO: keepalive pool, use stack
-        let mut session = match self.handle_new_request(session).await {
+        // keygate patch (memory): reading the request head is boxed, so that its state (~1.4 KiB)
+        // is not part of this future for the rest of the request (an upgraded connection's life).
+        let mut session = match Box::pin(self.handle_new_request(session)).await {
             Some(downstream_session) => Session::new(
                 downstream_session,
                 &self.downstream_modules,
@@ -1592,7 +1599,10 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        // keygate patch (memory): the request's state machine (~11 KiB) lives in its own
+        // allocation, freed when the request ends, instead of inline in this future, which a
+        // keep-alive connection holds while it waits for its next request.
+        Box::pin(self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {
