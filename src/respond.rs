@@ -42,7 +42,7 @@ pub(crate) async fn deny(
     Ok(true)
 }
 
-/// Writes an answered CORS preflight (204 from [`Cors::answer`]).
+/// Writes an answered CORS preflight (204 from [`crate::cors::Cors::answer`]).
 pub(crate) async fn preflight(
     session: &mut Session,
     resp: ResponseHeader,
