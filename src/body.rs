@@ -12,32 +12,64 @@
 //! The body must be JSON by its headers too: `Content-Type` `application/json` or `*/*+json`,
 //! no `Content-Encoding` but `identity`. A form or a compressed body could mean something else to
 //! the backend than what keygate checked.
+//!
+//! A POSTed form (`crate::form`) on a route that restricts methods is read the same way, for the
+//! method its `_method` field names; so is a JSON body's top-level `_method` member (Laravel reads
+//! JSON input as form input).
 
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
+use http::{HeaderMap, Method};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
-use crate::canonical::Canonical;
+use crate::canonical::{Canonical, Overrides, OVERRIDE_PARAM};
+use crate::form::Form;
 use crate::reason::Reason;
-use crate::routes::Lookup;
+use crate::routes::{Lookup, Route};
 use crate::ruleset::Ruleset;
 
-/// A body that was read (`json` is `None` when it was empty).
-#[derive(Debug)]
+/// A body that was read (`json` is `None` when it was empty or a form).
+#[derive(Debug, Default)]
 pub(crate) struct Body {
     /// The parsed body (`crate::json_body::parse`), `None` for an empty body.
     pub(crate) json: Option<serde_json::Value>,
+    /// The method the body's `_method` fields or members name, if any (all agree).
+    pub(crate) overridden: Option<Method>,
 }
 
-/// The index of the matched route when it reads bodies (one route lookup; `None` at once
-/// when no route of the config reads bodies).
-pub(crate) fn route_reading(rules: &Ruleset, req: &Canonical<'_>) -> Option<usize> {
-    if !rules.routes.reads_bodies {
+/// Why a request's body must be read before deciding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// The route reads the JSON body (`bind_json`, a `json_body` source).
+    Json,
+    /// A POSTed form on a route that restricts methods: its `_method` field.
+    Form(Form),
+}
+
+/// What `route` needs of the body of `req` before it can be decided (`None`: nothing).
+///
+/// Errors: as `crate::form::kind` for a POST to a route that restricts methods.
+pub(crate) fn needed(route: &Route, req: &Canonical<'_>) -> Result<Option<Need>, Reason> {
+    if route.reads_body {
+        return Ok(Some(Need::Json));
+    }
+    if route.restricts_methods() && req.method == Method::POST {
+        return Ok(crate::form::kind(req.headers)?.map(Need::Form));
+    }
+    Ok(None)
+}
+
+/// The matched route and what it needs of the body, when that is something (one route lookup;
+/// `None` at once when no route reads bodies and `req` is not a POST with a body type).
+/// A request whose needs cannot be told is left to `crate::decide`, which refuses it.
+pub(crate) fn to_read(rules: &Ruleset, req: &Canonical<'_>) -> Option<(usize, Need)> {
+    let post_with_type = req.method == Method::POST && req.headers.contains_key(CONTENT_TYPE);
+    if !rules.routes.reads_bodies && !post_with_type {
         return None;
     }
     let path = crate::path::check(&req.path).ok()?;
     match rules.routes.find(&path, &req.method) {
-        Lookup::Matched(m) if rules.routes.routes[m.route].reads_body => Some(m.route),
+        Lookup::Matched(m) => Some(m.route).zip(needed(&rules.routes.routes[m.route], req).ok()?),
         _ => None,
     }
 }
@@ -71,16 +103,18 @@ fn expects_continue(req: &RequestHeader) -> bool {
 }
 
 /// Reads the body of `session` (at most `limit` bytes, all of it within `deadline`) for a route
-/// that inspects it.
+/// that inspects it, as `need` says.
 ///
 /// Errors: `body_too_large` when `Content-Length` or the bytes read exceed `limit` (nothing more
-/// is read; the connection is not reused); `malformed_body` when a non-empty body is not JSON by
-/// its headers or its bytes, or the client stops sending it or is still sending it at the
-/// deadline (a body trickled byte by byte must not hold a task for minutes).
+/// is read; the connection is not reused); `malformed_body` when a non-empty body is not what
+/// `need` reads by its headers or its bytes, or the client stops sending it or is still sending
+/// it at the deadline (a body trickled byte by byte must not hold a task for minutes);
+/// `malformed_request` for `_method` values that are not one method (`Overrides::note`).
 pub(crate) async fn read(
     session: &mut Session,
     limit: usize,
     deadline: std::time::Duration,
+    need: &Need,
 ) -> Result<Body, Reason> {
     let req = session.req_header();
     let declared = req
@@ -91,9 +125,9 @@ pub(crate) async fn read(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Reason::BodyTooLarge);
     }
-    let json_headers = is_json(req);
+    let json_headers = *need != Need::Json || is_json(req);
     if session.as_mut().is_body_empty() {
-        return Ok(Body { json: None });
+        return Ok(Body::default());
     }
     if !json_headers {
         return Err(Reason::MalformedBody);
@@ -130,17 +164,44 @@ pub(crate) async fn read(
     if session.as_ref().retry_buffer_truncated() {
         return Err(Reason::BodyTooLarge); // cannot happen under the cap; never forward a part
     }
-    Body::parse(&bytes)
+    Body::parse(need, &bytes)
 }
 
 impl Body {
-    /// A body from its bytes: empty, or JSON (`malformed_body` otherwise).
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Body, Reason> {
+    /// A body from its bytes: empty, JSON, or a form, as `need` says.
+    ///
+    /// Errors: `malformed_body` for bytes that are not that; `malformed_request` for `_method`
+    /// values that are not one method.
+    pub(crate) fn parse(need: &Need, bytes: &[u8]) -> Result<Body, Reason> {
         if bytes.is_empty() {
-            return Ok(Body { json: None });
+            return Ok(Body::default());
         }
-        let json = crate::json_body::parse(bytes).map_err(|_| Reason::MalformedBody)?;
-        Ok(Body { json: Some(json) })
+        let mut found = Overrides::default();
+        let json = match need {
+            Need::Form(form) => {
+                crate::form::note_overrides(form, bytes, &mut found)?;
+                None
+            }
+            Need::Json => {
+                let json = crate::json_body::parse(bytes).map_err(|_| Reason::MalformedBody)?;
+                let members = json.as_object().into_iter().flatten();
+                for (_, v) in members.filter(|(k, _)| k.eq_ignore_ascii_case(OVERRIDE_PARAM)) {
+                    found.note(v.as_str().ok_or(Reason::MalformedRequest)?.as_bytes())?;
+                }
+                Some(json)
+            }
+        };
+        Ok(Body {
+            json,
+            overridden: found.0,
+        })
+    }
+
+    /// A body given with its headers (`keygate explain -d`): a form by its `Content-Type`, else
+    /// JSON.
+    pub(crate) fn of_request(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, Reason> {
+        let need = crate::form::kind(headers)?.map_or(Need::Json, Need::Form);
+        Body::parse(&need, bytes)
     }
 }
 

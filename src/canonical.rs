@@ -160,36 +160,63 @@ pub(crate) fn split_target(raw: &[u8]) -> Option<(&str, Option<&str>)> {
 
 /// Every method override in `headers` and `query`; the one method they name, if any.
 fn overrides(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Method>, Reason> {
-    let mut found: Option<Method> = None;
-    let mut note = |v: &[u8]| -> Result<(), Reason> {
-        let v = v.trim_ascii();
-        let m =
-            Method::from_bytes(&v.to_ascii_uppercase()).map_err(|_| Reason::MalformedRequest)?;
-        match &found {
-            Some(f) if *f != m => Err(Reason::MalformedRequest),
-            _ => {
-                found = Some(m);
-                Ok(())
-            }
-        }
-    };
+    let mut found = Overrides::default();
     for (name, value) in headers {
         let n = name.as_str().as_bytes();
         if OVERRIDE_HEADERS
             .iter()
             .any(|o| spelling_of(n, o.as_bytes()))
         {
-            note(value.as_bytes())?;
+            found.note(value.as_bytes())?;
         }
     }
     if let Some(q) = query {
-        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            if k.eq_ignore_ascii_case(OVERRIDE_PARAM) {
-                note(v.as_bytes())?;
+        found.note_form(q.as_bytes())?;
+    }
+    Ok(found.0)
+}
+
+/// The method overrides found so far, in any place (headers, query, body): every one must name
+/// the same method.
+#[derive(Debug, Default)]
+pub(crate) struct Overrides(pub(crate) Option<Method>);
+
+impl Overrides {
+    /// Notes one override value (surrounding whitespace ignored, any case, as Express's
+    /// `toUpperCase()` and Rack's `upcase` read it).
+    ///
+    /// Errors: `malformed_request` when it is not a method token or names another method than
+    /// one noted before.
+    pub(crate) fn note(&mut self, value: &[u8]) -> Result<(), Reason> {
+        let v = value.trim_ascii().to_ascii_uppercase();
+        let m = Method::from_bytes(&v).map_err(|_| Reason::MalformedRequest)?;
+        match &self.0 {
+            Some(f) if *f != m => Err(Reason::MalformedRequest),
+            _ => {
+                self.0 = Some(m);
+                Ok(())
             }
         }
     }
-    Ok(found)
+
+    /// Notes every `_method` field (name in any case) of an `application/x-www-form-urlencoded`
+    /// string (a query or a form body; WHATWG URL's form-urlencoded parser).
+    pub(crate) fn note_form(&mut self, form: &[u8]) -> Result<(), Reason> {
+        for (k, v) in form_urlencoded::parse(form) {
+            if k.eq_ignore_ascii_case(OVERRIDE_PARAM) {
+                self.note(v.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the overrides of `other`; `malformed_request` if they name another method.
+    pub(crate) fn merge(mut self, other: Option<&Method>) -> Result<Option<Method>, Reason> {
+        if let Some(m) = other {
+            self.note(m.as_str().as_bytes())?;
+        }
+        Ok(self.0)
+    }
 }
 
 #[cfg(test)]

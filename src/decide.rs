@@ -165,11 +165,22 @@ async fn authorize(
     observer: &mut dyn Observer,
 ) -> Outcome {
     let route = &rules.routes.routes[m.route];
-    // issue 19: a route that reads bodies is decided only with its body (src/body.rs).
-    if route.reads_body && body.is_none() {
-        return deny(Some(m.route), Reason::NoRoute);
+    // A route that reads bodies (issue 19), or a POSTed form that could name another method, is
+    // decided only with its body (src/body.rs); forward-auth never has it.
+    if body.is_none() {
+        match crate::body::needed(route, req) {
+            Ok(None) => {}
+            Ok(Some(_)) => return deny(Some(m.route), Reason::NoRoute),
+            Err(reason) => return deny(Some(m.route), reason),
+        }
     }
-    if req.overridden.as_ref().is_some_and(|o| !route.allows(o)) {
+    let overridden = crate::canonical::Overrides(req.overridden.clone())
+        .merge(body.and_then(|b| b.overridden.as_ref()));
+    let overridden = match overridden {
+        Ok(o) => o,
+        Err(reason) => return deny(Some(m.route), reason),
+    };
+    if overridden.as_ref().is_some_and(|o| !route.allows(o)) {
         return Outcome::Deny {
             route: Some(m.route),
             reason: Reason::MethodNotAllowed,

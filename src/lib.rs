@@ -24,6 +24,7 @@ mod decide;
 pub mod demo;
 mod enforce;
 pub mod explain;
+pub mod form;
 mod forward_auth;
 mod forwarding;
 mod identity;

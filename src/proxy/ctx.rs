@@ -210,10 +210,14 @@ impl Keygate {
         ctx: &mut Ctx,
         rules: &Ruleset,
         r: usize,
+        need: &crate::body::Need,
     ) -> Result<crate::body::Body, Result<bool>> {
         let limits = &rules.limits;
-        let deadline = limits.request_header_timeout;
-        match crate::body::read(session, limits.max_inspected_body_bytes, deadline).await {
+        let (limit, deadline) = (
+            limits.max_inspected_body_bytes,
+            limits.request_header_timeout,
+        );
+        match crate::body::read(session, limit, deadline, need).await {
             Ok(body) => Ok(body),
             Err(reason) => {
                 let denial = Denial::new(Some(r), reason);

@@ -104,11 +104,12 @@ impl ProxyHttp for Keygate {
             ctx.trace_route(&rules);
             return sent;
         }
-        // A route that reads bodies (bind_json, json_body) gets its body read here, before
-        // deciding; pingora forwards it from its retry buffer (src/body.rs).
-        let body = match crate::body::route_reading(&rules, &canonical) {
+        // A route that reads bodies (bind_json, json_body), or a POSTed form that could name
+        // another method, gets its body read here, before deciding; pingora forwards it from
+        // its retry buffer (src/body.rs).
+        let body = match crate::body::to_read(&rules, &canonical) {
             None => None,
-            Some(r) => match self.read_body(session, ctx, &rules, r).await {
+            Some((r, need)) => match self.read_body(session, ctx, &rules, r, &need).await {
                 Ok(b) => Some(b),
                 Err(sent) => return sent,
             },

@@ -80,6 +80,11 @@ impl Route {
     pub(crate) fn allows(&self, method: &Method) -> bool {
         self.methods.as_ref().is_none_or(|ms| ms.contains(method))
     }
+
+    /// Whether some method may not use this route (a method override could matter).
+    pub(crate) fn restricts_methods(&self) -> bool {
+        self.methods.is_some()
+    }
 }
 
 /// The outcome of a lookup.

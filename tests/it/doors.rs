@@ -102,6 +102,43 @@ fn finding_5_method_overrides_in_the_query_and_in_cgi_spellings_must_be_allowed(
 }
 
 #[test]
+fn finding_5_method_overrides_in_form_bodies_must_be_allowed() {
+    let express = Program::node("express_app.js", &[]);
+    let kg = attack_keygate(express.addr());
+    let url = ("Content-Type", "application/x-www-form-urlencoded");
+    let mp = ("Content-Type", "multipart/form-data; boundary=XyZ");
+    let part = |name: &str, value: &str| {
+        format!("--XyZ\r\nContent-Disposition: form-data; {name}\r\n\r\n{value}\r\n--XyZ--\r\n")
+    };
+    // express.urlencoded + method-override's `req.body._method` getter run DELETE for these.
+    for body in ["_method=DELETE", "a=1&_METHOD=delete", "%5Fmethod=DELETE"] {
+        kg.post("/items/7", &[url], body.as_bytes()).assert_denied(405, "method_not_allowed");
+    }
+    let named = part("name=\"_method\"", "DELETE");
+    kg.post("/items/7", &[mp], named.as_bytes()).assert_denied(405, "method_not_allowed");
+    // A name another multipart parser could read as `_method` is not guessed at.
+    let encoded = part("name*=utf-8''%5Fmethod", "DELETE");
+    kg.post("/items/7", &[mp], encoded.as_bytes()).assert_denied(400, "malformed_body");
+    // A compressed form (body-parser inflates it), or a form beside another type.
+    let gz = [url, ("Content-Encoding", "gzip")];
+    kg.post("/items/7", &gz, b"\x1f\x8b").assert_denied(400, "malformed_body");
+    let two = [url, ("Content-Type", "application/json")];
+    kg.post("/items/7", &two, b"_method=DELETE").assert_denied(400, "malformed_request");
+    // Body and query must agree.
+    kg.post("/items/7?_method=GET", &[url], b"_method=DELETE")
+        .assert_denied(400, "malformed_request");
+    // Forms that name no other method, or an allowed one, are forwarded byte for byte.
+    for body in ["title=hello", "_method=GET", ""] {
+        let r = kg.post("/items/7", &[url], body.as_bytes());
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+    }
+    let plain = part("name=\"title\"", "hello");
+    assert_eq!(kg.post("/items/7", &[mp], plain.as_bytes()).status, 200);
+    let seen = handlers(&express.events(Duration::from_millis(300)));
+    assert_eq!(seen, ["public_items"; 4]);
+}
+
+#[test]
 fn finding_6_the_socketio_gate_speaks_only_engineio_v4() {
     let sio = Program::node_with_env("socketio_server.js", &[SIO], &[("SIO_ALLOW_EIO3", "1")]);
     let kg = attack_keygate(sio.addr());

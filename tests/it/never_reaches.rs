@@ -109,6 +109,7 @@ fn probe() -> impl Strategy<Value = Probe> {
             ("X-Forwarded-Method", "GET"),
             ("X-Original-URI", "/healthz"),
             ("Sec-WebSocket-Version", "8"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
         ],
         0..6,
     );
@@ -121,7 +122,10 @@ fn probe() -> impl Strategy<Value = Probe> {
         any::<bool>(),
         extra,
         credential,
-        prop::option::of(prop::collection::vec(b'a'..=b'z', 0..40)),
+        prop::option::of(prop_oneof![
+            prop::collection::vec(b'a'..=b'z', 0..40),
+            Just(b"_method=DELETE".to_vec()),
+        ]),
     )
         .prop_map(|(method, target, (how, at), query, http10, extra, cred, body)| {
             let mut headers: Vec<(String, String)> =
