@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use http::HeaderMap;
-use keygate::auth::{RequestParts, Verdict};
+use keygate::auth::{Attempt, RequestParts};
 
 fn config(cache_entries: u64) -> String {
     format!(
@@ -49,7 +49,7 @@ fn run(label: &str, cache_entries: u64, headers: &HeaderMap, iterations: u32) ->
             body: None,
         };
         for _ in 0..100 {
-            assert!(matches!(auth.verify(&parts).await, Verdict::Pass(_)));
+            assert!(matches!(auth.verify(&parts).await, Attempt::Pass(_)));
         }
         let start = Instant::now();
         for _ in 0..iterations {

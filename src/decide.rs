@@ -37,7 +37,7 @@ pub(crate) enum Forwarding {
 
 /// What to do with a request.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum Decision {
     /// Forward it.
     Forward {
         /// Index of the matched route (`None`: unmatched, forwarded anonymously).
@@ -65,8 +65,8 @@ pub(crate) enum Outcome {
     },
 }
 
-fn deny(route: Option<usize>, reason: Reason) -> Outcome {
-    Outcome::Deny {
+fn deny(route: Option<usize>, reason: Reason) -> Decision {
+    Decision::Deny {
         route,
         reason,
         allow: None,
@@ -83,7 +83,7 @@ pub(crate) async fn decide(
     body: Option<&crate::body::Body>,
     revocations: &Revocations,
     observer: &mut dyn Observer,
-) -> Outcome {
+) -> Decision {
     let path = match crate::path::check(&req.path) {
         Ok(p) => p,
         Err(r) => return deny(None, r),
@@ -93,7 +93,7 @@ pub(crate) async fn decide(
         if let Some(c) = &rules.cors {
             return match find(&pf.method) {
                 Lookup::Matched(m) => match c.answer(&pf, true) {
-                    Ok(response) => Outcome::Answer {
+                    Ok(response) => Decision::Answer {
                         route: m.route,
                         response,
                     },
@@ -105,7 +105,7 @@ pub(crate) async fn decide(
         }
         if rules.cors_preflight == CorsPreflight::Forward && cors::forwardable(req.headers) {
             if let Lookup::Matched(m) = find(&pf.method) {
-                return Outcome::Forward {
+                return Decision::Forward {
                     route: Some(m.route),
                     identity: None,
                     how: Forwarding::Preflight,
@@ -116,7 +116,7 @@ pub(crate) async fn decide(
     let m = match find(&req.method) {
         Lookup::Matched(m) => m,
         Lookup::MethodNotAllowed { route, allow } => {
-            return Outcome::Deny {
+            return Decision::Deny {
                 route: Some(route),
                 reason: Reason::MethodNotAllowed,
                 allow: Some(allow),
@@ -143,10 +143,10 @@ pub(crate) fn route_of(rules: &Ruleset, req: &Canonical<'_>) -> Option<usize> {
     }
 }
 
-fn unmatched(rules: &Ruleset) -> Outcome {
+fn unmatched(rules: &Ruleset) -> Decision {
     match rules.unmatched {
         Unmatched::Deny => deny(None, Reason::NoRoute),
-        Unmatched::Anonymous => Outcome::Forward {
+        Unmatched::Anonymous => Decision::Forward {
             route: None,
             identity: None,
             how: Forwarding::Plain,
@@ -163,7 +163,7 @@ async fn authorize(
     body: Option<&crate::body::Body>,
     revocations: &Revocations,
     observer: &mut dyn Observer,
-) -> Outcome {
+) -> Decision {
     let route = &rules.routes.routes[m.route];
     // A route that reads bodies (issue 19), or a POSTed form that could name another method, is
     // decided only with its body (src/body.rs); forward-auth never has it.
@@ -181,7 +181,7 @@ async fn authorize(
         Err(reason) => return deny(Some(m.route), reason),
     };
     if overridden.as_ref().is_some_and(|o| !route.allows(o)) {
-        return Outcome::Deny {
+        return Decision::Deny {
             route: Some(m.route),
             reason: Reason::MethodNotAllowed,
             allow: Some(rules.routes.allow_of(m.route)),
@@ -208,7 +208,7 @@ async fn authorize(
     };
     let auths = &rules.authenticators;
     match policy::authorize(route, auths, rules.mode, &parts, revocations, observer).await {
-        Ok(identity) => Outcome::Forward {
+        Ok(identity) => Decision::Forward {
             route: Some(m.route),
             identity,
             how,
@@ -216,7 +216,7 @@ async fn authorize(
         // Authentication deferred to the stream only at the Engine.IO endpoint itself: a path
         // beyond it (`/socket.io/admin/purge`) is a request a backend that ignores `Upgrade`
         // would serve, so it needs its credential up front.
-        Err(Reason::MissingCredentials) if upgrade && at_endpoint(route, &m) => Outcome::Forward {
+        Err(Reason::MissingCredentials) if upgrade && at_endpoint(route, &m) => Decision::Forward {
             route: Some(m.route),
             identity: None,
             how: Forwarding::Socketio(Authorized::InStream),

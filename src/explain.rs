@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use pingora::http::RequestHeader;
 
 use crate::canonical::Canonical;
-use crate::decide::{decide, Forwarding, Outcome};
+use crate::decide::{decide, Decision, Forwarding};
 use crate::policy::{Observer, Step};
 use crate::reason::Reason;
 use crate::revocation::{Revocations, Source};
@@ -97,15 +97,15 @@ pub async fn explain(
     };
     let outcome = match Canonical::proxied(&req) {
         Ok(c) => decide(rules, &c, body.as_ref(), revocations, &mut steps).await,
-        Err(reason) => Outcome::Deny {
+        Err(reason) => Decision::Deny {
             route: None,
             reason,
             allow: None,
         },
     };
     let route = match &outcome {
-        Outcome::Forward { route, .. } | Outcome::Deny { route, .. } => *route,
-        Outcome::Answer { route, .. } => Some(*route),
+        Decision::Forward { route, .. } | Decision::Deny { route, .. } => *route,
+        Decision::Answer { route, .. } => Some(*route),
     };
     let _ = writeln!(
         out,
@@ -120,7 +120,7 @@ pub async fn explain(
     describe_steps(rules, route, &steps.0, out);
     describe_condition(rules, route, &steps.1, out);
     match outcome {
-        Outcome::Forward { identity, how, .. } => {
+        Decision::Forward { identity, how, .. } => {
             let _ = writeln!(
                 out,
                 "result: forwarded{}",
@@ -156,7 +156,7 @@ pub async fn explain(
             }
             true
         }
-        Outcome::Answer { response, .. } => {
+        Decision::Answer { response, .. } => {
             let _ = writeln!(
                 out,
                 "result: {} answered by keygate (CORS preflight), never forwarded",
@@ -164,7 +164,7 @@ pub async fn explain(
             );
             true
         }
-        Outcome::Deny { reason, .. } => {
+        Decision::Deny { reason, .. } => {
             if reason == Reason::CredentialRevoked {
                 describe_revocation(rules, revocations, &req, body.as_ref(), out).await;
             }
@@ -192,7 +192,7 @@ async fn describe_revocation(
     let Ok(canonical) = Canonical::proxied(req) else {
         return;
     };
-    let Outcome::Forward {
+    let Decision::Forward {
         identity: Some(id), ..
     } = decide(rules, &canonical, body, &none, &mut ()).await
     else {

@@ -129,131 +129,33 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The commands, one function each; an `Err` is printed as `keygate: ...` and exits 1.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = || {
-        cli.config
-            .clone()
-            .ok_or("--config FILE (or KEYGATE_CONFIG) is required")
-    };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
-            keygate::logs::init(cli.log_format.as_deref());
-            keygate::access_log::init(keygate::access_log::Output::Stdout);
-            let path = match config() {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            match keygate::ruleset::load(&path) {
-                Ok(loaded) => keygate::server::run(loaded, Some(path)),
-                Err(e) => fail(e),
-            }
-        }
-        Command::Check => {
-            let path = match config() {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            match keygate::ruleset::load(&path) {
-                Ok(keygate::ruleset::Loaded { rules: rt, .. }) => {
-                    for w in rt.warnings() {
-                        eprintln!("warning: {w}");
-                    }
-                    println!("{}: ok ({})", path.display(), rt.summary());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
-        }
+    let config = cli
+        .config
+        .clone()
+        .ok_or("--config FILE (or KEYGATE_CONFIG) is required");
+    let done = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => config
+            .map_err(Into::into)
+            .and_then(|c| run(c, &cli.log_format)),
+        Command::Check => config.map_err(Into::into).and_then(check),
         #[cfg(feature = "demo")]
         Command::Demo {
             listen,
             admin_listen,
             quiet,
-        } => {
-            keygate::logs::init(Some(cli.log_format.as_deref().unwrap_or("text")));
-            keygate::access_log::init(keygate::access_log::Output::Stderr);
-            let (rt, echo, examples) = match keygate::demo::prepare(&listen, &admin_listen) {
-                Ok(x) => x,
-                Err(e) => return fail(e),
-            };
-            println!("keygate demo: proxy on http://{listen}, admin on http://{admin_listen} (/metrics, /healthz, /readyz), echo upstream on http://{echo}\n");
-            // Once the proxy listens: every scenario once, the table, then the commands.
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let outcomes = keygate::demo::check::run(&listen, &examples);
-                let mut out = keygate::demo::check::table(&outcomes);
-                if !quiet {
-                    out += "\nPaste any of these into another terminal; Ctrl-C stops the demo.\n\n";
-                    for e in &examples {
-                        out += &format!(
-                            "# expect: {}  ({})\n{}\n\n",
-                            e.expect,
-                            e.what,
-                            e.curl(&format!("http://{listen}"))
-                        );
-                    }
-                }
-                print!("{out}");
-                let _ = std::io::stdout().flush();
-            });
-            keygate::server::run(rt, None)
-        }
+        } => demo(listen, admin_listen, quiet, &cli.log_format),
         Command::Explain {
             method,
             headers,
             data,
             target,
-        } => {
-            let path = match config() {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            let (rules, revocations) = match keygate::ruleset::load(&path) {
-                Ok(loaded) => (
-                    loaded.rules,
-                    keygate::revocation::Revocations::new(loaded.revocations, Vec::new()),
-                ),
-                Err(e) => return fail(e),
-            };
-            let req = match keygate::explain::request(&method, &target, &headers) {
-                Ok(r) => r,
-                Err(e) => return fail(e),
-            };
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            let mut out = String::new();
-            let body = data.as_deref().map(str::as_bytes);
-            let allowed = rt.block_on(keygate::explain::explain(
-                &rules,
-                &revocations,
-                req,
-                body,
-                &mut out,
-            ));
-            print!("{out}");
-            if allowed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Command::Token(TokenCommand::Hmac { user_id, scheme }) => {
-            let Ok(secret) = std::env::var("KEYGATE_HMAC_SECRET") else {
-                return fail("KEYGATE_HMAC_SECRET is not set");
-            };
-            let scheme = if scheme == "sha256_concat" {
-                HmacScheme::Sha256Concat
-            } else {
-                HmacScheme::HmacSha256
-            };
-            let mac =
-                keygate::auth::hmac_token::compute(scheme, secret.as_bytes(), user_id.as_bytes());
-            println!("{}", hex::encode(mac));
-            ExitCode::SUCCESS
-        }
+        } => config
+            .map_err(Into::into)
+            .and_then(|c| explain(c, &method, &target, &headers, data.as_deref())),
+        Command::Token(TokenCommand::Hmac { user_id, scheme }) => token_hmac(&user_id, &scheme),
         Command::Token(TokenCommand::Jwt {
             key,
             sub,
@@ -261,37 +163,7 @@ fn main() -> ExitCode {
             claims,
             ttl,
             alg,
-        }) => {
-            let run = || -> Result<String, String> {
-                let pem =
-                    std::fs::read_to_string(&key).map_err(|e| format!("{}: {e}", key.display()))?;
-                let (k, default_alg) = keygate::token::signing_key(&pem)?;
-                let alg = match alg {
-                    Some(a) => a
-                        .parse()
-                        .map_err(|_| format!("unsupported algorithm {a}"))?,
-                    None => default_alg,
-                };
-                let ttl = keygate::token::parse_ttl(&ttl)?;
-                let now = keygate::token::now();
-                let mut map = serde_json::Map::new();
-                map.insert("sub".into(), sub.into());
-                map.insert("iat".into(), now.into());
-                map.insert("exp".into(), (now + ttl).into());
-                for c in &claims {
-                    let (k, v) = keygate::token::parse_claim(c)?;
-                    map.insert(k, v);
-                }
-                keygate::token::sign(&k, alg, kid.as_deref(), &map)
-            };
-            match run() {
-                Ok(t) => {
-                    println!("{t}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
-        }
+        }) => token_jwt(&key, sub, kid.as_deref(), &claims, &ttl, alg.as_deref()),
         Command::Revoke {
             sub,
             issued_before,
@@ -301,48 +173,198 @@ fn main() -> ExitCode {
             list,
             delete,
         } => {
-            use keygate::revoke::Action;
-            let path = match config() {
-                Ok(p) => p,
-                Err(e) => return fail(e),
+            let what = Revocation {
+                sub,
+                issued_before,
+                jti,
+                credential,
+                ttl,
+                list,
+                delete,
             };
-            let action = match (list, delete) {
-                (true, _) => Action::List,
-                (_, Some(id)) => Action::Delete(id),
-                _ => match keygate::revoke::entry(
-                    sub,
-                    issued_before.as_deref(),
-                    jti,
-                    credential,
-                    ttl.as_deref(),
-                ) {
-                    Ok(e) => Action::Add(e),
-                    Err(e) => {
-                        eprintln!("keygate: revoke: {e}");
-                        return ExitCode::from(2);
-                    }
-                },
-            };
-            match keygate::revoke::run(&path, action) {
-                Ok(out) => {
-                    print!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err((code, msg)) => {
-                    eprintln!("keygate: {msg}");
-                    ExitCode::from(code)
-                }
+            return config.map_or_else(fail, |c| revoke(c, what));
+        }
+        Command::HashSecret => hash_secret(),
+    };
+    done.unwrap_or_else(fail)
+}
+
+/// `keygate run`: serves until SIGTERM / SIGINT (never returns once the config loads).
+fn run(path: PathBuf, log_format: &Option<String>) -> Result<ExitCode, String> {
+    keygate::logs::init(log_format.as_deref());
+    keygate::access_log::init(keygate::access_log::Output::Stdout);
+    let loaded = keygate::ruleset::load(&path).map_err(|e| e.to_string())?;
+    keygate::server::run(loaded, Some(path))
+}
+
+/// `keygate check`: loads the config and prints its summary (warnings on stderr).
+fn check(path: PathBuf) -> Result<ExitCode, String> {
+    let loaded = keygate::ruleset::load(&path).map_err(|e| e.to_string())?;
+    for w in loaded.rules.warnings() {
+        eprintln!("warning: {w}");
+    }
+    println!("{}: ok ({})", path.display(), loaded.rules.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keygate demo`: the built-in config and echo upstream; once the proxy listens, every
+/// scenario once, the table, then the commands to paste.
+#[cfg(feature = "demo")]
+fn demo(
+    listen: String,
+    admin_listen: String,
+    quiet: bool,
+    log_format: &Option<String>,
+) -> Result<ExitCode, String> {
+    keygate::logs::init(Some(log_format.as_deref().unwrap_or("text")));
+    keygate::access_log::init(keygate::access_log::Output::Stderr);
+    let (rt, echo, examples) =
+        keygate::demo::prepare(&listen, &admin_listen).map_err(|e| e.to_string())?;
+    println!("keygate demo: proxy on http://{listen}, admin on http://{admin_listen} (/metrics, /healthz, /readyz), echo upstream on http://{echo}\n");
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let checked = keygate::demo::check::run(&listen, &examples);
+        let mut out = keygate::demo::check::table(&checked);
+        if !quiet {
+            out += "\nPaste any of these into another terminal; Ctrl-C stops the demo.\n\n";
+            for e in &examples {
+                out += &format!(
+                    "# expect: {}  ({})\n{}\n\n",
+                    e.expect,
+                    e.what,
+                    e.curl(&format!("http://{listen}"))
+                );
             }
         }
-        Command::HashSecret => {
-            let mut input = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-                return fail(e);
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+    });
+    keygate::server::run(rt, None)
+}
+
+/// `keygate explain`: exits 0 when the request would be allowed, 1 when denied.
+fn explain(
+    path: PathBuf,
+    method: &str,
+    target: &str,
+    headers: &[String],
+    body: Option<&str>,
+) -> Result<ExitCode, String> {
+    let loaded = keygate::ruleset::load(&path).map_err(|e| e.to_string())?;
+    let revocations = keygate::revocation::Revocations::new(loaded.revocations, Vec::new());
+    let req = keygate::explain::request(method, target, headers).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut out = String::new();
+    let body = body.map(str::as_bytes);
+    let explained = keygate::explain::explain(&loaded.rules, &revocations, req, body, &mut out);
+    let allowed = rt.block_on(explained);
+    print!("{out}");
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `keygate token hmac`: the secret comes from `KEYGATE_HMAC_SECRET`.
+fn token_hmac(user_id: &str, scheme: &str) -> Result<ExitCode, String> {
+    let secret = std::env::var("KEYGATE_HMAC_SECRET")
+        .map_err(|_| "KEYGATE_HMAC_SECRET is not set".to_string())?;
+    let scheme = if scheme == "sha256_concat" {
+        HmacScheme::Sha256Concat
+    } else {
+        HmacScheme::HmacSha256
+    };
+    let mac = keygate::auth::hmac_token::compute(scheme, secret.as_bytes(), user_id.as_bytes());
+    println!("{}", hex::encode(mac));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keygate token jwt`: `sub`, `iat`, `exp` (now + `ttl`) and the extra claims.
+fn token_jwt(
+    key: &std::path::Path,
+    sub: String,
+    kid: Option<&str>,
+    claims: &[String],
+    ttl: &str,
+    alg: Option<&str>,
+) -> Result<ExitCode, String> {
+    let pem = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let (k, default_alg) = keygate::token::signing_key(&pem)?;
+    let alg = match alg {
+        Some(a) => a
+            .parse()
+            .map_err(|_| format!("unsupported algorithm {a}"))?,
+        None => default_alg,
+    };
+    let ttl = keygate::token::parse_ttl(ttl)?;
+    let now = keygate::token::now();
+    let mut map = serde_json::Map::new();
+    map.insert("sub".into(), sub.into());
+    map.insert("iat".into(), now.into());
+    map.insert("exp".into(), (now + ttl).into());
+    for c in claims {
+        let (k, v) = keygate::token::parse_claim(c)?;
+        map.insert(k, v);
+    }
+    println!("{}", keygate::token::sign(&k, alg, kid, &map)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keygate revoke`'s arguments.
+struct Revocation {
+    sub: Option<String>,
+    issued_before: Option<String>,
+    jti: Option<String>,
+    credential: Option<String>,
+    ttl: Option<String>,
+    list: bool,
+    delete: Option<String>,
+}
+
+/// `keygate revoke`: exits 2 for a bad entry, and with `keygate::revoke::run`'s code otherwise.
+fn revoke(path: PathBuf, what: Revocation) -> ExitCode {
+    use keygate::revoke::Action;
+    let action = match (what.list, what.delete) {
+        (true, _) => Action::List,
+        (_, Some(id)) => Action::Delete(id),
+        _ => match keygate::revoke::entry(
+            what.sub,
+            what.issued_before.as_deref(),
+            what.jti,
+            what.credential,
+            what.ttl.as_deref(),
+        ) {
+            Ok(e) => Action::Add(e),
+            Err(e) => {
+                eprintln!("keygate: revoke: {e}");
+                return ExitCode::from(2);
             }
-            let secret = input.strip_suffix('\n').unwrap_or(&input);
-            let secret = secret.strip_suffix('\r').unwrap_or(secret);
-            println!("{}", keygate::token::hash_hex(secret.as_bytes()));
+        },
+    };
+    match keygate::revoke::run(&path, action) {
+        Ok(out) => {
+            print!("{out}");
             ExitCode::SUCCESS
         }
+        Err((code, msg)) => {
+            eprintln!("keygate: {msg}");
+            ExitCode::from(code)
+        }
     }
+}
+
+/// `keygate hash-secret`: the SHA-256 of stdin (one trailing newline ignored), in hex.
+fn hash_secret() -> Result<ExitCode, String> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| e.to_string())?;
+    let secret = input.strip_suffix('\n').unwrap_or(&input);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    println!("{}", keygate::token::hash_hex(secret.as_bytes()));
+    Ok(ExitCode::SUCCESS)
 }

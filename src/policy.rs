@@ -2,7 +2,7 @@
 //! members whose user ids must agree, development mode's public-key shortcut, and `bind`.
 //! Pure decisions over a matched route; matching lives in `crate::routes`.
 
-use crate::auth::{Authenticator, Identity, Kind, RequestParts, Verdict};
+use crate::auth::{Attempt, Authenticator, Identity, Kind, RequestParts};
 use crate::config::Mode;
 use crate::reason::Reason;
 use crate::revocation::Revocations;
@@ -90,9 +90,9 @@ async fn all_of(
         let started = std::time::Instant::now();
         let verdict = auths[i].verify(req).await;
         let failed = match &verdict {
-            Verdict::Pass(_) => None,
-            Verdict::Absent => Some(Reason::MissingCredentials),
-            Verdict::Fail(r) => Some(*r),
+            Attempt::Pass(_) => None,
+            Attempt::Absent => Some(Reason::MissingCredentials),
+            Attempt::Fail(r) => Some(*r),
         };
         observer.step(Step {
             alternative: n,
@@ -101,9 +101,9 @@ async fn all_of(
             failed,
         });
         match verdict {
-            Verdict::Fail(r) => return Err(r),
-            Verdict::Absent => absent = true,
-            Verdict::Pass(id) => {
+            Attempt::Fail(r) => return Err(r),
+            Attempt::Absent => absent = true,
+            Attempt::Pass(id) => {
                 public_key_passed |= auths[i].kind() == Kind::PublicKey;
                 passed.push(id);
             }

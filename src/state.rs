@@ -95,17 +95,17 @@ impl State {
 }
 
 /// Counts one unit (a request, a connection) for as long as it lives.
-pub(crate) struct Counted(Arc<AtomicUsize>);
+pub(crate) struct CountGuard(Arc<AtomicUsize>);
 
-impl Counted {
+impl CountGuard {
     /// Increments `counter` until the returned guard drops.
-    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> Counted {
+    pub(crate) fn new(counter: &Arc<AtomicUsize>) -> CountGuard {
         counter.fetch_add(1, Ordering::AcqRel);
-        Counted(counter.clone())
+        CountGuard(counter.clone())
     }
 }
 
-impl Drop for Counted {
+impl Drop for CountGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }

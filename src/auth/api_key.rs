@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Attempt, Extracted, Identity, RequestParts, Sources};
 use crate::config::files::resolve;
 use crate::config::{ApiKeyConfig, FieldError, KeyEntry};
 use crate::reason::Reason;
@@ -100,13 +100,13 @@ impl ApiKey {
     }
 
     /// Verifies the request's key.
-    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Attempt {
         match self.from.extract(req) {
-            Extracted::Absent => Verdict::Absent,
-            Extracted::Malformed => Verdict::Fail(Reason::MalformedCredentials),
+            Extracted::Absent => Attempt::Absent,
+            Extracted::Malformed => Attempt::Fail(Reason::MalformedCredentials),
             Extracted::Present(key) => match self.keys.find(&key) {
-                Some(cred) => Verdict::Pass(Identity::app(self.method.clone(), cred)),
-                None => Verdict::Fail(Reason::InvalidApiKey),
+                Some(cred) => Attempt::Pass(Identity::app(self.method.clone(), cred)),
+                None => Attempt::Fail(Reason::InvalidApiKey),
             },
         }
     }

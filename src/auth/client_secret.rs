@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use super::{Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Attempt, Extracted, Identity, RequestParts, Sources};
 use crate::config::files::resolve;
 use crate::config::{ClientSecretConfig, FieldError};
 use crate::reason::Reason;
@@ -81,14 +81,14 @@ impl ClientSecret {
     }
 
     /// Verifies the request's key + secret pair.
-    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Attempt {
         let (key, secret) = match (self.key_from.extract(req), self.secret_from.extract(req)) {
-            (Extracted::Absent, Extracted::Absent) => return Verdict::Absent,
+            (Extracted::Absent, Extracted::Absent) => return Attempt::Absent,
             (Extracted::Present(k), Extracted::Present(s)) => (k, s),
             (Extracted::Malformed, _) | (_, Extracted::Malformed) => {
-                return Verdict::Fail(Reason::MalformedCredentials)
+                return Attempt::Fail(Reason::MalformedCredentials)
             }
-            _ => return Verdict::Fail(Reason::InvalidClient), // half a pair
+            _ => return Attempt::Fail(Reason::InvalidClient), // half a pair
         };
         let presented = sha256(secret.as_bytes());
         // Compare against a real digest even for an unknown key, so timing reveals nothing.
@@ -96,11 +96,11 @@ impl ClientSecret {
         let expected = &self.secret_digests[idx.unwrap_or(0)];
         let secret_ok: bool = presented.ct_eq(expected).into();
         match idx {
-            Some(i) if secret_ok => Verdict::Pass(Identity::app(
+            Some(i) if secret_ok => Attempt::Pass(Identity::app(
                 self.method.clone(),
                 self.credentials[i].clone(),
             )),
-            _ => Verdict::Fail(Reason::InvalidClient),
+            _ => Attempt::Fail(Reason::InvalidClient),
         }
     }
 }

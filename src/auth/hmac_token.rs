@@ -14,7 +14,7 @@ use hmac::{Mac, SimpleHmac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Attempt, Extracted, Identity, RequestParts, Sources};
 use crate::config::files::resolve;
 use crate::config::{FieldError, HmacEncoding, HmacScheme, HmacTokenConfig};
 use crate::reason::Reason;
@@ -105,18 +105,18 @@ impl HmacToken {
     }
 
     /// Verifies the request's user token against its user id.
-    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Attempt {
         let token = match self.token_from.extract(req) {
-            Extracted::Absent => return Verdict::Absent,
-            Extracted::Malformed => return Verdict::Fail(Reason::MalformedCredentials),
+            Extracted::Absent => return Attempt::Absent,
+            Extracted::Malformed => return Attempt::Fail(Reason::MalformedCredentials),
             Extracted::Present(t) => t,
         };
         let user_id = match self.user_id_from.extract(req) {
             Extracted::Present(u) => u,
-            _ => return Verdict::Fail(Reason::MalformedCredentials),
+            _ => return Attempt::Fail(Reason::MalformedCredentials),
         };
         let Some(presented) = decode(self.encoding, &token) else {
-            return Verdict::Fail(Reason::MalformedCredentials);
+            return Attempt::Fail(Reason::MalformedCredentials);
         };
         let expected = compute(
             self.scheme,
@@ -124,12 +124,12 @@ impl HmacToken {
             user_id.as_bytes(),
         );
         if bool::from(expected.ct_eq(&presented)) {
-            Verdict::Pass(Identity {
+            Attempt::Pass(Identity {
                 user_id: Some(user_id.into_owned()),
                 ..Identity::app(self.method.clone(), self.credential.clone())
             })
         } else {
-            Verdict::Fail(Reason::InvalidHmac)
+            Attempt::Fail(Reason::InvalidHmac)
         }
     }
 }

@@ -111,7 +111,7 @@ impl Identity {
 
 /// The outcome of one authenticator on one request.
 #[derive(Debug)]
-pub enum Verdict {
+pub enum Attempt {
     /// Its credential is not present in the request.
     Absent,
     /// Verified.
@@ -242,7 +242,7 @@ impl Authenticator {
     }
 
     /// Verifies the request's credential.
-    pub async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+    pub async fn verify(&self, req: &RequestParts<'_>) -> Attempt {
         match self {
             Authenticator::PublicKey(a) => a.verify(req),
             Authenticator::ApiKey(a) => a.verify(req),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::api_key::KeyRing;
-use super::{Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Attempt, Extracted, Identity, RequestParts, Sources};
 use crate::config::{FieldError, Mode, PublicKeyConfig};
 use crate::reason::Reason;
 
@@ -47,23 +47,23 @@ impl PublicKey {
     }
 
     /// Verifies the request's public key (and reads the claimed user in development mode).
-    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+    pub(super) fn verify(&self, req: &RequestParts<'_>) -> Attempt {
         let cred = match self.from.extract(req) {
-            Extracted::Absent => return Verdict::Absent,
-            Extracted::Malformed => return Verdict::Fail(Reason::MalformedCredentials),
+            Extracted::Absent => return Attempt::Absent,
+            Extracted::Malformed => return Attempt::Fail(Reason::MalformedCredentials),
             Extracted::Present(key) => match self.keys.find(&key) {
                 Some(cred) => cred,
-                None => return Verdict::Fail(Reason::InvalidApiKey),
+                None => return Attempt::Fail(Reason::InvalidApiKey),
             },
         };
         let mut id = Identity::app(self.method.clone(), cred);
         if let Some(src) = &self.user_id_from {
             match src.extract(req) {
                 Extracted::Present(u) => id.user_id = Some(u.into_owned()),
-                Extracted::Malformed => return Verdict::Fail(Reason::MalformedCredentials),
+                Extracted::Malformed => return Attempt::Fail(Reason::MalformedCredentials),
                 Extracted::Absent => {}
             }
         }
-        Verdict::Pass(id)
+        Attempt::Pass(id)
     }
 }

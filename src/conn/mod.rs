@@ -34,7 +34,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::metrics::metrics;
 use crate::reason::Reason;
-use crate::state::{Counted, State};
+use crate::state::{CountGuard, State};
 
 mod head;
 
@@ -59,7 +59,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             let rules = self.state.rules.load();
             (rules.limits.clone(), rules.access_log)
         };
-        let open = Counted::new(&self.state.connections);
+        let open = CountGuard::new(&self.state.connections);
         if self.state.connections.load(Ordering::Acquire) > limits.max_connections {
             metrics().connections_refused.inc();
             drop(open);
@@ -91,7 +91,7 @@ pub(crate) fn next_head(stream: Option<&Stream>) {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Reading {
     /// Reading a head.
     Head(HeadScan),
     /// Body, idle keep-alive, or an upgraded stream: no limits here.
@@ -101,7 +101,7 @@ enum Phase {
 /// A client stream that enforces the head limits (see the module docs).
 pub(crate) struct Guarded {
     inner: Stream,
-    phase: Phase,
+    reading: Reading,
     max_head: usize,
     timeout: Duration,
     /// `limits.idle_timeout_seconds`: how long a keep-alive connection may wait for its next head.
@@ -119,7 +119,7 @@ pub(crate) struct Guarded {
 impl std::fmt::Debug for Guarded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guarded")
-            .field("phase", &self.phase)
+            .field("reading", &self.reading)
             .finish()
     }
 }
@@ -135,7 +135,7 @@ impl Guarded {
         Guarded {
             access_log,
             inner,
-            phase: Phase::Head(HeadScan::default()),
+            reading: Reading::Head(HeadScan::default()),
             max_head,
             timeout,
             idle_timeout,
@@ -148,13 +148,13 @@ impl Guarded {
 
     /// Scans newly read head bytes; `Some(reason)` when the head is over the limit.
     fn scan(&mut self, new: &[u8]) -> Option<Reason> {
-        let Phase::Head(head) = &mut self.phase else {
+        let Reading::Head(head) = &mut self.reading else {
             return None;
         };
         match head.feed(new, self.max_head) {
             Scanned::TooLarge => Some(Reason::RequestHeaderTooLarge),
             Scanned::End => {
-                self.phase = Phase::Through;
+                self.reading = Reading::Through;
                 self.idle = false;
                 self.deadline = None;
                 self.timer = None;
@@ -192,11 +192,11 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.phase == Phase::Through {
+        if this.reading == Reading::Through {
             if !this.next_head.swap(false, Ordering::AcqRel) {
                 return Pin::new(&mut *this.inner).poll_read(cx, buf);
             }
-            this.phase = Phase::Head(HeadScan::default());
+            this.reading = Reading::Head(HeadScan::default());
             this.idle = true;
             this.deadline = Some(Instant::now() + this.idle_timeout);
             this.timer = None;
@@ -217,7 +217,7 @@ impl AsyncRead for Guarded {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let started = matches!(this.phase, Phase::Head(h) if h.started);
+                let started = matches!(this.reading, Reading::Head(h) if h.started);
                 let err = if started {
                     this.refuse(cx, Reason::RequestHeaderTimeout)
                 } else {

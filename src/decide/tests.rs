@@ -62,7 +62,7 @@ const WS: [(&str, &str); 4] = [
     ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
 
-fn run(rules: &Ruleset, method: &str, target: &str, headers: &[(&str, &str)]) -> Outcome {
+fn run(rules: &Ruleset, method: &str, target: &str, headers: &[(&str, &str)]) -> Decision {
     let mut req = RequestHeader::build(method, target.as_bytes(), None).unwrap();
     for (k, v) in headers {
         req.append_header(k.to_string(), *v).unwrap();
@@ -86,11 +86,11 @@ fn run(rules: &Ruleset, method: &str, target: &str, headers: &[(&str, &str)]) ->
 
 /// A compact view of an outcome: `forward <route> <user|-> <how>`, `answer <route>`, `deny
 /// <route|-> <reason>`.
-fn summary(rules: &Ruleset, o: &Outcome) -> String {
+fn summary(rules: &Ruleset, o: &Decision) -> String {
     let name =
         |r: &Option<usize>| r.map_or("-".into(), |r| rules.routes.routes[r].name.to_string());
     match o {
-        Outcome::Forward {
+        Decision::Forward {
             route,
             identity,
             how,
@@ -101,8 +101,8 @@ fn summary(rules: &Ruleset, o: &Outcome) -> String {
                 .unwrap_or("-".into());
             format!("forward {} {user} {how:?}", name(route))
         }
-        Outcome::Answer { route, .. } => format!("answer {}", name(&Some(*route))),
-        Outcome::Deny { route, reason, .. } => format!("deny {} {reason}", name(route)),
+        Decision::Answer { route, .. } => format!("answer {}", name(&Some(*route))),
+        Decision::Deny { route, reason, .. } => format!("deny {} {reason}", name(route)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::Example;
 
 /// One scenario's result.
-pub struct Outcome<'a> {
+pub struct Checked<'a> {
     /// The scenario.
     pub example: &'a Example,
     /// What it got, in [`Example::expect`]'s form (`200 user-1`, `401 token_expired`), or why
@@ -16,7 +16,7 @@ pub struct Outcome<'a> {
     pub got: String,
 }
 
-impl Outcome<'_> {
+impl Checked<'_> {
     /// Whether it got what it expects.
     pub fn passed(&self) -> bool {
         self.got == self.example.expect
@@ -24,14 +24,14 @@ impl Outcome<'_> {
 }
 
 /// Waits (up to 10 s) for the proxy on `listen` to accept, then sends every scenario.
-pub fn run<'a>(listen: &str, examples: &'a [Example]) -> Vec<Outcome<'a>> {
+pub fn run<'a>(listen: &str, examples: &'a [Example]) -> Vec<Checked<'a>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(listen).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     examples
         .iter()
-        .map(|example| Outcome {
+        .map(|example| Checked {
             example,
             got: send(listen, example).unwrap_or_else(|e| format!("no answer: {e}")),
         })
@@ -39,7 +39,7 @@ pub fn run<'a>(listen: &str, examples: &'a [Example]) -> Vec<Outcome<'a>> {
 }
 
 /// The table: one line per scenario, then the count.
-pub fn table(outcomes: &[Outcome<'_>]) -> String {
+pub fn table(outcomes: &[Checked<'_>]) -> String {
     let mut out = String::from("self-check: every scenario below, sent once through the proxy\n");
     for o in outcomes {
         let mark = if o.passed() { "ok  " } else { "FAIL" };

@@ -28,7 +28,7 @@ use pingora::http::ResponseHeader;
 pub(crate) use record::{refused_head, session_closed, upstream_error_kind, Record, Stream};
 
 use crate::auth::Identity;
-use crate::decide::{Forwarding, Outcome as Decision};
+use crate::decide::{Decision, Forwarding};
 use crate::metrics::Outcome;
 use crate::reason::Reason;
 use crate::ruleset::Ruleset;

@@ -18,7 +18,7 @@ use crate::enforce::{Denial, Record, Stream, Verdict};
 use crate::metrics::RouteCounters;
 use crate::ruleset::Ruleset;
 use crate::socketio::gate::{Authorized, Gate};
-use crate::state::Counted;
+use crate::state::CountGuard;
 use crate::telemetry::RequestTrace;
 
 /// Per-request state.
@@ -45,7 +45,7 @@ pub(crate) struct Ctx {
     pub(super) session: Option<crate::sessions::Handle>,
     /// Its spans, when `telemetry` is on (`None` otherwise: nothing allocated).
     pub(super) trace: Option<Box<RequestTrace>>,
-    pub(super) _inflight: Counted,
+    pub(super) _inflight: CountGuard,
 }
 
 impl Ctx {

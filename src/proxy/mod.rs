@@ -38,7 +38,7 @@ use crate::enforce::{Denial, Verdict};
 use crate::observe::Timings;
 use crate::reason::Reason;
 use crate::socketio::Authorized;
-use crate::state::{Counted, State};
+use crate::state::{CountGuard, State};
 
 mod ctx;
 
@@ -68,7 +68,7 @@ impl ProxyHttp for Keygate {
             upstream_status: 0,
             trace: None,
             session: None,
-            _inflight: Counted::new(&self.state.inflight),
+            _inflight: CountGuard::new(&self.state.inflight),
         }
     }
 

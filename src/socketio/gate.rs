@@ -27,7 +27,7 @@ use crate::websocket::close_frame;
 pub(crate) use super::Authorized;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Stage {
     /// No CONNECT accepted yet.
     Awaiting,
     /// At least one CONNECT accepted.
@@ -49,7 +49,7 @@ struct Upgrade {
 pub(crate) struct Gate {
     scanner: Scanner,
     how: Authorized,
-    phase: Phase,
+    stage: Stage,
     upgrade: Upgrade,
     timeout: Duration,
     deadline: Option<Instant>,
@@ -82,7 +82,7 @@ impl Gate {
         Gate {
             scanner: Scanner::new(limit),
             how,
-            phase: Phase::Awaiting,
+            stage: Stage::Awaiting,
             upgrade: Upgrade {
                 path,
                 query: crate::canonical::split_target(req.raw_path())
@@ -108,7 +108,7 @@ impl Gate {
 
     /// Whether the backend's bytes must be dropped (the client was refused).
     pub(crate) fn closed(&self) -> bool {
-        self.phase == Phase::Closed
+        self.stage == Stage::Closed
     }
 
     /// The backend answered 101: the CONNECT deadline starts now.
@@ -119,14 +119,14 @@ impl Gate {
 
     /// Whether the CONNECT deadline has passed without a CONNECT.
     pub(crate) fn expired(&self) -> bool {
-        self.phase == Phase::Awaiting && self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.stage == Stage::Awaiting && self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Ends the connection with a close frame 1008 (the deadline passed, or a protocol
     /// violation): written at once; the backend gets nothing more.
     pub(crate) async fn close(&mut self, session: &mut Session, why: &str) -> pingora::Result<()> {
         tracing::info!(why, "Socket.IO websocket closed");
-        self.phase = Phase::Closed;
+        self.stage = Stage::Closed;
         self.refused.get_or_insert(Reason::MissingCredentials);
         session
             .write_response_body(Some(close_frame(1008, "policy violation")), false)
@@ -141,14 +141,14 @@ impl Gate {
         body: &mut Option<Bytes>,
         state: &State,
     ) -> pingora::Result<()> {
-        if self.phase == Phase::Closed {
+        if self.stage == Stage::Closed {
             *body = None;
             return Ok(());
         }
         let Some(chunk) = body.take() else {
             return Ok(()); // the client closed
         };
-        if self.phase == Phase::Awaiting {
+        if self.stage == Stage::Awaiting {
             if let Some(deadline) = self.deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -171,12 +171,12 @@ impl Gate {
                     match self.authorize(&namespace, auth, state).await {
                         Ok(frame) => {
                             out.push(frame);
-                            self.phase = Phase::Open;
+                            self.stage = Stage::Open;
                             session.set_read_timeout(None);
                         }
                         Err(reason) => {
                             tracing::info!(reason = reason.as_str(), %namespace, "Socket.IO CONNECT refused");
-                            self.phase = Phase::Closed;
+                            self.stage = Stage::Closed;
                             self.refused = Some(reason);
                             let refusal = super::refusal(&namespace, reason.as_str());
                             session.write_response_body(Some(refusal), false).await?;

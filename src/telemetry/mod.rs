@@ -134,7 +134,7 @@ impl Telemetry {
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(Counted(exporter))
+            .with_batch_exporter(CountingExporter(exporter))
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 s.sample_ratio,
             ))))
@@ -159,7 +159,7 @@ impl Telemetry {
 
 /// The OTLP exporter, counting and (at most once a minute) logging its failures.
 #[derive(Debug)]
-struct Counted<E>(E);
+struct CountingExporter<E>(E);
 
 /// Unix second of the last failure logged.
 static LAST_FAILURE_LOG: AtomicU64 = AtomicU64::new(0);
@@ -167,7 +167,7 @@ static LAST_FAILURE_LOG: AtomicU64 = AtomicU64::new(0);
 /// How often a failing exporter is logged, seconds.
 const FAILURE_LOG_INTERVAL: u64 = 60;
 
-impl<E: SpanExporter> SpanExporter for Counted<E> {
+impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let spans = batch.len();
         let result = self.0.export(batch).await;

@@ -1,7 +1,7 @@
 //! JWK-set providers (`jwks_url`, `openid_configuration_url`): keys an identity provider
 //! publishes and rotates (RFC 7517 §5; OpenID Connect Discovery 1.0 §3).
 //!
-//! - The request path reads the provider's [`State`] lock-free (one `ArcSwap`) and never fetches.
+//! - The request path reads the provider's [`FetchState`] lock-free (one `ArcSwap`) and never fetches.
 //! - One background task per provider ([`refresh::run`]) does every fetch ([`fetch`]): every
 //!   `refresh_seconds` (shortened by a smaller `Cache-Control: max-age`, never below
 //!   `min_refresh_interval_seconds`), with jittered exponential backoff while failing, and when
@@ -40,7 +40,7 @@ pub enum Endpoint {
 
 /// What the fetch loop last learned; replaced whole after every attempt.
 #[derive(Default)]
-pub struct State {
+pub struct FetchState {
     /// The last good keys.
     pub keys: Option<Arc<KeySet>>,
     /// When fetches started failing (since the last success).
@@ -90,7 +90,7 @@ pub struct JwksProvider {
     name: String,
     cfg: JwksTiming,
     fetcher: fetch::Fetcher,
-    state: ArcSwap<State>,
+    state: ArcSwap<FetchState>,
     /// Bumped after every fetch attempt, success or not.
     generation: watch::Sender<u64>,
     /// Wakes the fetch loop (unknown `kid`, no usable keys). Shared with the loop, which holds
@@ -117,7 +117,7 @@ impl JwksProvider {
             name: name.to_string(),
             fetcher: fetch::Fetcher::new(name, endpoint, issuers, allowed, cfg.timeout),
             cfg,
-            state: ArcSwap::from_pointee(State::default()),
+            state: ArcSwap::from_pointee(FetchState::default()),
             generation,
             kick: Arc::new(Notify::new()),
             deferred: AtomicBool::new(false),
@@ -152,9 +152,9 @@ impl JwksProvider {
     fn adopt(&self, old: &JwksProvider) {
         if self.fetcher.same_source(&old.fetcher) {
             if let Ok(keys) = old.current() {
-                self.state.store(Arc::new(State {
+                self.state.store(Arc::new(FetchState {
                     keys: Some(keys),
-                    ..State::default()
+                    ..FetchState::default()
                 }));
             }
         }

@@ -1,4 +1,4 @@
-//! The fetch loop of one JWK-set provider: the only writer of its [`State`]. It fetches at
+//! The fetch loop of one JWK-set provider: the only writer of its [`FetchState`]. It fetches at
 //! start, then every refresh period, when kicked (an unknown `kid`, no usable keys) if
 //! `min_refresh_interval_seconds` has passed since the last attempt, and at the end of that
 //! interval when a kid was refused inside it. While fetches fail it backs off exponentially from
@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::{JwksProvider, State};
+use super::{FetchState, JwksProvider};
 use crate::metrics::metrics;
 
 /// Runs the fetch loop of `provider`; returns when the provider is dropped (config reload).
@@ -61,7 +61,7 @@ pub async fn fetch_now(p: &Arc<JwksProvider>) -> Result<(), String> {
 async fn fetch_once(p: &Arc<JwksProvider>, failures: &mut u32) -> Duration {
     let started = Instant::now();
     let before = p.state.load_full();
-    p.state.store(Arc::new(State {
+    p.state.store(Arc::new(FetchState {
         keys: before.keys.clone(),
         failing_since: before.failing_since,
         last_attempt: Some(started),
@@ -97,7 +97,7 @@ async fn fetch_once(p: &Arc<JwksProvider>, failures: &mut u32) -> Duration {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "JWK set fetched"
             );
-            p.state.store(Arc::new(State {
+            p.state.store(Arc::new(FetchState {
                 keys: Some(Arc::new(f.set)),
                 failing_since: None,
                 last_attempt: Some(started),
@@ -114,7 +114,7 @@ async fn fetch_once(p: &Arc<JwksProvider>, failures: &mut u32) -> Duration {
             *failures = failures.saturating_add(1);
             m.jwks_fetches.with_label_values(&[name, e.result]).inc();
             tracing::warn!(authenticator = name, result = e.result, error = %e.detail, "JWK set fetch failed");
-            p.state.store(Arc::new(State {
+            p.state.store(Arc::new(FetchState {
                 keys: before.keys.clone(),
                 failing_since: before.failing_since.or(Some(started)),
                 last_attempt: Some(started),

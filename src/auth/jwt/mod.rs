@@ -15,7 +15,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, Validation};
 
 use super::jwks::{Endpoint, JwksProvider, JwksTiming};
-use super::{Extracted, Identity, RequestParts, Sources, Verdict};
+use super::{Attempt, Extracted, Identity, RequestParts, Sources};
 use crate::config::{FieldError, JwtConfig};
 use crate::reason::Reason;
 use cache::TokenCache;
@@ -169,13 +169,13 @@ impl Jwt {
     }
 
     /// Verifies the request's token.
-    pub(super) async fn verify(&self, req: &RequestParts<'_>) -> Verdict {
+    pub(super) async fn verify(&self, req: &RequestParts<'_>) -> Attempt {
         match self.from.extract(req) {
-            Extracted::Absent => Verdict::Absent,
-            Extracted::Malformed => Verdict::Fail(Reason::MalformedCredentials),
+            Extracted::Absent => Attempt::Absent,
+            Extracted::Malformed => Attempt::Fail(Reason::MalformedCredentials),
             Extracted::Present(token) => match self.verify_token(&token).await {
-                Ok(id) => Verdict::Pass(id),
-                Err(r) => Verdict::Fail(r),
+                Ok(id) => Attempt::Pass(id),
+                Err(r) => Attempt::Fail(r),
             },
         }
     }
