@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("identity", 2),
     ("path", 2),
     ("canonical", 2),
+    ("form", 2),
     ("routes", 2),
     ("revocation", 2),
     ("revocation_file", 2),
