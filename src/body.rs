@@ -60,11 +60,10 @@ pub(crate) fn needed(route: &Route, req: &Canonical<'_>) -> Result<Option<Need>,
 }
 
 /// The matched route and what it needs of the body, when that is something (one route lookup;
-/// `None` at once when no route reads bodies and `req` is not a POST with a body type).
+/// `None` at once when no route reads bodies and `req` is not a POST).
 /// A request whose needs cannot be told is left to `crate::decide`, which refuses it.
 pub(crate) fn to_read(rules: &Ruleset, req: &Canonical<'_>) -> Option<(usize, Need)> {
-    let post_with_type = req.method == Method::POST && req.headers.contains_key(CONTENT_TYPE);
-    if !rules.routes.reads_bodies && !post_with_type {
+    if !rules.routes.reads_bodies && req.method != Method::POST {
         return None;
     }
     let path = crate::path::check(&req.path).ok()?;

@@ -83,6 +83,23 @@ pub(crate) fn strip_to_preflight(up: &mut RequestHeader) {
     }
 }
 
+/// Strips the backend's answer to a forwarded preflight to what a browser reads of it: the
+/// status, `Access-Control-*` and `Vary`, without a body (Fetch standard, "CORS-preflight
+/// fetch"). A handler that served the `OPTIONS` as a request (Express `app.all`) cannot hand
+/// its content to an unauthenticated client this way.
+pub(crate) fn strip_preflight_answer(resp: &mut ResponseHeader) {
+    let doomed: Vec<HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|k| *k != VARY && !k.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in doomed {
+        resp.remove_header(&name);
+    }
+    let _ = resp.insert_header(CONTENT_LENGTH, "0");
+}
+
 #[derive(Debug)]
 enum Origins {
     Any,

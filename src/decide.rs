@@ -103,7 +103,11 @@ pub(crate) async fn decide(
                 Lookup::NotFound => unmatched(rules),
             };
         }
-        if rules.cors_preflight == CorsPreflight::Forward && cors::forwardable(req.headers) {
+        // A preflight naming another method (`?_method=`) is no preflight a browser sends: it
+        // is decided as the request it is.
+        let plain = req.overridden.is_none();
+        if rules.cors_preflight == CorsPreflight::Forward && plain && cors::forwardable(req.headers)
+        {
             if let Lookup::Matched(m) = find(&pf.method) {
                 return Decision::Forward {
                     route: Some(m.route),

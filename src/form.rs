@@ -24,7 +24,8 @@ pub(crate) enum Form {
     Multipart(String),
 }
 
-/// The form `headers` announce, if any.
+/// The form `headers` announce, if any: by `Content-Type`, or a body without one (Rack reads a
+/// POST without `Content-Type` as a form).
 ///
 /// Errors: `malformed_request` when a form type is among several `Content-Type` headers (which
 /// one a backend reads is its choice); `malformed_body` for a form with a `Content-Encoding`
@@ -32,13 +33,19 @@ pub(crate) enum Form {
 /// a multipart type without a usable boundary.
 pub(crate) fn kind(headers: &HeaderMap) -> Result<Option<Form>, Reason> {
     let types = headers.get_all(CONTENT_TYPE);
-    let mut forms = types.iter().map(form_of).filter(|f| !matches!(f, Ok(None)));
-    let Some(form) = forms.next().transpose()?.flatten() else {
+    let form = if types.iter().next().is_none() {
+        has_body(headers).then_some(Form::Urlencoded)
+    } else {
+        let mut forms = types.iter().map(form_of).filter(|f| !matches!(f, Ok(None)));
+        let form = forms.next().transpose()?.flatten();
+        if form.is_some() && types.iter().count() > 1 {
+            return Err(Reason::MalformedRequest);
+        }
+        form
+    };
+    let Some(form) = form else {
         return Ok(None);
     };
-    if types.iter().count() > 1 {
-        return Err(Reason::MalformedRequest);
-    }
     let mut encodings = headers.get_all(CONTENT_ENCODING).iter();
     if !encodings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity")) {
         return Err(Reason::MalformedBody);
@@ -46,18 +53,34 @@ pub(crate) fn kind(headers: &HeaderMap) -> Result<Option<Form>, Reason> {
     Ok(Some(form))
 }
 
-/// The form one `Content-Type` value announces, if any.
+/// Whether the framing headers announce a body (RFC 9112 §6.3): a `Transfer-Encoding`, or a
+/// `Content-Length` other than 0.
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| {
+                v.as_bytes()
+                    .iter()
+                    .any(|b| !matches!(b, b'0' | b' ' | b','))
+            })
+}
+
+/// The form one `Content-Type` value announces, if any. Any of its tokens (split at `;`, `,`
+/// and whitespace) naming a form type counts: PHP cuts the type at the first of these, other
+/// servers at `;` only.
 fn form_of(value: &http::HeaderValue) -> Result<Option<Form>, Reason> {
     let value = value.to_str().map_err(|_| Reason::MalformedRequest)?;
-    let media = value.split(';').next().unwrap_or("").trim();
-    if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    let tokens = || value.split([';', ',', ' ', '\t']).map(str::trim);
+    if tokens().any(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
         return Ok(Some(Form::Urlencoded));
     }
-    if media.len() > 10 && media[..10].eq_ignore_ascii_case("multipart/") {
+    if tokens().any(|t| t.len() > 10 && t[..10].eq_ignore_ascii_case("multipart/")) {
         let parsed: mime::Mime = value.parse().map_err(|_| Reason::MalformedBody)?;
-        let boundary = parsed
-            .get_param(mime::BOUNDARY)
-            .ok_or(Reason::MalformedBody)?;
+        let multipart = parsed.type_() == mime::MULTIPART;
+        let boundary = parsed.get_param(mime::BOUNDARY).filter(|_| multipart);
+        let boundary = boundary.ok_or(Reason::MalformedBody)?;
         return Ok(Some(Form::Multipart(boundary.as_str().to_string())));
     }
     Ok(None)
@@ -67,7 +90,8 @@ fn form_of(value: &http::HeaderValue) -> Result<Option<Form>, Reason> {
 ///
 /// Errors: `malformed_request` for an override that is not a method or disagrees with another
 /// (`Overrides::note`); `malformed_body` for a multipart body that does not parse, a `_method`
-/// part that is not UTF-8 text, or a body that mentions `_method` (or `%5Fmethod`, RFC 2231's
+/// part that is not UTF-8 text, a part name in an encoding some parser decodes and another
+/// does not (`plain_dispositions`), or a body that mentions `_method` (or `%5Fmethod`, RFC 2231's
 /// encoded name) more often than it has parts keygate read by that name (a part name another
 /// parser could read differently, or the word in a part's content).
 pub(crate) fn note_overrides(
@@ -78,6 +102,9 @@ pub(crate) fn note_overrides(
     match form {
         Form::Urlencoded => found.note_form(bytes),
         Form::Multipart(boundary) => {
+            if !plain_dispositions(bytes) {
+                return Err(Reason::MalformedBody);
+            }
             let read = multipart_overrides(boundary, bytes)?;
             let mentions =
                 count_ci(bytes, OVERRIDE_PARAM.as_bytes()) + count_ci(bytes, b"%5fmethod");
@@ -130,6 +157,27 @@ fn multipart_overrides(boundary: &str, bytes: &[u8]) -> Result<Vec<String>, Reas
     };
     all.now_or_never().unwrap_or(Err(Reason::MalformedBody))?;
     Ok(values)
+}
+
+/// Whether every `Content-Disposition` line of a multipart body names its part plainly: no
+/// RFC 2231 extended or continued parameter (`name*=utf-8''%5Fmethod`, `name*0="_me"`, which
+/// Werkzeug and busboy decode), no quoted-pair (`"_meth\od"`), no RFC 2047 encoded word, and no
+/// folded continuation line. Parsers disagree on all of these, so none is read for a name.
+fn plain_dispositions(bytes: &[u8]) -> bool {
+    let mut lines = bytes.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if count_ci(line, b"content-disposition") == 0 {
+            continue;
+        }
+        let encoded = line.iter().any(|&b| b == b'*' || b == b'\\') || count_ci(line, b"=?") > 0;
+        let folded = lines
+            .peek()
+            .is_some_and(|next| matches!(next.first(), Some(b' ' | b'\t')));
+        if encoded || folded {
+            return false;
+        }
+    }
+    true
 }
 
 /// How often `needle` (ASCII) occurs in `haystack`, ignoring ASCII case.

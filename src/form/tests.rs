@@ -65,6 +65,24 @@ fn form_types_are_told_by_content_type_and_encoding() {
         k(&[("content-type", "multipart/form-data")]),
         Err(Reason::MalformedBody)
     );
+    // PHP cuts the type at `,` or a space; Rack reads a body without a type as a form.
+    for odd in [
+        "application/x-www-form-urlencoded,x",
+        "application/x-www-form-urlencoded x",
+        "text/plain, application/x-www-form-urlencoded",
+    ] {
+        assert_eq!(
+            k(&[("content-type", odd)]),
+            Ok(Some(Form::Urlencoded)),
+            "{odd}"
+        );
+    }
+    assert_eq!(k(&[("content-length", "5")]), Ok(Some(Form::Urlencoded)));
+    assert_eq!(
+        k(&[("transfer-encoding", "chunked")]),
+        Ok(Some(Form::Urlencoded))
+    );
+    assert_eq!(k(&[("content-length", "0")]), Ok(None));
 }
 
 #[test]
@@ -99,6 +117,13 @@ fn multipart_forms_name_the_method_or_are_refused() {
     for disposition in [
         "name*=utf-8''%5Fmethod",
         "name*=UTF-8''_method",
+        "name*=UTF-8''%5F%6Dethod",
+        "name*=utf-8''_%6Dethod",
+        "name*0=\"_me\"; name*1=\"thod\"",
+        "name*0*=utf-8''%5F; name*1=method",
+        "name=\"_meth\\od\"",
+        "name=\"=?utf-8?q?=5Fmethod?=\"",
+        "name=\"x\"\r\n name=\"_method\"",
         "filename=\"_method\"; name=\"file\"",
     ] {
         let r = of(MP, &body(&[part(disposition, "DELETE")]));

@@ -14,8 +14,10 @@
 //!  request_body_filter     Socket.IO websockets: every CONNECT through the gate (socketio/gate.rs)
 //!  upstream_response_filter an upgrade forwarded without a verified credential must get 101;
 //!                          a 101 opens the connection's session (sessions/)
-//!  response_filter         CORS headers for allowed origins; a 101 drops this request's rules
-//!  response_body_filter    nothing from the backend once the gate refused the client
+//!  response_filter         CORS headers for allowed origins; a forwarded preflight's answer
+//!                          stripped to its CORS headers; a 101 drops this request's rules
+//!  response_body_filter    nothing from the backend once the gate refused the client, nor
+//!                          for a forwarded preflight
 //!  poll_upgraded_close     an upgraded connection ends when its session does (sessions/)
 //!  fail_to_proxy           keygate's own answer when the backend's must not reach the client
 //!  logging                 the report (enforce/record.rs: metrics, access log, spans), and the
@@ -232,6 +234,9 @@ impl ProxyHttp for Keygate {
                 None => Cors::strip(resp),
             }
         }
+        if ctx.how() == Forwarding::Preflight {
+            crate::cors::strip_preflight_answer(resp);
+        }
         // A quota route's answer says what is left of the quota.
         let ratelimit = ctx.verdict.as_ref().and_then(Verdict::ratelimit);
         crate::enforce::render::ratelimit(resp, ratelimit);
@@ -250,6 +255,9 @@ impl ProxyHttp for Keygate {
     ) -> Result<Option<std::time::Duration>> {
         if ctx.gate.as_ref().is_some_and(|g| g.closed()) {
             *body = Some(Bytes::new()); // the backend gets no say after a refusal
+        }
+        if ctx.how() == Forwarding::Preflight {
+            *body = None; // a preflight's answer has no body (cors::strip_preflight_answer)
         }
         Ok(None)
     }

@@ -6,10 +6,12 @@ documentation's middleware does (HTTP_X_HTTP_METHOD_OVERRIDE from the WSGI envir
 `X_HTTP_Method_Override` also becomes) and the `_method` query/form field (as Laravel/Symfony).
 Prints {"event":"listening","port":N}, then one JSON line per request it serves:
 {"backend":"flask","handler":..,"method":..,"url":..,"headers":[[name, value], ...]}."""
+import io
 import json
 from urllib.parse import parse_qs
 
 from flask import Flask, jsonify, request
+from werkzeug.formparser import parse_form_data
 from werkzeug.serving import make_server
 
 
@@ -22,6 +24,13 @@ class MethodOverride:
         if not method:
             query = parse_qs(environ.get("QUERY_STRING", ""))
             method = (query.get("_method") or [None])[0]
+        if not method and environ.get("REQUEST_METHOD") == "POST":
+            # Werkzeug's own form parser (urlencoded and multipart, RFC 2231 names decoded).
+            n = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(n) if n else b""
+            form = parse_form_data(dict(environ, **{"wsgi.input": io.BytesIO(raw)}))[1]
+            method = form.get("_method")
+            environ["wsgi.input"] = io.BytesIO(raw)
         if method:
             environ["REQUEST_METHOD"] = method.upper()
         return self.app(environ, start_response)

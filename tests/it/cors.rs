@@ -95,21 +95,44 @@ fn without_a_cors_block_preflights_are_denied_or_forwarded_stripped() {
         .env(env[0].0, env[0].1)
         .start();
     let mut h = preflight("GET", "authorization");
-    h.extend([
-        ("X-Auth-User-Id", "spoof".to_string()),
-        ("Cookie", "session=x".to_string()),
-        ("X-HTTP-Method-Override", "DELETE".to_string()),
-    ]);
+    h.extend([("X-Auth-User-Id", "spoof".to_string()), ("Cookie", "session=x".to_string())]);
+    up.take_received();
     let r = send(&fwd, "OPTIONS", feed, &h, b"");
     assert_eq!(r.status, 200, "{}", r.text());
-    let names: Vec<String> =
-        r.upstream_headers().into_iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+    let received = up.take_received();
+    let names: Vec<String> = received[0]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap().to_ascii_lowercase())
+        .collect();
     assert_eq!(
         names,
         ["host", "origin", "access-control-request-method", "access-control-request-headers"],
         "only the preflight's own headers are forwarded"
     );
+    // The backend's answer reaches the client as a preflight answer: status and CORS headers
+    // only, never the content of a handler that served the OPTIONS as a request.
+    assert!(r.body.is_empty(), "{}", r.text());
+    assert!(
+        r.headers.iter().all(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            k.starts_with("access-control-")
+                || ["vary", "content-length", "date", "server", "connection"].contains(&k.as_str())
+        }),
+        "{:?}",
+        r.headers
+    );
     let hits = up.hits();
+    // A "preflight" that names another method (`?_method=`, an override header) is no
+    // preflight: it is decided as the request it is (the fourth review's B3).
+    let mut h = preflight("GET", "");
+    h.push(("X-HTTP-Method-Override", "DELETE".to_string()));
+    send(&fwd, "OPTIONS", feed, &h, b"").assert_denied(405, "method_not_allowed");
+    send(&fwd, "OPTIONS", &format!("{feed}?_method=DELETE"), &preflight("GET", ""), b"")
+        .assert_denied(405, "method_not_allowed");
+    send(&fwd, "OPTIONS", "/api/v1/x?_method=GET", &preflight("GET", ""), b"")
+        .assert_denied(401, "missing_credentials");
     // Not forwarded: a body, an Upgrade, a method the route does not allow.
     send(&fwd, "OPTIONS", "/api/v1/x", &preflight("GET", ""), b"{}")
         .assert_denied(401, "missing_credentials");

@@ -139,6 +139,36 @@ fn finding_5_method_overrides_in_form_bodies_must_be_allowed() {
 }
 
 #[test]
+fn finding_5_multipart_names_werkzeug_decodes_are_refused() {
+    // Werkzeug decodes RFC 2231 parameter names (the fourth review's B2): a part whose name is
+    // `_method` only once decoded is refused, never skipped.
+    let flask = Program::flask();
+    let kg = attack_keygate(flask.addr());
+    let mp = ("Content-Type", "multipart/form-data; boundary=XyZ");
+    let body = |disposition: &str| {
+        format!(
+            "--XyZ\r\nContent-Disposition: form-data; {disposition}\r\n\r\nDELETE\r\n--XyZ--\r\n"
+        )
+    };
+    for disposition in [
+        "name*=UTF-8''%5F%6Dethod",
+        "name*=utf-8''_%6Dethod",
+        "name*0=\"_me\"; name*1=\"thod\"",
+        "name*0*=utf-8''%5F; name*1=method",
+    ] {
+        kg.post("/items/7", &[mp], body(disposition).as_bytes())
+            .assert_denied(400, "malformed_body");
+    }
+    kg.post("/items/7", &[mp], body("name=\"_method\"").as_bytes())
+        .assert_denied(405, "method_not_allowed");
+    // Rack reads a POST without Content-Type as a form: so does keygate.
+    kg.post("/items/7", &[], b"_method=DELETE").assert_denied(405, "method_not_allowed");
+    let r = kg.post("/items/7", &[mp], body("name=\"title\"").as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(handlers(&flask.events(Duration::from_millis(300))), ["public_items"]);
+}
+
+#[test]
 fn finding_6_the_socketio_gate_speaks_only_engineio_v4() {
     let sio = Program::node_with_env("socketio_server.js", &[SIO], &[("SIO_ALLOW_EIO3", "1")]);
     let kg = attack_keygate(sio.addr());
