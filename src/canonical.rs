@@ -57,8 +57,15 @@ impl<'a> Canonical<'a> {
     /// target (what pingora forwards byte for byte).
     ///
     /// Errors: `malformed_path` for a target that is not origin- or absolute-form;
-    /// `malformed_request` for method overrides that disagree or are not one token.
+    /// `malformed_request` for method overrides that disagree or are not one token, and for an
+    /// HTTP/1.1 request without `Host` or any request with more than one.
     pub(crate) fn proxied(req: &'a RequestHeader) -> Result<Canonical<'a>, Reason> {
+        // RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any with two, is a 400; which
+        // host a backend would read from two is its choice.
+        let hosts = req.headers.get_all(http::header::HOST).iter().count();
+        if hosts > 1 || (hosts == 0 && req.version >= Version::HTTP_11) {
+            return Err(Reason::MalformedRequest);
+        }
         let (path, query) = split_target(req.raw_path()).ok_or(Reason::MalformedPath)?;
         Canonical::build(req.method.clone(), path.into(), query.map(Into::into), req)
     }

@@ -4,6 +4,9 @@ use super::*;
 
 fn req(method: &str, target: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
     let mut r = RequestHeader::build(method, target, None).unwrap();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        r.append_header("host", "app.test").unwrap();
+    }
     for (k, v) in headers {
         r.append_header(k.to_string(), *v).unwrap();
     }
@@ -205,4 +208,21 @@ proptest::proptest! {
             proptest::prop_assert!(text.ends_with(&rebuilt));
         }
     }
+}
+
+#[test]
+fn one_host_is_required_as_rfc_9112_says() {
+    let mut none = RequestHeader::build("GET", b"/", None).unwrap();
+    assert_eq!(
+        Canonical::proxied(&none).unwrap_err(),
+        Reason::MalformedRequest
+    );
+    none.set_version(Version::HTTP_10);
+    assert!(Canonical::proxied(&none).is_ok(), "HTTP/1.0 needs none");
+    let two = req("GET", b"/", &[("host", "a.test"), ("Host", "b.test")]);
+    assert_eq!(
+        Canonical::proxied(&two).unwrap_err(),
+        Reason::MalformedRequest
+    );
+    assert!(Canonical::proxied(&req("GET", b"/", &[])).is_ok());
 }

@@ -64,6 +64,7 @@ const WS: [(&str, &str); 4] = [
 
 fn run(rules: &Ruleset, method: &str, target: &str, headers: &[(&str, &str)]) -> Decision {
     let mut req = RequestHeader::build(method, target.as_bytes(), None).unwrap();
+    req.append_header("host", "app.test").unwrap();
     for (k, v) in headers {
         req.append_header(k.to_string(), *v).unwrap();
     }

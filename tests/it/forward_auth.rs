@@ -59,8 +59,21 @@ fn nginx_front_decides_about_the_request_nginx_forwards() {
     let (kg, fa) = forward_auth_keygate(up.addr, "nginx", "");
     let nginx = nginx_front(fa, up.addr);
     let alice = bearer("alice");
-    let r = request(nginx.addr, "GET", "/api/v1/me?x=1", &[("Authorization", &alice)], b"");
+    let lies = [
+        ("Authorization", alice.as_str()),
+        ("X-Real-IP", "10.9.9.9"),
+        ("X-Forwarded-Host", "evil.test"),
+        ("X-Forwarded-Proto", "https"),
+        ("Forwarded", "for=10.9.9.9"),
+    ];
+    let r = request(nginx.addr, "GET", "/api/v1/me?x=1", &lies, b"");
     assert_eq!(r.status, 200, "{}", r.text());
+    // The forwarding headers are the snippet's own, as keygate's listener would set them.
+    assert_eq!(r.upstream_header("x-real-ip"), None);
+    assert_eq!(r.upstream_header("forwarded"), None);
+    assert_eq!(r.upstream_header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(r.upstream_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_ne!(r.upstream_header("x-forwarded-host").as_deref(), Some("evil.test"));
     assert_eq!(r.upstream_header("x-auth-user-id").as_deref(), Some("alice"));
     assert_eq!(r.upstream_header("x-auth-method").as_deref(), Some("jwt"));
     assert_eq!(

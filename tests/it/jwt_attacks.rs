@@ -154,6 +154,16 @@ fn attack_tokens_are_refused_with_their_reason() {
         json!({"sub": "m", "iss": "issuer.test", "aud": "aud-1", "exp": t + 60}),
     );
     kg.get("/multi/x", &[("X-Multi-Token", &multi)]).assert_denied(401, "algorithm_not_allowed");
+    // RFC 7519 §4.1.1: `iss` is one string; jsonwebtoken would accept an array holding one
+    // configured issuer beside another (the fourth review).
+    let iss = |iss: serde_json::Value| {
+        let claims = json!({"sub": "m", "iss": iss, "aud": "aud-1", "exp": t + 60});
+        sign("rsa.key", "RS256", Some("rsa"), claims)
+    };
+    let arrayed = iss(json!(["https://evil.test", "https://issuer.test"]));
+    kg.get("/multi/x", &[("X-Multi-Token", &arrayed)]).assert_denied(401, "malformed_credentials");
+    let single = iss(json!("https://issuer.test"));
+    assert_eq!(kg.get("/multi/x", &[("X-Multi-Token", &single)]).status, 200);
     // The untampered token still works afterwards.
     let r = kg.get("/api/v1/notifications", &[("Authorization", &format!("Bearer {valid}"))]);
     assert_eq!(r.status, 200);

@@ -119,6 +119,11 @@ fn check_claims(
     key: &VerifyKey,
     rules: &Rules,
 ) -> Result<Identity, Reason> {
+    // RFC 7519 §4.1.1: `iss` is one StringOrURI. jsonwebtoken accepts an array if any member
+    // matches; a backend reading the claims would see another issuer.
+    if claims.get("iss").is_some_and(|v| !v.is_string()) {
+        return Err(Reason::MalformedCredentials);
+    }
     for c in &rules.require_other {
         if claims.get(c).is_none_or(Value::is_null) {
             return Err(Reason::MissingClaim);
