@@ -47,6 +47,7 @@ BARE = TARGET / PROFILE / "examples" / "bare_pingora"
 WRK_LUA = BENCH / "wrk.lua"
 RSA_KEY = REPO / "tests" / "fixtures" / "rsa.key"
 RSA_PUB = REPO / "tests" / "fixtures" / "rsa.pub"
+EC_KEY = REPO / "tests" / "fixtures" / "ec256.key"
 RSA_OTHER_KEY = REPO / "tests" / "fixtures" / "rsa_other.key"
 
 HOST = "127.0.0.1"
@@ -96,6 +97,7 @@ class Row:
     access_log: bool = True  # keygate access log
     family: str = "reference"
     quota: str | None = None  # keygate: None | local (a route quota) | redis (+ shared_state)
+    extra: str | None = None  # keygate, with jwt: None | assertion | allow_if | bind_json (issue 19)
 
 
 ROWS = [
@@ -130,6 +132,15 @@ ROWS = [
         "api_key with a route quota shared through redis-server on loopback (load core): one script "
         "call (EVALSHA) per request (compare with keygate-api-key)", auth="api_key", quota="redis",
         family="keygate"),
+    Row("keygate-assertion", "keygate JWT + signed assertion", "keygate",
+        "keygate-jwt with identity.assertion: an ES256 JWT signed per request for the backend "
+        "(compare with keygate-jwt)", auth="jwt", extra="assertion", family="keygate"),
+    Row("keygate-allow-if", "keygate JWT + allow_if", "keygate",
+        "keygate-jwt with a CEL allow_if on the claims and the identity (compare with keygate-jwt)",
+        auth="jwt", extra="allow_if", family="keygate"),
+    Row("keygate-bind-json", "keygate JWT + bind_json", "keygate",
+        "keygate-jwt, POST with a 60-byte JSON body read before deciding and bind_json on /user_id "
+        "(compare with keygate-jwt)", auth="jwt", extra="bind_json", family="keygate"),
     Row("keygate-log-off", "keygate passthrough, access log off", "keygate",
         "keygate passthrough with the access log off (compare with `keygate`, log on)", access_log=False,
         family="keygate"),
@@ -227,10 +238,14 @@ def wait_port_free(port, timeout=10.0):
     raise BenchError(f"port {port} still in use (another process listens on it?)")
 
 
-def http_get(port, path="/bench", headers=None, timeout=5.0):
+BIND_JSON_BODY = '{"user_id":"u1","events":[{"type":"seen","id":"n-0001"}]}'
+
+
+def http_get(port, path="/bench", headers=None, timeout=5.0, body=None):
+    """(status, body) of one GET, or of a POST when `body` is given."""
     c = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        c.request("GET", path, headers=headers or {})
+        c.request("GET" if body is None else "POST", path, body=body, headers=headers or {})
         r = c.getresponse()
         return r.status, r.read().decode(errors="replace")
     finally:
@@ -465,6 +480,7 @@ def tamper(token: str) -> str:
 @dataclass
 class Creds:
     jwt: str
+    jwt_u2: str
     jwt_bad_sig: str
     jwt_expired: str
     jwt_other_key: str
@@ -484,6 +500,7 @@ def make_creds(work: Path, n_distinct=DISTINCT) -> Creds:
         raise BenchError(f"keygate token hmac gives {kg!r}, harness computes {hmac_token('u1')!r}")
     return Creds(
         jwt=jwt,
+        jwt_u2=keygate_token("u2"),
         jwt_bad_sig=tamper(jwt),
         jwt_expired=keygate_token("u1", claims=["exp=1000", "iat=900"]),
         jwt_other_key=keygate_token("u1", key=RSA_OTHER_KEY),
@@ -539,6 +556,17 @@ def bad_requests(row: Row, c: Creds) -> list:
         ]
     if row.auth == "api_key":
         return [("no credential", {}), ("wrong key", {"Authorization": "Bearer ak_wrong"})]
+    return []
+
+
+def refused_by_extra(row: Row, c: Creds) -> list:
+    """(what, headers, body, status) that the row's issue-19 feature must refuse."""
+    if row.extra == "allow_if":
+        return [("valid token of u2 (allow_if false) -> 403", {"Authorization": f"Bearer {c.jwt_u2}"}, None, 403)]
+    if row.extra == "bind_json":
+        auth = {"Authorization": f"Bearer {c.jwt}", "Content-Type": "application/json"}
+        return [("body naming u2 -> 403", auth, BIND_JSON_BODY.replace('"u1"', '"u2"'), 403),
+                ("body not JSON -> 400", auth, "user_id=u1", 400)]
     return []
 
 
@@ -672,6 +700,12 @@ def keygate_conf(work: Path, row: Row, access_log_field: bool) -> Path:
     if auths:
         route_auth = "[user]"
     quota = f", quota: {QUOTA}" if row.quota else ""
+    if row.extra == "allow_if":
+        quota += """, allow_if: 'identity.user_id == "u1" && claims.sub == identity.user_id'"""
+    elif row.extra == "bind_json":
+        quota += ', bind_json: ["/user_id"]'
+    identity = (f'identity: {{ assertion: {{ key_file: "{EC_KEY}", audience: bench-backend }} }}'
+                if row.extra == "assertion" else "")
     shared = (f'shared_state: {{ redis_url: "redis://{HOST}:{REDIS_PORT}/0", key_prefix: "bench:" }}'
               if row.quota == "redis" else "")
     conf = d / "keygate.yaml"
@@ -684,6 +718,7 @@ shutdown_grace_seconds: 1
 token_cache: {{ max_entries: {row.cache}, max_ttl_seconds: 3600 }}
 {"access_log: false" if access_log_field and not row.access_log else ""}
 {shared}
+{identity}
 authenticators:
 {auths or "  {}"}
 routes:
@@ -880,8 +915,15 @@ class Session:
         c, port, passed = self.creds, self.proxy_port(row), []
         cred = {"jwt": "user/k1", "hmac": "user", "client_secret": "user/bench", "api_key": "user/bench"}
 
-        def expect(what, headers, status, body=None):
-            st, got = http_get(port, headers=headers)
+        post = BIND_JSON_BODY if row.extra == "bind_json" else None
+        if post is not None:
+            post_type = {"Content-Type": "application/json"}
+        else:
+            post_type = {}
+
+        def expect(what, headers, status, body=None, send=post):
+            headers = {**headers, **post_type} if send is not None else headers
+            st, got = http_get(port, headers=headers, body=send)
             if st != status or (body is not None and got != body):
                 raise BenchError(f"{row.id}: {what}: got {st} {got[:200]!r}, expected {status} {body!r}")
             passed.append(what)
@@ -896,6 +938,17 @@ class Session:
             expect("valid request -> 200 + forwarded identity", row_headers(row, c), 200, body_for())
         for what, headers in bad_requests(row, c):
             expect(f"{what} -> 401", headers, 401)
+        for what, headers, send, status in refused_by_extra(row, c):
+            expect(what, headers, status, send=send if send is not None else post)
+        if row.extra == "assertion":
+            # The upstream echoes no assertion; keygate's JWK set must publish the signing key.
+            c2 = http.client.HTTPConnection(HOST, ADMIN_PORT, timeout=5)
+            c2.request("GET", "/.well-known/jwks.json")
+            jwks = c2.getresponse().read().decode()
+            c2.close()
+            if '"crv":"P-256"' not in jwks.replace(" ", ""):
+                raise BenchError(f"{row.id}: no assertion key in the admin JWK set: {jwks[:200]}")
+            passed.append("assertion key published")
         if row.server == "keygate" or row.server == "haproxy-jwt":
             spoof = {**row_headers(row, c), "x-auth-user-id": "evil"}
             if row.distinct:
@@ -973,6 +1026,8 @@ class Session:
         else:
             for k, v in row_headers(row, self.creds).items():
                 argv += ["-H", f"{k}: {v}"]
+        if row.extra == "bind_json":
+            env["BENCH_BODY"] = BIND_JSON_BODY
         argv.append(f"http://{HOST}:{self.proxy_port(row)}/bench")
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         cpu = None

@@ -9,6 +9,15 @@
 --   keygate alike. BENCH_TOKEN_OFFSET=K starts at the K-th token.
 -- * Without BENCH_TOKENS no request() is defined and wrk keeps its static (-H) request path.
 
+-- * With BENCH_BODY=JSON, every request is a POST of that body (Content-Type: application/json),
+--   for the bind_json row.
+
+if os.getenv("BENCH_BODY") then
+  wrk.method = "POST"
+  wrk.body = os.getenv("BENCH_BODY")
+  wrk.headers["Content-Type"] = "application/json"
+end
+
 local tokens_file = os.getenv("BENCH_TOKENS")
 local reqs, n, i = {}, 0, 0
 

@@ -76,7 +76,8 @@ fn form_of(value: &http::HeaderValue) -> Result<Option<Form>, Reason> {
     if tokens().any(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
         return Ok(Some(Form::Urlencoded));
     }
-    if tokens().any(|t| t.len() > 10 && t[..10].eq_ignore_ascii_case("multipart/")) {
+    // Rack reads any `multipart/...` with a boundary.
+    if tokens().any(|t| t.len() >= 10 && t[..10].eq_ignore_ascii_case("multipart/")) {
         let parsed: mime::Mime = value.parse().map_err(|_| Reason::MalformedBody)?;
         let multipart = parsed.type_() == mime::MULTIPART;
         let boundary = parsed.get_param(mime::BOUNDARY).filter(|_| multipart);

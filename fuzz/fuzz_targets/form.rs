@@ -17,23 +17,25 @@ fuzz_target!(|data: &[u8]| {
     let Ok(found) = method_override(content_type, body) else {
         return;
     };
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    // The documented rule: any token of the type (split at `;`, `,` and whitespace) counts.
+    let tokens: Vec<String> = content_type
+        .split([';', ',', ' ', '\t'])
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
     let pairs: Vec<String> = form_urlencoded::parse(body)
         .filter(|(k, _)| k.eq_ignore_ascii_case("_method"))
         .map(|(_, v)| v.trim().to_ascii_uppercase())
         .collect();
     let mentions = body.windows(7).any(|w| w.eq_ignore_ascii_case(b"_method"));
-    if media == "application/x-www-form-urlencoded" {
+    if tokens
+        .iter()
+        .any(|t| t == "application/x-www-form-urlencoded")
+    {
         match &found {
             Some(m) => assert!(!pairs.is_empty() && pairs.iter().all(|p| p == m.as_str())),
             None => assert!(pairs.is_empty()),
         }
-    } else if media.starts_with("multipart/") {
+    } else if tokens.iter().any(|t| t.starts_with("multipart/")) {
         assert_eq!(found.is_some(), mentions);
     } else {
         assert!(found.is_none());
