@@ -13,22 +13,21 @@
 //! no `Content-Encoding` but `identity`. A form or a compressed body could mean something else to
 //! the backend than what keygate checked.
 //!
-//! A POSTed form (`crate::form`) on a route that restricts methods is read the same way, for the
-//! method its `_method` field names; so is a JSON body's top-level `_method` member (Laravel reads
-//! JSON input as form input).
+//! A JSON body that is read is also checked for a top-level `_method` member (Laravel reads JSON
+//! input as form input). A POSTed form on a route that restricts methods is not read here: it
+//! streams to the backend through `crate::form::Scanner` (`Need::Scan`).
 
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
-use http::{HeaderMap, Method};
+use http::Method;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use crate::canonical::{Canonical, Overrides, OVERRIDE_PARAM};
-use crate::form::Form;
 use crate::reason::Reason;
 use crate::routes::{Lookup, Route};
 use crate::ruleset::Ruleset;
 
-/// A body that was read (`json` is `None` when it was empty or a form).
+/// A body that was read (`json` is `None` when it was empty).
 #[derive(Debug, Default)]
 pub(crate) struct Body {
     /// The parsed body (`crate::json_body::parse`), `None` for an empty body.
@@ -37,38 +36,57 @@ pub(crate) struct Body {
     pub(crate) overridden: Option<Method>,
 }
 
-/// Why a request's body must be read before deciding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a door must do with a request's body before or while forwarding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Need {
-    /// The route reads the JSON body (`bind_json`, a `json_body` source).
+    /// Read it before deciding: the route reads the JSON body (`bind_json`, a `json_body`
+    /// source).
     Json,
-    /// A POSTed form on a route that restricts methods: its `_method` field.
-    Form(Form),
+    /// Scan it while it streams (`crate::form::Scanner`): a POSTed form on a route that
+    /// restricts methods, whose `_method` field a framework could obey.
+    Scan,
 }
 
-/// What `route` needs of the body of `req` before it can be decided (`None`: nothing).
+/// What `route` needs of the body of `req` (`None`: nothing).
 ///
-/// Errors: as `crate::form::kind` for a POST to a route that restricts methods.
+/// Errors: as `crate::form::is_form` for a POST to a route that restricts methods.
 pub(crate) fn needed(route: &Route, req: &Canonical<'_>) -> Result<Option<Need>, Reason> {
     if route.reads_body {
         return Ok(Some(Need::Json));
     }
-    if route.restricts_methods() && req.method == Method::POST {
-        return Ok(crate::form::kind(req.headers)?.map(Need::Form));
+    if route.restricts_methods() && req.method == Method::POST && crate::form::is_form(req.headers)?
+    {
+        return Ok(Some(Need::Scan));
     }
     Ok(None)
 }
 
-/// The matched route and what it needs of the body, when that is something (one route lookup;
-/// `None` at once when no route reads bodies and `req` is not a POST).
-/// A request whose needs cannot be told is left to `crate::decide`, which refuses it.
-pub(crate) fn to_read(rules: &Ruleset, req: &Canonical<'_>) -> Option<(usize, Need)> {
-    if !rules.routes.reads_bodies && req.method != Method::POST {
+/// The scanner for the body of a request settled as `verdict`, when it is forwarded and its
+/// route needs one (`Need::Scan`).
+pub(crate) fn scanner(
+    rules: &Ruleset,
+    verdict: &crate::enforce::Verdict,
+    req: &Canonical<'_>,
+) -> Option<crate::form::Scanner> {
+    use crate::enforce::Verdict;
+    let route = match verdict {
+        Verdict::Forward { route, .. } => (*route)?,
+        Verdict::Observe { route, .. } => *route,
+        _ => return None,
+    };
+    let route = &rules.routes.routes[route];
+    (needed(route, req) == Ok(Some(Need::Scan))).then(crate::form::Scanner::default)
+}
+
+/// The index of the matched route when it reads bodies (one route lookup; `None` at once
+/// when no route of the config reads bodies).
+pub(crate) fn route_reading(rules: &Ruleset, req: &Canonical<'_>) -> Option<usize> {
+    if !rules.routes.reads_bodies {
         return None;
     }
     let path = crate::path::check(&req.path).ok()?;
     match rules.routes.find(&path, &req.method) {
-        Lookup::Matched(m) => Some(m.route).zip(needed(&rules.routes.routes[m.route], req).ok()?),
+        Lookup::Matched(m) if rules.routes.routes[m.route].reads_body => Some(m.route),
         _ => None,
     }
 }
@@ -102,18 +120,17 @@ fn expects_continue(req: &RequestHeader) -> bool {
 }
 
 /// Reads the body of `session` (at most `limit` bytes, all of it within `deadline`) for a route
-/// that inspects it, as `need` says.
+/// that inspects it.
 ///
 /// Errors: `body_too_large` when `Content-Length` or the bytes read exceed `limit` (nothing more
-/// is read; the connection is not reused); `malformed_body` when a non-empty body is not what
-/// `need` reads by its headers or its bytes, or the client stops sending it or is still sending
-/// it at the deadline (a body trickled byte by byte must not hold a task for minutes);
-/// `malformed_request` for `_method` values that are not one method (`Overrides::note`).
+/// is read; the connection is not reused); `malformed_body` when a non-empty body is not JSON by
+/// its headers or its bytes, or the client stops sending it or is still sending it at the
+/// deadline (a body trickled byte by byte must not hold a task for minutes);
+/// `malformed_request` for a `_method` member that is not one method (`Overrides::note`).
 pub(crate) async fn read(
     session: &mut Session,
     limit: usize,
     deadline: std::time::Duration,
-    need: &Need,
 ) -> Result<Body, Reason> {
     let req = session.req_header();
     let declared = req
@@ -124,7 +141,7 @@ pub(crate) async fn read(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Reason::BodyTooLarge);
     }
-    let json_headers = *need != Need::Json || is_json(req);
+    let json_headers = is_json(req);
     if session.as_mut().is_body_empty() {
         return Ok(Body::default());
     }
@@ -163,44 +180,29 @@ pub(crate) async fn read(
     if session.as_ref().retry_buffer_truncated() {
         return Err(Reason::BodyTooLarge); // cannot happen under the cap; never forward a part
     }
-    Body::parse(need, &bytes)
+    Body::parse(&bytes)
 }
 
 impl Body {
-    /// A body from its bytes: empty, JSON, or a form, as `need` says.
+    /// A body from its bytes: empty, or JSON, whose top-level `_method` members must name one
+    /// method.
     ///
-    /// Errors: `malformed_body` for bytes that are not that; `malformed_request` for `_method`
-    /// values that are not one method.
-    pub(crate) fn parse(need: &Need, bytes: &[u8]) -> Result<Body, Reason> {
+    /// Errors: `malformed_body` for bytes that are not JSON; `malformed_request` for `_method`
+    /// members that are not one method.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Body, Reason> {
         if bytes.is_empty() {
             return Ok(Body::default());
         }
+        let json = crate::json_body::parse(bytes).map_err(|_| Reason::MalformedBody)?;
         let mut found = Overrides::default();
-        let json = match need {
-            Need::Form(form) => {
-                crate::form::note_overrides(form, bytes, &mut found)?;
-                None
-            }
-            Need::Json => {
-                let json = crate::json_body::parse(bytes).map_err(|_| Reason::MalformedBody)?;
-                let members = json.as_object().into_iter().flatten();
-                for (_, v) in members.filter(|(k, _)| k.eq_ignore_ascii_case(OVERRIDE_PARAM)) {
-                    found.note(v.as_str().ok_or(Reason::MalformedRequest)?.as_bytes())?;
-                }
-                Some(json)
-            }
-        };
+        let members = json.as_object().into_iter().flatten();
+        for (_, v) in members.filter(|(k, _)| k.eq_ignore_ascii_case(OVERRIDE_PARAM)) {
+            found.note(v.as_str().ok_or(Reason::MalformedRequest)?.as_bytes())?;
+        }
         Ok(Body {
-            json,
+            json: Some(json),
             overridden: found.0,
         })
-    }
-
-    /// A body given with its headers (`keygate explain -d`): a form by its `Content-Type`, else
-    /// JSON.
-    pub(crate) fn of_request(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, Reason> {
-        let need = crate::form::kind(headers)?.map_or(Need::Json, Need::Form);
-        Body::parse(&need, bytes)
     }
 }
 

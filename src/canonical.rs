@@ -183,6 +183,23 @@ fn overrides(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Method>,
     Ok(found.0)
 }
 
+/// Whether a query parameter name reads as `_method` to some framework, in any case: as it is;
+/// as an array (`qs` and PHP read `_method[]` and `_method[0]`); or mangled by PHP, which strips
+/// leading spaces and turns `.`, a space and an unclosed `[` into `_` (`.method`, `[method`).
+/// A byte-order mark before it is ignored (body-parser drops one).
+fn names_override(name: &str) -> bool {
+    let name = name.trim_start_matches([' ', '\u{feff}']);
+    let name = match name.find('[') {
+        Some(i) if i > 0 && name[i..].contains(']') => &name[..i],
+        _ => name,
+    };
+    let mut chars = name
+        .chars()
+        .map(|c| if matches!(c, '.' | ' ' | '[') { '_' } else { c });
+    let mangled: String = chars.by_ref().take(OVERRIDE_PARAM.len() + 1).collect();
+    mangled.eq_ignore_ascii_case(OVERRIDE_PARAM)
+}
+
 /// The method overrides found so far, in any place (headers, query, body): every one must name
 /// the same method.
 #[derive(Debug, Default)]
@@ -206,11 +223,11 @@ impl Overrides {
         }
     }
 
-    /// Notes every `_method` field (name in any case) of an `application/x-www-form-urlencoded`
-    /// string (a query or a form body; WHATWG URL's form-urlencoded parser).
+    /// Notes every field of an `application/x-www-form-urlencoded` string (a query; WHATWG URL's
+    /// form-urlencoded parser) that a framework reads as `_method` (`names_override`).
     pub(crate) fn note_form(&mut self, form: &[u8]) -> Result<(), Reason> {
         for (k, v) in form_urlencoded::parse(form) {
-            if k.eq_ignore_ascii_case(OVERRIDE_PARAM) {
+            if names_override(&k) {
                 self.note(v.as_bytes())?;
             }
         }

@@ -14,6 +14,7 @@ use http::Method;
 use pingora::http::ResponseHeader;
 
 use crate::auth::{Identity, RequestParts};
+use crate::body::Need;
 use crate::canonical::Canonical;
 use crate::config::{CorsPreflight, Unmatched};
 use crate::cors;
@@ -169,14 +170,12 @@ async fn authorize(
     observer: &mut dyn Observer,
 ) -> Decision {
     let route = &rules.routes.routes[m.route];
-    // A route that reads bodies (issue 19), or a POSTed form that could name another method, is
-    // decided only with its body (src/body.rs); forward-auth never has it.
-    if body.is_none() {
-        match crate::body::needed(route, req) {
-            Ok(None) => {}
-            Ok(Some(_)) => return deny(Some(m.route), Reason::NoRoute),
-            Err(reason) => return deny(Some(m.route), reason),
-        }
+    // A route that reads bodies (issue 19) is decided only with its body (src/body.rs);
+    // forward-auth never has it. A form to scan is the door's to scan (`body::Need::Scan`).
+    match crate::body::needed(route, req) {
+        Ok(Some(Need::Json)) if body.is_none() => return deny(Some(m.route), Reason::NoRoute),
+        Ok(_) => {}
+        Err(reason) => return deny(Some(m.route), reason),
     }
     let overridden = crate::canonical::Overrides(req.overridden.clone())
         .merge(body.and_then(|b| b.overridden.as_ref()));

@@ -86,11 +86,10 @@ pub async fn explain(
         let _ = writeln!(out, "  removed client-sent identity header {name}");
     }
     let mut steps = Steps::default();
-    let body = body.map(|b| crate::body::Body::of_request(&req.headers, b));
-    let body = match body.transpose() {
+    let body = match body.map(crate::body::Body::parse).transpose() {
         Ok(b) => b,
         Err(r) => {
-            let _ = writeln!(out, "body: not JSON, or not a form keygate reads");
+            let _ = writeln!(out, "body: not JSON");
             let _ = writeln!(out, "result: {} {r} (denied; never forwarded)", r.status());
             return false;
         }

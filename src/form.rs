@@ -1,192 +1,173 @@
-//! Method overrides in form bodies (`SECURITY.md`, "The canonical request"): Rack's
-//! `MethodOverride`, Symfony and Laravel, and Express's `method-override` with a `req.body`
-//! getter run the handler of the method a POSTed form's `_method` field names. keygate reads
-//! such a form on a route that restricts methods (`crate::body`) and decides about the method
-//! the form names.
+//! Method overrides in form bodies (`SECURITY.md`, "The canonical request"). Rack's
+//! `MethodOverride`, Symfony/Laravel and Express's `method-override` with a `req.body` getter
+//! run the handler of the method that a POSTed form's `_method` field names. On a route that
+//! restricts methods, such a form could reach a handler the route does not allow.
 //!
-//! Forms are what frameworks parse by default: `application/x-www-form-urlencoded` (WHATWG URL
-//! form-urlencoded parsing) and `multipart/*` (RFC 7578, parsed by the `multer` crate). A
-//! multipart body keygate cannot read the way a framework would is refused, never guessed at.
+//! keygate does not parse the form to find the field: frameworks disagree too much. Werkzeug
+//! decodes RFC 2231 names and ends part headers at a bare LF; body-parser drops a byte-order
+//! mark; `qs` reads `_method[]`; PHP reads `.method` and `[method` as `_method`. A parser would
+//! read one body one way while the backend read it another. Instead, [`Scanner`] checks the body
+//! as it streams to the backend. A body that could name a method in any of these ways is cut
+//! off before the bytes that would complete the name reach the backend, and the client gets
+//! 400 `malformed_body`. The frameworks apply an override only after parsing the whole body,
+//! so a cut-off body is never acted on. No size limit applies, and nothing is buffered.
 
-use futures_util::FutureExt;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::HeaderMap;
 
-use crate::canonical::{Overrides, OVERRIDE_PARAM};
 use crate::reason::Reason;
 
-/// A form body, as its `Content-Type` announces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Form {
-    /// `application/x-www-form-urlencoded`.
-    Urlencoded,
-    /// `multipart/*` with this boundary (RFC 2046 §5.1.1).
-    Multipart(String),
-}
-
-/// The form `headers` announce, if any: by `Content-Type`, or a body without one (Rack reads a
-/// POST without `Content-Type` as a form).
+/// Whether `headers` announce a body that a framework could read as a form: a form type among
+/// any tokens of `Content-Type`, or a body without a `Content-Type` at all (Rack reads a POST
+/// without one as a form).
 ///
-/// Errors: `malformed_request` when a form type is among several `Content-Type` headers (which
-/// one a backend reads is its choice); `malformed_body` for a form with a `Content-Encoding`
-/// other than `identity` (body-parser inflates gzip and deflate bodies before reading them) or
-/// a multipart type without a usable boundary.
-pub(crate) fn kind(headers: &HeaderMap) -> Result<Option<Form>, Reason> {
-    let types = headers.get_all(CONTENT_TYPE);
-    let form = if types.iter().next().is_none() {
-        has_body(headers).then_some(Form::Urlencoded)
+/// Errors: `malformed_body` for a form with a `Content-Encoding` other than `identity`
+/// (body-parser inflates gzip and deflate bodies before reading them).
+pub(crate) fn is_form(headers: &HeaderMap) -> Result<bool, Reason> {
+    let mut types = headers.get_all(CONTENT_TYPE).iter().peekable();
+    let form = if types.peek().is_none() {
+        has_body(headers)
     } else {
-        let mut forms = types.iter().map(form_of).filter(|f| !matches!(f, Ok(None)));
-        let form = forms.next().transpose()?.flatten();
-        if form.is_some() && types.iter().count() > 1 {
-            return Err(Reason::MalformedRequest);
-        }
-        form
-    };
-    let Some(form) = form else {
-        return Ok(None);
+        types.any(|v| v.as_bytes().split(|b| b"; ,\t".contains(b)).any(form_type))
     };
     let mut encodings = headers.get_all(CONTENT_ENCODING).iter();
-    if !encodings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity")) {
+    if form && !encodings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity")) {
         return Err(Reason::MalformedBody);
     }
-    Ok(Some(form))
+    Ok(form)
+}
+
+/// A media type that some framework parses as a form: `application/x-www-form-urlencoded`, or
+/// any `multipart/...` (Rack reads every multipart type that has a boundary). Any case.
+fn form_type(token: &[u8]) -> bool {
+    token.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+        || (token.len() >= 10 && token[..10].eq_ignore_ascii_case(b"multipart/"))
 }
 
 /// Whether the framing headers announce a body (RFC 9112 §6.3): a `Transfer-Encoding`, or a
 /// `Content-Length` other than 0.
 fn has_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
-            .get_all(http::header::CONTENT_LENGTH)
-            .iter()
-            .any(|v| {
-                v.as_bytes()
-                    .iter()
-                    .any(|b| !matches!(b, b'0' | b' ' | b','))
-            })
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers.get_all(CONTENT_LENGTH).iter().any(|v| {
+            v.as_bytes()
+                .iter()
+                .any(|b| !matches!(b, b'0' | b' ' | b','))
+        })
 }
 
-/// The form one `Content-Type` value announces, if any. Any of its tokens (split at `;`, `,`
-/// and whitespace) naming a form type counts: PHP cuts the type at the first of these, other
-/// servers at `;` only.
-fn form_of(value: &http::HeaderValue) -> Result<Option<Form>, Reason> {
-    let value = value.to_str().map_err(|_| Reason::MalformedRequest)?;
-    let tokens = || value.split([';', ',', ' ', '\t']).map(str::trim);
-    if tokens().any(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded")) {
-        return Ok(Some(Form::Urlencoded));
-    }
-    // Rack reads any `multipart/...` with a boundary.
-    if tokens().any(|t| t.len() >= 10 && t[..10].eq_ignore_ascii_case("multipart/")) {
-        let parsed: mime::Mime = value.parse().map_err(|_| Reason::MalformedBody)?;
-        let multipart = parsed.type_() == mime::MULTIPART;
-        let boundary = parsed.get_param(mime::BOUNDARY).filter(|_| multipart);
-        let boundary = boundary.ok_or(Reason::MalformedBody)?;
-        return Ok(Some(Form::Multipart(boundary.as_str().to_string())));
-    }
-    Ok(None)
-}
+/// The bytes of the word that names an override field.
+const WORD: &[u8; 6] = b"method";
+const DISPOSITION: &[u8; 19] = b"content-disposition";
 
-/// Notes every `_method` field (name in any case) of the form `bytes` into `found`.
+/// Checks a form body as it streams, one chunk at a time, and stops at the first byte that
+/// would complete one of these in the text the frameworks read (percent-decoded, NUL bytes
+/// dropped, any case):
+/// - the word `method` at the start of a name part. It must not follow a letter or digit, so
+///   `_method`, `.method`, `[method`, `+method`, `_method[]` and `payment_method` all count,
+///   and `paymentMethod` does not;
+/// - in a `Content-Disposition` line (folded lines included), an RFC 2231 extended or continued
+///   parameter (`*`) or a quoted-pair (`\`), which parsers decode differently.
 ///
-/// Errors: `malformed_request` for an override that is not a method or disagrees with another
-/// (`Overrides::note`); `malformed_body` for a multipart body that does not parse, a `_method`
-/// part that is not UTF-8 text, a part name in an encoding some parser decodes and another
-/// does not (`plain_dispositions`), or a body that mentions `_method` (or `%5Fmethod`, RFC 2231's
-/// encoded name) more often than it has parts keygate read by that name (a part name another
-/// parser could read differently, or the word in a part's content).
-pub(crate) fn note_overrides(
-    form: &Form,
-    bytes: &[u8],
-    found: &mut Overrides,
-) -> Result<(), Reason> {
-    match form {
-        Form::Urlencoded => found.note_form(bytes),
-        Form::Multipart(boundary) => {
-            if !plain_dispositions(bytes) {
-                return Err(Reason::MalformedBody);
+/// State is carried across chunks, so a word split between chunks is found.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    /// A `%` and up to one hex digit waiting for the rest of the escape.
+    escape: Option<Option<u8>>,
+    /// The last decoded byte (for "does not follow a letter or digit").
+    last: u8,
+    /// How much of `WORD` the decoded text ends with, when it started at a name start.
+    word: usize,
+    /// How much of `DISPOSITION` the decoded text ends with.
+    disposition: usize,
+    /// Inside a `Content-Disposition` line: 0 no, 1 yes, 2 just after its LF (folding?).
+    in_disposition: u8,
+}
+
+impl Scanner {
+    /// Feeds the next chunk. Returns how many of its bytes may be forwarded: `chunk.len()`
+    /// when none completes what the scanner refuses, otherwise the bytes before that one (the
+    /// caller refuses the request and forwards nothing more).
+    pub fn feed(&mut self, chunk: &[u8]) -> usize {
+        for (i, &raw) in chunk.iter().enumerate() {
+            let decoded = match self.escape.take() {
+                None if raw == b'%' => {
+                    self.escape = Some(None);
+                    None
+                }
+                None => Some(raw),
+                Some(None) if raw.is_ascii_hexdigit() => {
+                    self.escape = Some(Some(raw));
+                    None
+                }
+                Some(Some(h)) if raw.is_ascii_hexdigit() => Some(hex(h) << 4 | hex(raw)),
+                Some(pending) => {
+                    // Not an escape after all: `%` (and its digit) stand for themselves.
+                    if !self.step(b'%') || pending.is_some_and(|h| !self.step(h)) {
+                        return i;
+                    }
+                    if raw == b'%' {
+                        self.escape = Some(None);
+                        None
+                    } else {
+                        Some(raw)
+                    }
+                }
+            };
+            if decoded.is_some_and(|b| b != 0 && !self.step(b)) {
+                return i;
             }
-            let read = multipart_overrides(boundary, bytes)?;
-            let mentions =
-                count_ci(bytes, OVERRIDE_PARAM.as_bytes()) + count_ci(bytes, b"%5fmethod");
-            if mentions != read.len() {
-                return Err(Reason::MalformedBody);
-            }
-            read.iter().try_for_each(|v| found.note(v.as_bytes()))
         }
+        chunk.len()
     }
-}
 
-/// The method a POSTed body with this `Content-Type` names in its `_method` fields, as keygate
-/// reads it (`Ok(None)`: not a form, or no such field). For fuzzing and property tests.
-///
-/// Errors: as `kind` and `note_overrides`.
-pub fn method_override(content_type: &str, body: &[u8]) -> Result<Option<http::Method>, Reason> {
-    let value = http::HeaderValue::from_str(content_type).map_err(|_| Reason::MalformedRequest)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, value);
-    let Some(form) = kind(&headers)? else {
-        return Ok(None);
-    };
-    let mut found = Overrides::default();
-    note_overrides(&form, body, &mut found)?;
-    Ok(found.0)
-}
-
-/// The values of the parts named `_method` (any case); every other part is skipped.
-fn multipart_overrides(boundary: &str, bytes: &[u8]) -> Result<Vec<String>, Reason> {
-    let body = bytes::Bytes::copy_from_slice(bytes);
-    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
-    let mut parts = multer::Multipart::new(stream, boundary);
-    let mut values = Vec::new();
-    // The whole body is in memory: every future is ready at once.
-    let all = async {
-        while let Some(field) = parts
-            .next_field()
-            .await
-            .map_err(|_| Reason::MalformedBody)?
-        {
-            let named = field
-                .name()
-                .is_some_and(|n| n.eq_ignore_ascii_case(OVERRIDE_PARAM));
-            if named {
-                let text = field.text().await.map_err(|_| Reason::MalformedBody)?;
-                values.push(text);
-            }
-        }
-        Ok::<_, Reason>(())
-    };
-    all.now_or_never().unwrap_or(Err(Reason::MalformedBody))?;
-    Ok(values)
-}
-
-/// Whether every `Content-Disposition` line of a multipart body names its part plainly: no
-/// RFC 2231 extended or continued parameter (`name*=utf-8''%5Fmethod`, `name*0="_me"`, which
-/// Werkzeug and busboy decode), no quoted-pair (`"_meth\od"`), no RFC 2047 encoded word, and no
-/// folded continuation line. Parsers disagree on all of these, so none is read for a name.
-fn plain_dispositions(bytes: &[u8]) -> bool {
-    let mut lines = bytes.split(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        if count_ci(line, b"content-disposition") == 0 {
-            continue;
-        }
-        let encoded = line.iter().any(|&b| b == b'*' || b == b'\\') || count_ci(line, b"=?") > 0;
-        let folded = lines
-            .peek()
-            .is_some_and(|next| matches!(next.first(), Some(b' ' | b'\t')));
-        if encoded || folded {
+    /// One decoded byte; `false` when it completes what is refused.
+    fn step(&mut self, b: u8) -> bool {
+        let lower = b.to_ascii_lowercase();
+        // The override word, at a name start.
+        self.word = match self.word {
+            0 if lower == WORD[0] && !self.last.is_ascii_alphanumeric() => 1,
+            n if n > 0 && lower == WORD[n] => n + 1,
+            _ if lower == WORD[0] && !self.last.is_ascii_alphanumeric() => 1,
+            _ => 0,
+        };
+        if self.word == WORD.len() {
             return false;
         }
+        // Content-Disposition lines.
+        if self.in_disposition == 2 {
+            self.in_disposition = u8::from(b == b' ' || b == b'\t');
+        }
+        if self.in_disposition == 1 && (b == b'*' || b == b'\\') {
+            return false;
+        }
+        if b == b'\n' && self.in_disposition == 1 {
+            self.in_disposition = 2;
+        }
+        self.disposition = match self.disposition {
+            n if lower == DISPOSITION[n] => n + 1,
+            _ => usize::from(lower == DISPOSITION[0]),
+        };
+        if self.disposition == DISPOSITION.len() {
+            self.disposition = 0;
+            self.in_disposition = 1;
+        }
+        self.last = lower;
+        true
     }
-    true
 }
 
-/// How often `needle` (ASCII) occurs in `haystack`, ignoring ASCII case.
-fn count_ci(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack
-        .windows(needle.len())
-        .filter(|w| w.eq_ignore_ascii_case(needle))
-        .count()
+/// The value of an ASCII hex digit.
+fn hex(d: u8) -> u8 {
+    match d {
+        b'0'..=b'9' => d - b'0',
+        _ => (d | 0x20) - b'a' + 10,
+    }
+}
+
+/// Whether [`Scanner`] refuses `body` (stops before its end), fed in one chunk. For fuzzing
+/// and property tests.
+pub fn refuses(body: &[u8]) -> bool {
+    Scanner::default().feed(body) < body.len()
 }
 
 #[cfg(test)]

@@ -119,6 +119,10 @@ impl ForwardAuth {
             v if v.route().is_some_and(|r| rules.routes.routes[r].socketio) => {
                 deny(v.route(), Reason::NoRoute)
             }
+            // This door never has the body: a form that could name a method is not decided.
+            v if crate::body::scanner(rules, &v, &req).is_some() => {
+                deny(v.route(), Reason::NoRoute)
+            }
             // The front would forward the whole OPTIONS to the backend.
             Verdict::Answer { route, .. } => deny(Some(route), Reason::CorsNotAllowed),
             Verdict::Forward {

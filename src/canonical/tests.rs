@@ -119,6 +119,16 @@ fn every_override_spelling_and_place_is_found_and_must_agree() {
             Err(Reason::MalformedRequest),
         ),
         (&[("X-HTTP-Method-Overrides", "DELETE")], b"/x", Ok(None)),
+        // PHP's name mangling and qs/PHP arrays (the fifth review).
+        (&[], b"/x?.method=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?%20_method=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?[method=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?_method[]=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?_method%5B0%5D=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?%EF%BB%BF_method=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?_method_=DELETE", Ok(None)),
+        (&[], b"/x?payment_method=card", Ok(None)),
+        (&[], b"/x?a[_method]=DELETE", Ok(None)),
     ];
     for (headers, target, want) in cases {
         let r = req("POST", target, headers);

@@ -40,6 +40,10 @@ pub(crate) struct Ctx {
     pub(super) peer: Option<IpAddr>,
     /// The backend did not answer an unverified upgrade with 101: keygate answers instead.
     pub(super) refused_upgrade: bool,
+    /// The scan of a form body that could name a method (`crate::form`), while it streams.
+    pub(super) scan: Option<crate::form::Scanner>,
+    /// The scan cut the body off: keygate answers 400 `malformed_body` instead.
+    pub(super) refused_body: bool,
     pub(super) upstream_status: u16,
     /// The session of an upgraded connection, from its 101 on (`crate::sessions`).
     pub(super) session: Option<crate::sessions::Handle>,
@@ -210,14 +214,13 @@ impl Keygate {
         ctx: &mut Ctx,
         rules: &Ruleset,
         r: usize,
-        need: &crate::body::Need,
     ) -> Result<crate::body::Body, Result<bool>> {
         let limits = &rules.limits;
         let (limit, deadline) = (
             limits.max_inspected_body_bytes,
             limits.request_header_timeout,
         );
-        match crate::body::read(session, limit, deadline, need).await {
+        match crate::body::read(session, limit, deadline).await {
             Ok(body) => Ok(body),
             Err(reason) => {
                 let denial = Denial::new(Some(r), reason);

@@ -11,7 +11,8 @@
 //!  upstream_request_filter the request as it leaves: preflight stripping, framing, forwarding
 //!                          headers, traceparent, and identity headers last (no hop-by-hop
 //!                          removal follows)
-//!  request_body_filter     Socket.IO websockets: every CONNECT through the gate (socketio/gate.rs)
+//!  request_body_filter     a form that could name a method: scanned as it streams (form.rs);
+//!                          Socket.IO websockets: every CONNECT through the gate (socketio/gate.rs)
 //!  upstream_response_filter an upgrade forwarded without a verified credential must get 101;
 //!                          a 101 opens the connection's session (sessions/)
 //!  response_filter         CORS headers for allowed origins; a forwarded preflight's answer
@@ -67,6 +68,8 @@ impl ProxyHttp for Keygate {
             client: None,
             peer: None,
             refused_upgrade: false,
+            scan: None,
+            refused_body: false,
             upstream_status: 0,
             trace: None,
             session: None,
@@ -106,12 +109,11 @@ impl ProxyHttp for Keygate {
             ctx.trace_route(&rules);
             return sent;
         }
-        // A route that reads bodies (bind_json, json_body), or a POSTed form that could name
-        // another method, gets its body read here, before deciding; pingora forwards it from
-        // its retry buffer (src/body.rs).
-        let body = match crate::body::to_read(&rules, &canonical) {
+        // A route that reads bodies (bind_json, json_body) gets its body read here, before
+        // deciding; pingora forwards it from its retry buffer (src/body.rs).
+        let body = match crate::body::route_reading(&rules, &canonical) {
             None => None,
-            Some((r, need)) => match self.read_body(session, ctx, &rules, r, &need).await {
+            Some(r) => match self.read_body(session, ctx, &rules, r).await {
                 Ok(b) => Some(b),
                 Err(sent) => return sent,
             },
@@ -123,9 +125,10 @@ impl ProxyHttp for Keygate {
         let body = body.as_ref();
         let decision =
             crate::decide::decide(&rules, &canonical, body, &revocations, &mut timings).await;
-        let path = canonical.path.into_owned();
         let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
         let verdict = crate::enforce::settle(&self.state, &rules, decision, ctx.client).await;
+        ctx.scan = crate::body::scanner(&rules, &verdict, &canonical);
+        let path = canonical.path.into_owned();
         let sent = self.act(session, ctx, &rules, verdict, path).await;
         ctx.trace_decided(&rules, decided);
         sent
@@ -177,6 +180,14 @@ impl ProxyHttp for Keygate {
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // A form that could name a method is cut off before the bytes that would name it.
+        if let (Some(scan), Some(chunk)) = (ctx.scan.as_mut(), body.as_mut()) {
+            if scan.feed(chunk) < chunk.len() {
+                ctx.refused_body = true;
+                *body = None;
+                return Error::e_explain(ErrorType::HTTPStatus(400), "form body names a method");
+            }
+        }
         // The gate exists only for a bodiless GET upgrade, so every chunk is websocket data.
         let Some(gate) = ctx.gate.as_mut() else {
             return Ok(());
@@ -275,6 +286,16 @@ impl ProxyHttp for Keygate {
                 can_reuse_downstream: false,
             };
         }
+        if ctx.refused_body {
+            let rules = ctx.rules().expect("rules are set until an upgrade");
+            let route = ctx.verdict.as_ref().and_then(Verdict::route);
+            let denial = Denial::new(route, Reason::MalformedBody);
+            let sent = self.deny(session, ctx, &rules, denial).await;
+            return FailToProxy {
+                error_code: if sent.is_ok() { 400 } else { 0 },
+                can_reuse_downstream: false,
+            };
+        }
         if let Some(gate) = ctx.gate.as_mut().filter(|g| g.expired()) {
             let _ = gate.close(session, "no CONNECT before the deadline").await;
             return FailToProxy {
@@ -299,7 +320,9 @@ impl ProxyHttp for Keygate {
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _e: &Error) -> bool {
         // Both are logged by keygate, at info, with their reason.
-        ctx.refused_upgrade || ctx.gate.as_ref().is_some_and(|g| g.expired() || g.closed())
+        ctx.refused_upgrade
+            || ctx.refused_body
+            || ctx.gate.as_ref().is_some_and(|g| g.expired() || g.closed())
     }
 
     /// What pingora prints beside its own errors: the method and the matched route's template,
