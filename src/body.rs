@@ -61,20 +61,9 @@ pub(crate) fn needed(route: &Route, req: &Canonical<'_>) -> Result<Option<Need>,
     Ok(None)
 }
 
-/// The scanner for the body of a request settled as `verdict`, when it is forwarded and its
-/// route needs one (`Need::Scan`).
-pub(crate) fn scanner(
-    rules: &Ruleset,
-    verdict: &crate::enforce::Verdict,
-    req: &Canonical<'_>,
-) -> Option<crate::form::Scanner> {
-    use crate::enforce::Verdict;
-    let route = match verdict {
-        Verdict::Forward { route, .. } => (*route)?,
-        Verdict::Observe { route, .. } => *route,
-        _ => return None,
-    };
-    let route = &rules.routes.routes[route];
+/// The scanner for the body of `req`, forwarded on `route`, when the route needs one
+/// (`Need::Scan`).
+pub(crate) fn scanner(route: &Route, req: &Canonical<'_>) -> Option<crate::form::Scanner> {
     (needed(route, req) == Ok(Some(Need::Scan))).then(crate::form::Scanner::default)
 }
 

@@ -120,7 +120,11 @@ impl ForwardAuth {
                 deny(v.route(), Reason::NoRoute)
             }
             // This door never has the body: a form that could name a method is not decided.
-            v if crate::body::scanner(rules, &v, &req).is_some() => {
+            v @ (Verdict::Forward { .. } | Verdict::Observe { .. })
+                if v.route().is_some_and(|r| {
+                    crate::body::scanner(&rules.routes.routes[r], &req).is_some()
+                }) =>
+            {
                 deny(v.route(), Reason::NoRoute)
             }
             // The front would forward the whole OPTIONS to the backend.

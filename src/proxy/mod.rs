@@ -127,7 +127,9 @@ impl ProxyHttp for Keygate {
             crate::decide::decide(&rules, &canonical, body, &revocations, &mut timings).await;
         let decided = ctx.trace.is_some().then(std::time::SystemTime::now);
         let verdict = crate::enforce::settle(&self.state, &rules, decision, ctx.client).await;
-        ctx.scan = crate::body::scanner(&rules, &verdict, &canonical);
+        let forwarded = matches!(verdict, Verdict::Forward { .. } | Verdict::Observe { .. });
+        let route = verdict.route().filter(|_| forwarded);
+        ctx.scan = route.and_then(|r| crate::body::scanner(&rules.routes.routes[r], &canonical));
         let path = canonical.path.into_owned();
         let sent = self.act(session, ctx, &rules, verdict, path).await;
         ctx.trace_decided(&rules, decided);
