@@ -42,29 +42,34 @@ pub(crate) enum Need {
     /// Read it before deciding: the route reads the JSON body (`bind_json`, a `json_body`
     /// source).
     Json,
-    /// Scan it while it streams (`crate::form::Scanner`): a POSTed form on a route that
-    /// restricts methods, whose `_method` field a framework could obey.
-    Scan,
+    /// Scan it while it streams (`crate::form::Scanner`): a POSTed body of this kind on a route
+    /// that restricts methods, whose `_method` field a framework could obey.
+    Scan(crate::form::Kind),
 }
 
 /// What `route` needs of the body of `req` (`None`: nothing).
 ///
-/// Errors: as `crate::form::is_form` for a POST to a route that restricts methods.
+/// Errors: as `crate::form::kind` for a POST to a route that restricts methods.
 pub(crate) fn needed(route: &Route, req: &Canonical<'_>) -> Result<Option<Need>, Reason> {
     if route.reads_body {
         return Ok(Some(Need::Json));
     }
-    if route.restricts_methods() && req.method == Method::POST && crate::form::is_form(req.headers)?
-    {
-        return Ok(Some(Need::Scan));
+    if route.restricts_methods() && req.method == Method::POST {
+        return Ok(crate::form::kind(req.headers)?.map(Need::Scan));
     }
     Ok(None)
 }
 
 /// The scanner for the body of `req`, forwarded on `route`, when the route needs one
-/// (`Need::Scan`).
-pub(crate) fn scanner(route: &Route, req: &Canonical<'_>) -> Option<crate::form::Scanner> {
-    (needed(route, req) == Ok(Some(Need::Scan))).then(crate::form::Scanner::default)
+/// (`Need::Scan`), with the kind of body it scans.
+pub(crate) fn scanner(
+    route: &Route,
+    req: &Canonical<'_>,
+) -> Option<(crate::form::Scanner, crate::form::Kind)> {
+    match needed(route, req) {
+        Ok(Some(Need::Scan(kind))) => Some((crate::form::Scanner::default(), kind)),
+        _ => None,
+    }
 }
 
 /// The index of the matched route when it reads bodies (one route lookup; `None` at once

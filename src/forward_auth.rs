@@ -119,10 +119,13 @@ impl ForwardAuth {
             v if v.route().is_some_and(|r| rules.routes.routes[r].socketio) => {
                 deny(v.route(), Reason::NoRoute)
             }
-            // This door never has the body: a form that could name a method is not decided.
+            // This door never has the body: a form (or a body a framework could read as one)
+            // that could name a method is not decided. JSON and untyped bodies pass (see
+            // docs/config.md: the front hides whether a POST without a type has a body).
             v @ (Verdict::Forward { .. } | Verdict::Observe { .. })
                 if v.route().is_some_and(|r| {
-                    crate::body::scanner(&rules.routes.routes[r], &req).is_some()
+                    let scan = crate::body::scanner(&rules.routes.routes[r], &req);
+                    scan.is_some_and(|(_, kind)| kind >= crate::form::Kind::Unclean)
                 }) =>
             {
                 deny(v.route(), Reason::NoRoute)

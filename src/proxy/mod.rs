@@ -129,7 +129,8 @@ impl ProxyHttp for Keygate {
         let verdict = crate::enforce::settle(&self.state, &rules, decision, ctx.client).await;
         let forwarded = matches!(verdict, Verdict::Forward { .. } | Verdict::Observe { .. });
         let route = verdict.route().filter(|_| forwarded);
-        ctx.scan = route.and_then(|r| crate::body::scanner(&rules.routes.routes[r], &canonical));
+        let scan = route.and_then(|r| crate::body::scanner(&rules.routes.routes[r], &canonical));
+        ctx.scan = scan.map(|(scanner, _)| scanner);
         let path = canonical.path.into_owned();
         let sent = self.act(session, ctx, &rules, verdict, path).await;
         ctx.trace_decided(&rules, decided);

@@ -162,6 +162,19 @@ fn finding_5_multipart_bodies_werkzeug_reads_a_method_from_are_cut_off() {
     for attempt in &attempts {
         kg.post("/items/7", &[mp], attempt.as_bytes()).assert_denied(400, "malformed_body");
     }
+    // A decoded `%0A` does not end the Content-Disposition line (the sixth review).
+    let lf = body("x=%0A; name*0=_me; name*1=thod");
+    kg.post("/items/7", &[mp], lf.as_bytes()).assert_denied(400, "malformed_body");
+    // Werkzeug strips Unicode whitespace around a type; Rack reads an empty one as none.
+    for ct in [&b"application/x-www-form-urlencoded\xa0"[..], b""] {
+        let mut raw = b"POST /items/7 HTTP/1.1\r\nHost: app.test\r\nContent-Type: ".to_vec();
+        raw.extend_from_slice(ct);
+        raw.extend_from_slice(b"\r\nContent-Length: 14\r\n\r\n_method=DELETE");
+        let mut c = Conn::open(kg.addr);
+        c.set_read_timeout(Duration::from_secs(3));
+        let r = c.try_raw(&raw).expect("an answer");
+        r.assert_denied(400, "malformed_body");
+    }
     let two =
         ("Content-Type", "multipart/form-data; boundary=XyZ; application/x-www-form-urlencoded");
     kg.post("/items/7", &[two], attempts[0].as_bytes()).assert_denied(400, "malformed_body");
@@ -172,8 +185,13 @@ fn finding_5_multipart_bodies_werkzeug_reads_a_method_from_are_cut_off() {
     );
     let r = kg.post("/items/7", &[mp], file.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
-    let seen = handlers(&flask.events(Duration::from_millis(300)));
-    assert_eq!(seen, ["public_items"]);
+    // Werkzeug reads what arrived of a cut-off body (a short read is no error to it): with no
+    // whole name in it, the handler ran as the POST it is. None ran as DELETE.
+    let events = flask.events(Duration::from_millis(300));
+    assert!(!events.is_empty());
+    for e in &events {
+        assert_eq!((&e["handler"], &e["method"]), (&"public_items".into(), &"POST".into()), "{e}");
+    }
 }
 
 #[test]
