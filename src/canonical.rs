@@ -188,6 +188,8 @@ fn overrides(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Method>,
 /// leading spaces and turns `.`, a space and an unclosed `[` into `_` (`.method`, `[method`).
 /// A byte-order mark before it is ignored (body-parser drops one).
 fn names_override(name: &str) -> bool {
+    // PHP reads names as C strings: a NUL ends one.
+    let name = name.split('\0').next().unwrap_or_default();
     let name = name.trim_start_matches([' ', '\u{feff}']);
     let name = match name.find('[') {
         Some(i) if i > 0 && name[i..].contains(']') => &name[..i],

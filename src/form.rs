@@ -39,9 +39,9 @@ pub(crate) enum Kind {
 /// What `headers` say the body is, when a framework could read an override from it (`None`:
 /// no body, or a clean type that is neither a form nor JSON).
 ///
-/// Errors: `malformed_body` for a form (or an untyped or unclean body) with a
-/// `Content-Encoding` other than `identity`. body-parser inflates gzip and deflate bodies
-/// before reading them.
+/// Errors: `malformed_body` for such a body with a `Content-Encoding` other than `identity`
+/// (body-parser inflates gzip and deflate bodies before reading them), or with a `charset` the
+/// scan does not read (`charset_read`).
 pub(crate) fn kind(headers: &HeaderMap) -> Result<Option<Kind>, Reason> {
     let mut types = headers.get_all(CONTENT_TYPE).iter().peekable();
     let kind = if types.peek().is_none() {
@@ -49,9 +49,13 @@ pub(crate) fn kind(headers: &HeaderMap) -> Result<Option<Kind>, Reason> {
     } else {
         types.map(kind_of).max().flatten()
     };
+    if kind.is_none() {
+        return Ok(None);
+    }
     let mut encodings = headers.get_all(CONTENT_ENCODING).iter();
     let plain = encodings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
-    if kind.is_some_and(|k| k > Kind::Json) && !plain {
+    let charsets_read = headers.get_all(CONTENT_TYPE).iter().all(charset_read);
+    if !plain || !charsets_read {
         return Err(Reason::MalformedBody);
     }
     Ok(kind)
@@ -72,6 +76,43 @@ fn kind_of(value: &HeaderValue) -> Option<Kind> {
     }
     let json = media.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
     json.then_some(Kind::Json)
+}
+
+/// Whether the scan reads text in the `charset` of a `Content-Type` value (none given: the
+/// framework's default, UTF-8). ASCII-compatible charsets and UTF-16/32 (whose ASCII letters
+/// the scan reads between the NUL bytes) are; UTF-7 (`+AF8-` is `_`, which body-parser's
+/// iconv-lite decodes) and anything unknown are not.
+fn charset_read(value: &HeaderValue) -> bool {
+    const READ: [&[u8]; 13] = [
+        b"utf-8",
+        b"utf8",
+        b"us-ascii",
+        b"ascii",
+        b"iso-8859-1",
+        b"latin1",
+        b"windows-1252",
+        b"utf-16",
+        b"utf-16le",
+        b"utf-16be",
+        b"utf-32",
+        b"utf-32le",
+        b"utf-32be",
+    ];
+    value.as_bytes().split(|&b| b == b';').skip(1).all(|param| {
+        let Some(eq) = param.iter().position(|&b| b == b'=') else {
+            return true;
+        };
+        let (name, v) = (&param[..eq], &param[eq + 1..]);
+        if !name.trim_ascii().eq_ignore_ascii_case(b"charset") {
+            return true;
+        }
+        let v = v.trim_ascii();
+        let v = v
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(v);
+        READ.iter().any(|c| c.eq_ignore_ascii_case(v))
+    })
 }
 
 /// An RFC 9110 §5.6.2 token.

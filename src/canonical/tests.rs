@@ -129,6 +129,8 @@ fn every_override_spelling_and_place_is_found_and_must_agree() {
         (&[], b"/x?_method_=DELETE", Ok(None)),
         (&[], b"/x?payment_method=card", Ok(None)),
         (&[], b"/x?a[_method]=DELETE", Ok(None)),
+        (&[], b"/x?_method%00=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?.method%00x=DELETE", Ok(Some(Method::DELETE))),
     ];
     for (headers, target, want) in cases {
         let r = req("POST", target, headers);

@@ -137,7 +137,9 @@ impl Scanner {
     /// One decoded byte.
     fn decoded(&mut self, b: u8) -> bool {
         if b == 0 {
-            return true;
+            // Dropped (UTF-16 and UTF-32 text has them between ASCII letters), but it ends a
+            // name: PHP reads names as C strings (`_method%00x` is `_method`).
+            return self.word != WORD.len();
         }
         let lower = b.to_ascii_lowercase();
         let in_name = lower.is_ascii_alphanumeric() || matches!(lower, b'_' | b'.' | b'-');
