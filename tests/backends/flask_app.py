@@ -8,6 +8,8 @@ Prints {"event":"listening","port":N}, then one JSON line per request it serves:
 {"backend":"flask","handler":..,"method":..,"url":..,"headers":[[name, value], ...]}."""
 import io
 import json
+import sys
+import threading
 from urllib.parse import parse_qs
 
 from flask import Flask, jsonify, request
@@ -41,14 +43,20 @@ app.wsgi_app = MethodOverride(app.wsgi_app)
 ALL = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
+PRINTING = threading.Lock()  # one whole line per record: the server is threaded
+
+
 def record(handler):
-    print(json.dumps({
+    line = json.dumps({
         "backend": "flask",
         "handler": handler,
         "method": request.method,
         "url": request.full_path if request.query_string else request.path,
         "headers": [[k, v] for k, v in request.headers.items()],
-    }), flush=True)
+    }) + "\n"
+    with PRINTING:
+        sys.stdout.write(line)
+        sys.stdout.flush()
     return jsonify(handler=handler, protected="secret-data", user=request.headers.get("x-auth-user-id"))
 
 

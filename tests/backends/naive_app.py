@@ -5,7 +5,11 @@ http.server, HTTP/1.1 keep-alive). Prints {"event":"listening","port":N}, then o
 request: {"backend":"python","method":..,"url":..,"headers":[[name, value], ...]}."""
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+PRINTING = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -32,7 +36,9 @@ class Handler(BaseHTTPRequestHandler):
             "url": self.path,
             "headers": [[k, v] for k, v in self.headers.items()],
         }
-        print(json.dumps(record), flush=True)
+        with PRINTING:  # one whole line per record: the server is threaded
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
         body = json.dumps({"protected": "secret-data", "user": self.headers.get("x-auth-user-id")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
