@@ -70,8 +70,9 @@ else is hot-reloaded from the mounted ConfigMap.
 {{- $cfg := fromYaml (include "keygate.config" .) -}}
 {{- $upstream := default dict $cfg.upstream -}}
 {{- $forwardAuth := default dict $cfg.forward_auth -}}
+{{- $revocations := default dict $cfg.revocations -}}
 {{- $redisSecret := ternary .Values.sharedState.redisUrlSecret (dict) .Values.sharedState.enabled -}}
-{{- list (pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds" "telemetry" "shared_state") (get $upstream "ca_file") (get $forwardAuth "listen") .Values.ports $redisSecret | toJson | sha256sum -}}
+{{- list (pick $cfg "listen" "admin_listen" "tls" "shutdown_grace_seconds" "telemetry" "shared_state") (get $upstream "ca_file") (get $forwardAuth "listen") (get $revocations "file") .Values.ports $redisSecret | toJson | sha256sum -}}
 {{- end -}}
 
 {{/*
