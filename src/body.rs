@@ -17,7 +17,7 @@
 //! input as form input). A POSTed form on a route that restricts methods is not read here: it
 //! streams to the backend through `crate::form::Scanner` (`Need::Scan`).
 
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT};
 use http::Method;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -99,8 +99,7 @@ fn is_json(req: &RequestHeader) -> bool {
                 .to_ascii_lowercase()
         });
     let json = media.is_some_and(|m| m == "application/json" || m.ends_with("+json"));
-    let mut encodings = req.headers.get_all(CONTENT_ENCODING).iter();
-    let plain = encodings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let plain = crate::form::uncompressed(&req.headers);
     json && plain && req.headers.get_all(CONTENT_TYPE).iter().count() == 1
 }
 

@@ -52,8 +52,7 @@ pub(crate) fn kind(headers: &HeaderMap) -> Result<Option<Kind>, Reason> {
     if kind.is_none() {
         return Ok(None);
     }
-    let mut encodings = headers.get_all(CONTENT_ENCODING).iter();
-    let plain = encodings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let plain = uncompressed(headers);
     let charsets_read = headers.get_all(CONTENT_TYPE).iter().all(charset_read);
     if !plain || !charsets_read {
         return Err(Reason::MalformedBody);
@@ -76,6 +75,13 @@ fn kind_of(value: &HeaderValue) -> Option<Kind> {
     }
     let json = media.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
     json.then_some(Kind::Json)
+}
+
+/// Whether the body is sent as it is: no `Content-Encoding` other than `identity` (RFC 9110
+/// §8.4). A backend would read a compressed body only after inflating it.
+pub(crate) fn uncompressed(headers: &HeaderMap) -> bool {
+    let mut encodings = headers.get_all(CONTENT_ENCODING).iter();
+    encodings.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
 }
 
 /// Whether the scan reads text in the `charset` of a `Content-Type` value (none given: the
