@@ -69,30 +69,7 @@ enum Command {
     HashSecret,
     /// Add, list or delete revocations in the shared state (Redis, `shared_state`); every
     /// replica applies a change within a second.
-    #[command(group(clap::ArgGroup::new("what").required(true).args(["sub", "jti", "credential", "list", "delete"])))]
-    Revoke {
-        /// Revoke every credential of this user id.
-        #[arg(long)]
-        sub: Option<String>,
-        /// With --sub: only credentials issued (iat) before this RFC 3339 instant.
-        #[arg(long, requires = "sub")]
-        issued_before: Option<String>,
-        /// Revoke the JWT with this jti.
-        #[arg(long)]
-        jti: Option<String>,
-        /// Revoke `authenticator/key-or-client` (or a whole authenticator).
-        #[arg(long)]
-        credential: Option<String>,
-        /// Ignore the entry after this long (900, 15m, 24h, 7d); forever without it.
-        #[arg(long, conflicts_with_all = ["list", "delete"])]
-        ttl: Option<String>,
-        /// Print the revocations in force, `ID JSON` per line.
-        #[arg(long)]
-        list: bool,
-        /// Remove the revocation with this id (from --list).
-        #[arg(long, value_name = "ID")]
-        delete: Option<String>,
-    },
+    Revoke(Revocation),
 }
 
 #[derive(Subcommand)]
@@ -164,26 +141,7 @@ fn main() -> ExitCode {
             ttl,
             alg,
         }) => token_jwt(&key, sub, kid.as_deref(), &claims, &ttl, alg.as_deref()),
-        Command::Revoke {
-            sub,
-            issued_before,
-            jti,
-            credential,
-            ttl,
-            list,
-            delete,
-        } => {
-            let what = Revocation {
-                sub,
-                issued_before,
-                jti,
-                credential,
-                ttl,
-                list,
-                delete,
-            };
-            return config.map_or_else(fail, |c| revoke(c, what));
-        }
+        Command::Revoke(what) => return config.map_or_else(fail, |c| revoke(c, what)),
         Command::HashSecret => hash_secret(),
     };
     done.unwrap_or_else(fail)
@@ -315,13 +273,29 @@ fn token_jwt(
 }
 
 /// `keygate revoke`'s arguments.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["sub", "jti", "credential", "list", "delete"])))]
 struct Revocation {
+    /// Revoke every credential of this user id.
+    #[arg(long)]
     sub: Option<String>,
+    /// With --sub: only credentials issued (iat) before this RFC 3339 instant.
+    #[arg(long, requires = "sub")]
     issued_before: Option<String>,
+    /// Revoke the JWT with this jti.
+    #[arg(long)]
     jti: Option<String>,
+    /// Revoke `authenticator/key-or-client` (or a whole authenticator).
+    #[arg(long)]
     credential: Option<String>,
+    /// Ignore the entry after this long (900, 15m, 24h, 7d); forever without it.
+    #[arg(long, conflicts_with_all = ["list", "delete"])]
     ttl: Option<String>,
+    /// Print the revocations in force, `ID JSON` per line.
+    #[arg(long)]
     list: bool,
+    /// Remove the revocation with this id (from --list).
+    #[arg(long, value_name = "ID")]
     delete: Option<String>,
 }
 
