@@ -36,18 +36,23 @@ const QUIET: Duration = Duration::from_millis(250);
 const WRITING: Duration = Duration::from_secs(5);
 
 /// Watches the config file at `path`, the files it names, and SIGHUP, until the process exits.
-pub(crate) async fn watch(state: Arc<State>, path: PathBuf) {
+/// `watching` was installed on the config's directory before keygate served
+/// ([`Watching::install`]).
+pub(crate) async fn watch(state: Arc<State>, path: PathBuf, mut watching: Watching) {
     let files = || {
         let mut f = vec![path.clone()];
         f.extend(state.referenced_files.load().iter().cloned());
         f
     };
-    // The files may have changed between the initial load and this watch starting.
-    let mut watching = Watching::new(true);
+    watching.listen_for_sighup();
     watching.add(&files());
     let mut last = fingerprint(&files());
+    // The config changed since the initial load: its writes are queued as events (the directory
+    // has been watched since before serving), or came in the moment before. Either way it is
+    // read once it has settled, never while a writer still has it open.
     let text = std::fs::read(&path).ok();
     if text.as_deref().map(crate::secret::sha256) != Some(state.source_digest) {
+        settle(&mut watching.events, Change::Other, &files()).await;
         reload(&state, &path).await;
         watching.add(&files());
         last = fingerprint(&files());
@@ -65,13 +70,14 @@ pub(crate) async fn watch(state: Arc<State>, path: PathBuf) {
 }
 
 /// Watches `revocations.file` (`path`) until the process exits, applying each change
-/// ([`reload_revocations`]). SIGHUP reloads it with the config.
-pub(crate) async fn watch_revocations(state: Arc<State>, path: PathBuf) {
+/// ([`reload_revocations`]). SIGHUP reloads it with the config. `watching` was installed on its
+/// directory before keygate served ([`Watching::install`]).
+pub(crate) async fn watch_revocations(state: Arc<State>, path: PathBuf, mut watching: Watching) {
     let files = [path.clone()];
-    let mut watching = Watching::new(false);
-    watching.add(&files);
+    // It may have changed since start-up: once any write in progress has settled, apply what it
+    // holds (not counted as a reload).
+    settle(&mut watching.events, Change::Other, &files).await;
     let mut last = fingerprint(&files);
-    // It may have changed since start-up: apply what it holds now (not counted as a reload).
     if let Ok(entries) = crate::revocation_file::load(&path) {
         state.apply_revocations(Source::File, entries);
     }
@@ -97,7 +103,7 @@ enum Change {
 }
 
 /// The directories being watched, their events, and SIGHUP.
-struct Watching {
+pub(crate) struct Watching {
     watcher: Option<notify::RecommendedWatcher>,
     dirs: HashSet<PathBuf>,
     events: UnboundedReceiver<Change>,
@@ -105,14 +111,11 @@ struct Watching {
 }
 
 impl Watching {
-    fn new(hup: bool) -> Watching {
-        let hup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s).filter(|_| hup),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot install the SIGHUP handler; reload on SIGHUP is off");
-                None
-            }
-        };
+    /// Starts watching the directories of `files` (inotify, on notify's own thread; no runtime
+    /// needed). Called before keygate serves, so every later write to them is seen: a file
+    /// rewritten in place right after start-up is still read only once it is closed. A watcher
+    /// that cannot start is logged; reload then happens on SIGHUP only.
+    pub(crate) fn install(files: &[PathBuf]) -> Watching {
         let (tx, events) = tokio::sync::mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev {
@@ -129,11 +132,23 @@ impl Watching {
         let watcher = watcher
             .map_err(|e| tracing::error!(error = %e, "cannot watch files; reload on SIGHUP only"))
             .ok();
-        Watching {
+        let mut watching = Watching {
             watcher,
             dirs: HashSet::new(),
             events,
-            hup,
+            hup: None,
+        };
+        watching.add(files);
+        watching
+    }
+
+    /// Reloads on SIGHUP too (needs the runtime the watch runs on).
+    fn listen_for_sighup(&mut self) {
+        match signal(SignalKind::hangup()) {
+            Ok(s) => self.hup = Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGHUP handler; reload on SIGHUP is off")
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::ExecutionPhase;
 
 use crate::proxy::Keygate;
+use crate::reload::Watching;
 use crate::ruleset::Loaded;
 use crate::state::State;
 
@@ -65,6 +66,17 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
     if let Some(t) = &settings.telemetry {
         tracing::info!(endpoint = %t.traces_url, sample_ratio = t.sample_ratio, "exporting traces");
     }
+    // Watch the config and revocations files from now on, before serving: a write after the
+    // initial load is then always seen, and read only once it is complete.
+    let watchers = Watchers {
+        config: config_path
+            .as_ref()
+            .map(|p| Watching::install(std::slice::from_ref(p))),
+        revocations: settings
+            .revocations_file
+            .as_ref()
+            .map(|p| Watching::install(std::slice::from_ref(p))),
+    };
     let state = Arc::new(State::new(loaded, config_path, telemetry));
 
     let app = pingora::proxy::http_proxy(
@@ -94,6 +106,7 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> ! {
         Control {
             state: state.clone(),
             admin: std::sync::Mutex::new(Some(admin)),
+            watchers: std::sync::Mutex::new(watchers),
         },
     );
     control.threads = Some(1);
@@ -161,6 +174,14 @@ fn drain_on_sigterm(server: &Server, state: Arc<State>, grace: Duration) {
 struct Control {
     state: Arc<State>,
     admin: std::sync::Mutex<Option<std::net::TcpListener>>,
+    watchers: std::sync::Mutex<Watchers>,
+}
+
+/// The file watchers installed before serving, handed to the control runtime's watch tasks.
+#[derive(Default)]
+struct Watchers {
+    config: Option<Watching>,
+    revocations: Option<Watching>,
 }
 
 #[async_trait::async_trait]
@@ -174,15 +195,32 @@ impl pingora::services::background::BackgroundService for Control {
             state.apply_revocations(crate::revocation::Source::Shared, entries)
         });
         tokio::spawn(crate::sessions::registry::run(self.state.clone()));
-        if let Some(path) = self.state.settings.revocations_file.clone() {
-            tokio::spawn(crate::reload::watch_revocations(self.state.clone(), path));
+        let watchers = self
+            .watchers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        let revocations = self
+            .state
+            .settings
+            .revocations_file
+            .clone()
+            .zip(watchers.revocations);
+        if let Some((path, watching)) = revocations {
+            tokio::spawn(crate::reload::watch_revocations(
+                self.state.clone(),
+                path,
+                watching,
+            ));
         }
         let admin = self.admin.lock().ok().and_then(|mut a| a.take());
         if let Some(l) = admin.and_then(|l| tokio::net::TcpListener::from_std(l).ok()) {
             tokio::spawn(crate::admin::serve(l, self.state.clone()));
         }
-        match self.state.config_path.clone() {
-            Some(path) => crate::reload::watch(self.state.clone(), path).await,
+        match self.state.config_path.clone().zip(watchers.config) {
+            Some((path, watching)) => {
+                crate::reload::watch(self.state.clone(), path, watching).await
+            }
             None => std::future::pending().await,
         }
     }
