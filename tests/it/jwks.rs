@@ -213,13 +213,15 @@ fn a_slow_provider_answers_503_within_the_timeout_and_other_routes_are_unaffecte
         let started = Instant::now();
         let r = kg.get("/idp/x", &[("Authorization", &bearer(&t1))]);
         r.assert_denied(503, "key_source_unavailable");
-        assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+        // Within the 500 ms fetch timeout (plus slack for a loaded machine), never the
+        // provider's 3 s.
+        assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
         let started = Instant::now();
         let r = kg.get("/static/x", &[("Authorization", &bearer(&fixed))]);
         assert_eq!(r.status, 200);
         assert!(
-            started.elapsed() < Duration::from_millis(300),
-            "static route slowed: {:?}",
+            started.elapsed() < Duration::from_millis(1500),
+            "static route waited for the provider: {:?}",
             started.elapsed()
         );
         std::thread::sleep(Duration::from_millis(200));

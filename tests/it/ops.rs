@@ -162,7 +162,7 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     kg.signal("TERM");
     // /readyz turns 503 at once while the admin port keeps answering.
     wait_for("/readyz 503", 2, || kg.admin_get("/readyz").status == 503);
-    assert!(signalled.elapsed() < Duration::from_millis(1000));
+    assert!(signalled.elapsed() < Duration::from_secs(2));
     assert_eq!(kg.admin_get("/readyz").json()["draining"], json!(true));
     // New connections are no longer accepted.
     wait_for("the listener to close", 3, || std::net::TcpStream::connect(addr).is_err());
