@@ -103,10 +103,55 @@ impl CountGuard {
         counter.fetch_add(1, Ordering::AcqRel);
         CountGuard(counter.clone())
     }
+
+    /// Increments `counter` if fewer than `max` are counted, in one atomic step (two units
+    /// arriving together never both see the other and are both refused); `None` at `max`.
+    pub(crate) fn within(counter: &Arc<AtomicUsize>, max: usize) -> Option<CountGuard> {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        let guard = CountGuard(counter.clone()); // dropped (decrements) when refused
+        (before < max).then_some(guard)
+    }
 }
 
 impl Drop for CountGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_admits_exactly_max_even_when_all_arrive_at_once() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(std::sync::Barrier::new(16));
+        let hold = Arc::new(std::sync::Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, start, hold) = (counter.clone(), start.clone(), hold.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let g = CountGuard::within(&c, 8);
+                    hold.wait(); // every attempt made before any guard drops
+                    g.is_some()
+                })
+            })
+            .collect();
+        let admitted = threads
+            .into_iter()
+            .filter_map(|t| t.join().ok())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(admitted, 8);
+        assert_eq!(counter.load(Ordering::Acquire), 0, "every guard released");
+        let held: Vec<_> = (0..2)
+            .filter_map(|_| CountGuard::within(&counter, 2))
+            .collect();
+        assert_eq!(held.len(), 2);
+        assert!(CountGuard::within(&counter, 2).is_none());
+        drop(held);
+        assert!(CountGuard::within(&counter, 2).is_some());
     }
 }

@@ -59,12 +59,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             let rules = self.state.rules.load();
             (rules.limits.clone(), rules.access_log)
         };
-        let open = CountGuard::new(&self.state.connections);
-        if self.state.connections.load(Ordering::Acquire) > limits.max_connections {
+        let Some(open) = CountGuard::within(&self.state.connections, limits.max_connections) else {
             metrics().connections_refused.inc();
-            drop(open);
             return None; // closes the connection
-        }
+        };
         let guarded = Guarded::new(
             stream,
             limits.max_request_header_bytes,
