@@ -184,13 +184,20 @@ fn overrides(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Method>,
 }
 
 /// Whether a query parameter name reads as `_method` to some framework, in any case: as it is;
-/// as an array (`qs` and PHP read `_method[]` and `_method[0]`); or mangled by PHP, which strips
+/// as an array (`qs` and PHP read `_method[]` and `_method[0]`); as qs's first key (`[_method]`);
+/// or mangled by PHP, which strips
 /// leading spaces and turns `.`, a space and an unclosed `[` into `_` (`.method`, `[method`).
 /// A byte-order mark before it is ignored (body-parser drops one).
 fn names_override(name: &str) -> bool {
     // PHP reads names as C strings: a NUL ends one.
     let name = name.split('\0').next().unwrap_or_default();
     let name = name.trim_start_matches([' ', '\u{feff}']);
+    // qs reads a name that starts with a bracket by its first bracketed key (`[_method]`,
+    // `[_method][]`); PHP ignores such a name.
+    let name = match name.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((first, _)) => first,
+        None => name,
+    };
     let name = match name.find('[') {
         Some(i) if i > 0 && name[i..].contains(']') => &name[..i],
         _ => name,

@@ -131,6 +131,12 @@ fn every_override_spelling_and_place_is_found_and_must_agree() {
         (&[], b"/x?a[_method]=DELETE", Ok(None)),
         (&[], b"/x?_method%00=DELETE", Ok(Some(Method::DELETE))),
         (&[], b"/x?.method%00x=DELETE", Ok(Some(Method::DELETE))),
+        // qs reads a leading bracketed key as the name (the eighth review).
+        (&[], b"/x?[_method]=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?%5B_method%5D=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?[_method][]=PUT", Ok(Some(Method::PUT))),
+        (&[], b"/x?[_method]x=DELETE", Ok(Some(Method::DELETE))),
+        (&[], b"/x?[method]=DELETE", Ok(None)),
     ];
     for (headers, target, want) in cases {
         let r = req("POST", target, headers);

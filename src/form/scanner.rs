@@ -17,7 +17,9 @@ const DISPOSITION: &[u8; 19] = b"content-disposition";
 ///   but a letter, digit, `_`, `.` or `-`, optionally followed by spaces, which PHP strips).
 ///   It is found at the byte after the word, if that byte ends a name (anything but a letter,
 ///   digit, `_`, `.` or `-`). So `_method=`, `"_method"`, `&.method[]=` and `\u005fmethod`
-///   count, and `payment_method`, `__method`, `Methodist` and `this method` do not.
+///   count, and `payment_method`, `__method`, `Methodist` and `this method` do not. A line
+///   break (CR or LF) inside the name is skipped, as PHP's multipart header parser joins a
+///   line without `:` to the previous one (`_met` CRLF `hod`).
 /// - `name*` in a `Content-Disposition` line: an RFC 2231 extended or continued `name`
 ///   parameter, which Werkzeug joins and decodes (`name*0="_me"; name*1="thod"`). A line ends
 ///   at a raw LF that is not followed by a space or tab (folding); a decoded `%0A` does not
@@ -140,6 +142,16 @@ impl Scanner {
             // Dropped (UTF-16 and UTF-32 text has them between ASCII letters), but it ends a
             // name: PHP reads names as C strings (`_method%00x` is `_method`).
             return self.word != WORD.len();
+        }
+        if matches!(b, b'\r' | b'\n') {
+            // A line break ends a complete word, and starts a name; but it leaves a word in
+            // progress open: PHP's multipart header parser glues a line without `:` onto the
+            // one before it with nothing between (`name="_met` CRLF `hod"` is `_method`).
+            if self.word == WORD.len() {
+                return false;
+            }
+            self.lead = true;
+            return true;
         }
         let lower = b.to_ascii_lowercase();
         let in_name = lower.is_ascii_alphanumeric() || matches!(lower, b'_' | b'.' | b'-');

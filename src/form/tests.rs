@@ -124,6 +124,11 @@ const REFUSED: &[&str] = &[
     "--B\r\nContent-Disposition: form-data; name=_method\r\n\r\nDELETE\r\n--B--\r\n",
     "_method%00x=DELETE",
     "_method\0x=DELETE",
+    // PHP joins a part-header line without `:` to the one before it (the eighth review).
+    "--B\r\nContent-Disposition: form-data; name=\"_met\r\nhod\"\r\n\r\nDELETE\r\n--B--\r\n",
+    "--B\nContent-Disposition: form-data; name=_m\neth\nod\n\nDELETE\n--B--\n",
+    "--B\r\nContent-Disposition: form-data; name=\".\r\nmethod\"\r\n\r\nDELETE\r\n--B--\r\n",
+    "_method\r\n",
 ];
 
 const FORWARDED: &[&str] = &[
@@ -140,6 +145,7 @@ const FORWARDED: &[&str] = &[
     "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"C:\\Users\\me\\method.txt\"\r\n\r\nself._method = m\r\n--B--\r\n",
     "%%6D=1&50%=x",
     "--B\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--B--\r\n",
+    "--B\r\nContent-Disposition: form-data; name=\"_met\r\n hod\"\r\n\r\nD\r\n--B--\r\n",
     "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n2 * 3 = 6; a\\b\r\n--B--\r\n",
 ];
 

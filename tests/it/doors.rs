@@ -83,10 +83,14 @@ fn finding_5_method_overrides_in_the_query_and_in_cgi_spellings_must_be_allowed(
     let kg = attack_keygate(express.addr());
     // Express's method-override turns these into DELETE: keygate refuses them on a route that
     // allows only GET and POST, whatever the spelling.
-    let attempts: [(&str, &[(&str, &str)]); 5] = [
+    let attempts: [(&str, &[(&str, &str)]); 8] = [
         ("/items/7?_method=DELETE", &[]),
         ("/items/7?_method=delete", &[]),
         ("/items/7?%5Fmethod=DELETE", &[]),
+        // qs (Express's query parser) reads a leading bracketed key as the name.
+        ("/items/7?[_method]=DELETE", &[]),
+        ("/items/7?%5B_method%5D=DELETE", &[]),
+        ("/items/7?[_method][]=PUT", &[]),
         ("/items/7", &[("X_HTTP_Method_Override", "DELETE")]),
         ("/items/7", &[("X.HTTP.Method.Override", "DELETE")]),
     ];
@@ -317,11 +321,20 @@ fn finding_9_no_credential_in_pingoras_error_line_and_vary_origin_and_trace_alia
 
 #[test]
 fn finding_9_a_config_rewritten_in_place_is_never_applied_half_written() {
+    rewritten_in_place(false);
+    // Relative `--config` (the eighth review): events name absolute paths, and an editor's swap
+    // file created beside it during the pause must not end the wait.
+    rewritten_in_place(true);
+}
+
+fn rewritten_in_place(relative: bool) {
     let up = echo::spawn("127.0.0.1:0").unwrap();
     let key = "authenticators:\n  key:\n    type: api_key\n    from: { header: x-api-key }\n    keys: [{ name: k, value: key_1 }]\n";
     let before =
         format!("{key}routes:\n  - {{ name: admin, path: \"/admin/{{*rest}}\", auth: [key] }}\n");
-    let kg = Keygate::builder().config(&before).upstream(up.addr).start();
+    let builder = Keygate::builder().config(&before).upstream(up.addr);
+    let builder = if relative { builder.relative_config_path() } else { builder };
+    let kg = builder.start();
     assert_eq!(kg.get("/admin/x", &[]).status, 401);
     // The new config: its first half alone (no admin route, unmatched anonymous) opens /admin.
     let after = format!(
@@ -333,11 +346,15 @@ fn finding_9_a_config_rewritten_in_place_is_never_applied_half_written() {
         std::fs::OpenOptions::new().write(true).truncate(true).open(kg.config_path()).unwrap();
     std::io::Write::write_all(&mut f, &text.as_bytes()[..cut]).unwrap();
     f.sync_all().unwrap();
-    // A slow writer: the first half sits there for a while.
+    // A slow writer: the first half sits there for a while, and an editor's swap file appears.
+    let swap = kg.config_path().with_file_name(".config.yaml.swp");
     let until = std::time::Instant::now() + Duration::from_millis(1500);
     while std::time::Instant::now() < until {
         let s = kg.get("/admin/x", &[]).status;
-        assert_eq!(s, 401, "the half-written config was applied");
+        assert_eq!(s, 401, "the half-written config was applied (relative: {relative})");
+        if !swap.exists() {
+            std::fs::write(&swap, b"swap").unwrap();
+        }
         std::thread::sleep(Duration::from_millis(25));
     }
     std::io::Write::write_all(&mut f, &text.as_bytes()[cut..]).unwrap();

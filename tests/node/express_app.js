@@ -2,7 +2,8 @@
 // routing is Express's default (case-insensitive, trailing slash optional), no 'upgrade'
 // listener (Node then serves an Upgrade request as a plain request), it trusts x-auth-user-id
 // blindly, and it honours method overrides the way apps commonly do with `method-override`:
-// the X-HTTP-Method-Override header, the `_method` query parameter, and a `_method` form field.
+// the X-HTTP-Method-Override header, the `_method` query parameter (also as Express's qs parses
+// the query), and a `_method` form field.
 // An admin-only DELETE handler sits beside a public GET/POST one on /items/:id. Prints one JSON
 // line per request it serves:
 // {"backend":"express","handler":..,"method":..,"url":..,"headers":{..}}.
@@ -14,6 +15,8 @@ const app = express();
 app.use(express.urlencoded({ extended: false }));
 app.use(methodOverride("X-HTTP-Method-Override"));
 app.use(methodOverride("_method"));
+// A getter over Express's own parsed query (qs: `[_method]=DELETE` reads as `_method`).
+app.use(methodOverride((req) => (typeof req.query._method === "string" ? req.query._method : undefined)));
 app.use(
   methodOverride((req) => {
     if (req.body && typeof req.body === "object" && "_method" in req.body) {
