@@ -40,8 +40,8 @@ const WRITING: Duration = Duration::from_secs(5);
 /// ([`Watching::install`]).
 pub(crate) async fn watch(state: Arc<State>, path: PathBuf, mut watching: Watching) {
     let files = || {
-        let mut f = vec![path.clone()];
-        f.extend(state.referenced_files.load().iter().cloned());
+        let mut f = vec![absolute(&path)];
+        f.extend(state.referenced_files.load().iter().map(|p| absolute(p)));
         f
     };
     watching.listen_for_sighup();
@@ -73,7 +73,7 @@ pub(crate) async fn watch(state: Arc<State>, path: PathBuf, mut watching: Watchi
 /// ([`reload_revocations`]). SIGHUP reloads it with the config. `watching` was installed on its
 /// directory before keygate served ([`Watching::install`]).
 pub(crate) async fn watch_revocations(state: Arc<State>, path: PathBuf, mut watching: Watching) {
-    let files = [path.clone()];
+    let files = [absolute(&path)];
     // It may have changed since start-up: once any write in progress has settled, apply what it
     // holds (not counted as a reload).
     settle(&mut watching.events, Change::Other, &files).await;
@@ -190,6 +190,13 @@ impl Watching {
             }
         }
     }
+}
+
+/// `path` made absolute against the working directory, symlinks kept (a ConfigMap's `..data`
+/// swap must still be seen as a change of the link). Events name absolute paths (notify joins a
+/// relative watch to the working directory), so a relative `--config` is compared in this form.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Whether an event can be a change of `files`: writes to and closes of other files in the same

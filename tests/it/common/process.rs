@@ -40,6 +40,8 @@ pub(crate) struct Builder {
     port: u16,
     admin_port: u16,
     file: Option<PathBuf>,
+    /// Run in the config's directory with `--config config.yaml` (a relative path).
+    relative: bool,
 }
 
 impl Keygate {
@@ -53,6 +55,7 @@ impl Keygate {
             port: free_port(),
             admin_port: free_port(),
             file: None,
+            relative: false,
         }
     }
 
@@ -186,6 +189,12 @@ impl Builder {
         self
     }
 
+    /// Runs keygate in the config's directory with a relative `--config config.yaml`.
+    pub(crate) fn relative_config_path(mut self) -> Self {
+        self.relative = true;
+        self
+    }
+
     /// The full config text.
     pub(crate) fn text(&self) -> String {
         let grace = if self.body.contains("shutdown_grace_seconds") {
@@ -215,9 +224,12 @@ impl Builder {
         let log = dir.path().join("keygate.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bin());
-        cmd.args(["run", "--config"])
-            .arg(&config)
-            .env("KEYGATE_LOG", &self.level)
+        if self.relative && self.file.is_none() {
+            cmd.current_dir(dir.path()).args(["run", "--config", "config.yaml"]);
+        } else {
+            cmd.args(["run", "--config"]).arg(&config);
+        }
+        cmd.env("KEYGATE_LOG", &self.level)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(file.try_clone().unwrap())
             .stderr(file);
