@@ -17,9 +17,12 @@ const DISPOSITION: &[u8; 19] = b"content-disposition";
 ///   but a letter, digit, `_`, `.` or `-`, optionally followed by spaces, which PHP strips).
 ///   It is found at the byte after the word, if that byte ends a name (anything but a letter,
 ///   digit, `_`, `.` or `-`). So `_method=`, `"_method"`, `&.method[]=` and `\u005fmethod`
-///   count, and `payment_method`, `__method`, `Methodist` and `this method` do not. A line
-///   break (CR or LF) inside the name is skipped, as PHP's multipart header parser joins a
-///   line without `:` to the previous one (`_met` CRLF `hod`).
+///   count, and `payment_method`, `__method`, `Methodist` and `this method` do not.
+///   In multipart part headers (from a `Content-Disposition` line to the blank line after it),
+///   read as PHP reads them: a raw line break leaves a name in progress open, since PHP glues
+///   a header line without `:` onto the one before it (`name="_met` CRLF `hod"` is `_method`),
+///   and a NUL drops the rest of its line, PHP reading each line as a C string
+///   (`"_met` NUL `x` CRLF `hod"`).
 /// - `name*` in a `Content-Disposition` line: an RFC 2231 extended or continued `name`
 ///   parameter, which Werkzeug joins and decodes (`name*0="_me"; name*1="thod"`). A line ends
 ///   at a raw LF that is not followed by a space or tab (folding); a decoded `%0A` does not
@@ -43,6 +46,13 @@ pub struct Scanner {
     disposition: usize,
     /// Inside a `Content-Disposition` line: 0 no, 1 yes, 2 just after its raw LF.
     in_disposition: u8,
+    /// In multipart part headers: from a `Content-Disposition` line to the next blank line.
+    in_headers: bool,
+    /// At the start of a raw line (after LF, and any CR): an LF here is a blank line.
+    line_start: bool,
+    /// The name in progress (`word`, `opened`) when a NUL cut its header line short: PHP
+    /// resumes it on the next line.
+    cut: Option<(usize, bool)>,
 }
 
 impl Default for Scanner {
@@ -56,6 +66,9 @@ impl Default for Scanner {
             word: 0,
             disposition: 0,
             in_disposition: 0,
+            in_headers: false,
+            line_start: true,
+            cut: None,
         }
     }
 }
@@ -82,7 +95,30 @@ impl Scanner {
         if raw == b'\n' && self.in_disposition == 1 {
             self.in_disposition = 2;
         }
+        if raw == b'\n' && self.line_start {
+            self.in_headers = false; // the blank line after a part's headers
+        }
+        self.line_start = raw == b'\n' || (raw == b'\r' && self.line_start);
+        if self.in_headers && matches!(raw, b'\r' | b'\n') && self.percent.is_none() {
+            return self.header_break();
+        }
         self.percent_decode(raw)
+    }
+
+    /// A raw line break in part headers: it ends a complete word and starts a name, but leaves
+    /// a name in progress open (PHP joins the next line to it), resumed from before a NUL that
+    /// cut this line short.
+    fn header_break(&mut self) -> bool {
+        if self.word == WORD.len() {
+            return false;
+        }
+        if let Some((word, opened)) = self.cut.take() {
+            if word >= self.word {
+                (self.word, self.opened) = (word, opened);
+            }
+        }
+        self.lead = true;
+        true
     }
 
     /// One raw byte, through percent escapes.
@@ -140,18 +176,12 @@ impl Scanner {
     fn decoded(&mut self, b: u8) -> bool {
         if b == 0 {
             // Dropped (UTF-16 and UTF-32 text has them between ASCII letters), but it ends a
-            // name: PHP reads names as C strings (`_method%00x` is `_method`).
-            return self.word != WORD.len();
-        }
-        if matches!(b, b'\r' | b'\n') {
-            // A line break ends a complete word, and starts a name; but it leaves a word in
-            // progress open: PHP's multipart header parser glues a line without `:` onto the
-            // one before it with nothing between (`name="_met` CRLF `hod"` is `_method`).
-            if self.word == WORD.len() {
-                return false;
+            // name: PHP reads names as C strings (`_method%00x` is `_method`). In part headers
+            // PHP also drops the rest of the line: the name in progress is kept for the next.
+            if self.in_headers && self.cut.is_none() {
+                self.cut = Some((self.word, self.opened));
             }
-            self.lead = true;
-            return true;
+            return self.word != WORD.len();
         }
         let lower = b.to_ascii_lowercase();
         let in_name = lower.is_ascii_alphanumeric() || matches!(lower, b'_' | b'.' | b'-');
@@ -183,6 +213,7 @@ impl Scanner {
         if self.disposition == DISPOSITION.len() {
             self.disposition = 0;
             self.in_disposition = 1;
+            self.in_headers = true;
         }
         self.recent.rotate_left(1);
         self.recent[5] = lower;

@@ -129,6 +129,10 @@ const REFUSED: &[&str] = &[
     "--B\nContent-Disposition: form-data; name=_m\neth\nod\n\nDELETE\n--B--\n",
     "--B\r\nContent-Disposition: form-data; name=\".\r\nmethod\"\r\n\r\nDELETE\r\n--B--\r\n",
     "_method\r\n",
+    // ... and reads each header line as a C string: a NUL drops the rest of it (the ninth).
+    "--B\r\nContent-Disposition: form-data; name=\"_met\0X\r\nhod\"\r\n\r\nD\r\n--B--\r\n",
+    "--B\r\nContent-Disposition: form-data; name=\"_\0zz\r\nmethod\"\r\n\r\nD\r\n--B--\r\n",
+    "--B\r\nContent-Disposition: form-data; name=\"_m\r\ne\r\nthod\"\r\n\r\nD\r\n--B--\r\n",
 ];
 
 const FORWARDED: &[&str] = &[
@@ -146,6 +150,10 @@ const FORWARDED: &[&str] = &[
     "%%6D=1&50%=x",
     "--B\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n--B--\r\n",
     "--B\r\nContent-Disposition: form-data; name=\"_met\r\n hod\"\r\n\r\nD\r\n--B--\r\n",
+    // Line breaks outside part headers end names as any byte does (a textarea; the ninth).
+    "comment=Results+(see+table).%0D%0AMethod%3A+we+sampled+10+users",
+    "--B\r\nContent-Disposition: form-data; name=\"c\"\r\n\r\nsee table.\r\nMethod: sampled\r\n--B--\r\n",
+    "{\"comment\":\"see table.\r\nMethod: sampled\"}",
     "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n2 * 3 = 6; a\\b\r\n--B--\r\n",
 ];
 
