@@ -40,8 +40,14 @@ const WRITING: Duration = Duration::from_secs(5);
 /// ([`Watching::install`]).
 pub(crate) async fn watch(state: Arc<State>, path: PathBuf, mut watching: Watching) {
     let files = || {
-        let mut f = vec![absolute(&path)];
-        f.extend(state.referenced_files.load().iter().map(|p| absolute(p)));
+        let mut f = vec![watched_path(&path)];
+        f.extend(
+            state
+                .referenced_files
+                .load()
+                .iter()
+                .map(|p| watched_path(p)),
+        );
         f
     };
     watching.listen_for_sighup();
@@ -73,7 +79,7 @@ pub(crate) async fn watch(state: Arc<State>, path: PathBuf, mut watching: Watchi
 /// ([`reload_revocations`]). SIGHUP reloads it with the config. `watching` was installed on its
 /// directory before keygate served ([`Watching::install`]).
 pub(crate) async fn watch_revocations(state: Arc<State>, path: PathBuf, mut watching: Watching) {
-    let files = [absolute(&path)];
+    let files = [watched_path(&path)];
     // It may have changed since start-up: once any write in progress has settled, apply what it
     // holds (not counted as a reload).
     settle(&mut watching.events, Change::Other, &files).await;
@@ -158,6 +164,7 @@ impl Watching {
             return;
         };
         for f in files {
+            let f = watched_path(f);
             let dir = f
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -192,11 +199,19 @@ impl Watching {
     }
 }
 
-/// `path` made absolute against the working directory, symlinks kept (a ConfigMap's `..data`
-/// swap must still be seen as a change of the link). Events name absolute paths (notify joins a
-/// relative watch to the working directory), so a relative `--config` is compared in this form.
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+/// `path` as events name it: its directory resolved (absolute, no `..`, no symlinked
+/// directories), its file name kept as it is (a ConfigMap's `..data` swap must still be seen as
+/// a change of the link). notify joins a relative watch to the working directory, and reports
+/// a directory watched under two spellings (`./`, `../conf/`, a symlinked directory: one inode,
+/// one inotify watch) under the last one, so every path is compared, and every directory
+/// watched once, in this form.
+fn watched_path(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = abs.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    match (dir, abs.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => abs,
+    }
 }
 
 /// Whether an event can be a change of `files`: writes to and closes of other files in the same

@@ -367,6 +367,42 @@ fn rewritten_in_place(relative: bool) {
 }
 
 #[test]
+fn finding_9_a_file_naming_the_configs_directory_another_way_leaves_reloads_working() {
+    // The ninth review: a `value_file` that spells the config's directory through `..` made it
+    // watched twice, and notify then named every event of it by the second spelling: no edit
+    // of the config was ever applied.
+    let up = echo::spawn("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::write(dir.path().join("ingest.key"), "key_1\n").unwrap();
+    let key = dir.path().join("..").join(name).join("ingest.key");
+    let body = |extra: &str| {
+        format!(
+            "authenticators:\n  key:\n    type: api_key\n    from: {{ header: x-api-key }}\n    keys: [{{ name: k, value_file: \"{}\" }}]\nroutes:\n{extra}  - {{ name: events, path: /events, auth: [key] }}\n",
+            key.display()
+        )
+    };
+    let builder = Keygate::builder().config(body("")).upstream(up.addr);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, builder.text()).unwrap();
+    let kg = builder.config_file(&config).start();
+    assert_eq!(kg.get("/events", &[("x-api-key", "key_1")]).status, 200);
+    assert_ne!(kg.get("/public", &[]).status, 200);
+    std::fs::write(
+        &config,
+        kg.config_text(&body("  - { name: public, path: /public, auth: anonymous }\n")),
+    )
+    .unwrap();
+    eventually("the edited config", Duration::from_secs(5), || {
+        (kg.get("/public", &[]).status == 200).then_some(())
+    });
+    std::fs::write(dir.path().join("ingest.key"), "key_2\n").unwrap();
+    eventually("the rotated key", Duration::from_secs(5), || {
+        (kg.get("/events", &[("x-api-key", "key_2")]).status == 200).then_some(())
+    });
+}
+
+#[test]
 fn finding_9_a_rotated_key_file_takes_effect_without_sighup() {
     let up = echo::spawn("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
