@@ -67,7 +67,10 @@ pub(crate) fn scanner(
     req: &Canonical<'_>,
 ) -> Option<(crate::form::Scanner, crate::form::Kind)> {
     match needed(route, req) {
-        Ok(Some(Need::Scan(kind))) => Some((crate::form::Scanner::default(), kind)),
+        Ok(Some(Need::Scan(kind))) => {
+            let multipart = crate::form::multipart(req.headers);
+            Some((crate::form::Scanner::new(multipart), kind))
+        }
         _ => None,
     }
 }

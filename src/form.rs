@@ -77,6 +77,17 @@ fn kind_of(value: &HeaderValue) -> Option<Kind> {
     json.then_some(Kind::Json)
 }
 
+/// Whether some framework could read the body as multipart: any `Content-Type` names
+/// `multipart` anywhere, in any case (PHP, Rack and Werkzeug each find the type differently).
+pub(crate) fn multipart(headers: &HeaderMap) -> bool {
+    let mut types = headers.get_all(CONTENT_TYPE).iter();
+    types.any(|v| {
+        v.as_bytes()
+            .windows(9)
+            .any(|w| w.eq_ignore_ascii_case(b"multipart"))
+    })
+}
+
 /// Whether the body is sent as it is: no `Content-Encoding` other than `identity` (RFC 9110
 /// §8.4). A backend would read a compressed body only after inflating it.
 pub(crate) fn uncompressed(headers: &HeaderMap) -> bool {

@@ -7,6 +7,9 @@
 /// What would let a framework read an override field; see [`Scanner::feed`].
 const WORD: &[u8; 6] = b"method";
 const DISPOSITION: &[u8; 19] = b"content-disposition";
+/// The longest part-header line a multipart body may have, in bytes (PHP splits lines at its
+/// 5,120-byte buffer; browsers' lines are far shorter).
+const MAX_HEADER_LINE: usize = 4096;
 
 /// Checks a body as it streams, one chunk at a time. State is carried across chunks, so a
 /// name split between chunks is still found.
@@ -18,17 +21,21 @@ const DISPOSITION: &[u8; 19] = b"content-disposition";
 ///   It is found at the byte after the word, if that byte ends a name (anything but a letter,
 ///   digit, `_`, `.` or `-`). So `_method=`, `"_method"`, `&.method[]=` and `\u005fmethod`
 ///   count, and `payment_method`, `__method`, `Methodist` and `this method` do not.
-///   In multipart part headers (from a `Content-Disposition` line to the blank line after it),
-///   read as PHP reads them: a raw line break leaves a name in progress open, since PHP glues
-///   a header line without `:` onto the one before it (`name="_met` CRLF `hod"` is `_method`),
-///   and a NUL drops the rest of its line, PHP reading each line as a C string
-///   (`"_met` NUL `x` CRLF `hod"`).
+///   In a multipart body's part headers (from a `Content-Disposition` line to the blank line
+///   after it: LF LF or LF CR LF), lines are read as PHP's `main/rfc1867.c` reads them too: a
+///   raw line break leaves a name in progress open, since PHP glues a line without `:` onto the
+///   one before it (`name="_met` CRLF `hod"` is `_method`); a NUL drops the rest of its line for
+///   PHP, which reads each line as a C string, so the next line resumes the name as it was at
+///   the NUL (`"_met` NUL `x` CRLF `hod"`); and a line of 4,096 bytes or more is refused, since
+///   PHP splits a line that does not fit its 5 KiB buffer into two.
 /// - `name*` in a `Content-Disposition` line: an RFC 2231 extended or continued `name`
 ///   parameter, which Werkzeug joins and decodes (`name*0="_me"; name*1="thod"`). A line ends
 ///   at a raw LF that is not followed by a space or tab (folding); a decoded `%0A` does not
 ///   end it.
 #[derive(Debug)]
 pub struct Scanner {
+    /// The body is multipart (its `Content-Type` says so): part headers are read as PHP does.
+    multipart: bool,
     /// A `%` and up to one hex digit waiting for the rest of the escape.
     percent: Option<Option<u8>>,
     /// A backslash escape in progress: `Some(None)` after `\`, `Some(Some((code, digits)))` inside
@@ -48,16 +55,38 @@ pub struct Scanner {
     in_disposition: u8,
     /// In multipart part headers: from a `Content-Disposition` line to the next blank line.
     in_headers: bool,
-    /// At the start of a raw line (after LF, and any CR): an LF here is a blank line.
-    line_start: bool,
-    /// The name in progress (`word`, `opened`) when a NUL cut its header line short: PHP
-    /// resumes it on the next line.
-    cut: Option<(usize, bool)>,
+    /// Where the raw line is: 0 inside it, 1 just after its LF, 2 after LF CR (an LF at 1 or
+    /// 2 makes a blank line).
+    line: u8,
+    /// Raw bytes since the last LF.
+    line_len: usize,
+    /// The name in progress when a NUL cut a part-header line short for PHP, which resumes it
+    /// on the next line.
+    cut: Option<Resume>,
+}
+
+/// What a name in progress is made of, to resume it after a NUL (see [`Scanner::cut`]).
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    percent: Option<Option<u8>>,
+    backslash: Option<Option<(u32, u8)>>,
+    lead: bool,
+    opened: bool,
+    word: usize,
 }
 
 impl Default for Scanner {
+    /// A scanner for a multipart body (the stricter reading).
     fn default() -> Scanner {
+        Scanner::new(true)
+    }
+}
+
+impl Scanner {
+    /// A scanner for a body that is `multipart` or not, by its `Content-Type`.
+    pub fn new(multipart: bool) -> Scanner {
         Scanner {
+            multipart,
             percent: None,
             backslash: None,
             recent: [0; 6],
@@ -67,13 +96,12 @@ impl Default for Scanner {
             disposition: 0,
             in_disposition: 0,
             in_headers: false,
-            line_start: true,
+            line: 1,
+            line_len: 0,
             cut: None,
         }
     }
-}
 
-impl Scanner {
     /// Feeds the next chunk. Returns how many of its bytes may be forwarded: `chunk.len()`
     /// when none completes what the scanner refuses, otherwise the bytes before that one. The
     /// caller then refuses the request and forwards nothing more.
@@ -95,30 +123,49 @@ impl Scanner {
         if raw == b'\n' && self.in_disposition == 1 {
             self.in_disposition = 2;
         }
-        if raw == b'\n' && self.line_start {
-            self.in_headers = false; // the blank line after a part's headers
+        if raw == b'\n' {
+            if self.line != 0 {
+                self.in_headers = false; // the blank line after a part's headers
+            }
+            (self.line, self.line_len) = (1, 0);
+        } else {
+            self.line = if raw == b'\r' && self.line == 1 { 2 } else { 0 };
+            self.line_len += 1;
         }
-        self.line_start = raw == b'\n' || (raw == b'\r' && self.line_start);
-        if self.in_headers && matches!(raw, b'\r' | b'\n') && self.percent.is_none() {
-            return self.header_break();
+        if self.in_headers {
+            if self.line_len >= MAX_HEADER_LINE {
+                return false;
+            }
+            if matches!(raw, b'\r' | b'\n') {
+                return self.header_break();
+            }
         }
         self.percent_decode(raw)
     }
 
-    /// A raw line break in part headers: it ends a complete word and starts a name, but leaves
-    /// a name in progress open (PHP joins the next line to it), resumed from before a NUL that
-    /// cut this line short.
+    /// A raw line break in part headers. It ends a complete word and starts a name, but leaves
+    /// a name in progress open: PHP joins the next line to this one, as it read it (up to a
+    /// NUL, where the name is resumed from; `%` is no escape there).
     fn header_break(&mut self) -> bool {
         if self.word == WORD.len() {
             return false;
         }
-        if let Some((word, opened)) = self.cut.take() {
-            if word >= self.word {
-                (self.word, self.opened) = (word, opened);
-            }
+        if let Some(r) = self.cut.take() {
+            (self.percent, self.backslash) = (r.percent, r.backslash);
+            (self.lead, self.opened, self.word) = (r.lead, r.opened, r.word);
+        } else if self.percent.is_some() && !self.flush_percent() {
+            return false;
         }
         self.lead = true;
         true
+    }
+
+    /// A `%` (and its digit) that turned out to be no escape: they stand for themselves.
+    fn flush_percent(&mut self) -> bool {
+        match self.percent.take() {
+            Some(pending) => self.unescape(b'%') && pending.is_none_or(|h| self.unescape(h)),
+            None => true,
+        }
     }
 
     /// One raw byte, through percent escapes.
@@ -134,12 +181,9 @@ impl Scanner {
                 true
             }
             Some(Some(h)) if raw.is_ascii_hexdigit() => self.unescape(hex(h) << 4 | hex(raw)),
-            Some(pending) => {
-                // Not an escape after all: `%` (and its digit) stand for themselves.
-                if !self.unescape(b'%') || pending.is_some_and(|h| !self.unescape(h)) {
-                    return false;
-                }
-                self.percent_decode(raw)
+            pending @ Some(_) => {
+                self.percent = pending;
+                self.flush_percent() && self.percent_decode(raw)
             }
         }
     }
@@ -179,7 +223,13 @@ impl Scanner {
             // name: PHP reads names as C strings (`_method%00x` is `_method`). In part headers
             // PHP also drops the rest of the line: the name in progress is kept for the next.
             if self.in_headers && self.cut.is_none() {
-                self.cut = Some((self.word, self.opened));
+                self.cut = Some(Resume {
+                    percent: self.percent,
+                    backslash: self.backslash,
+                    lead: self.lead,
+                    opened: self.opened,
+                    word: self.word,
+                });
             }
             return self.word != WORD.len();
         }
@@ -213,7 +263,7 @@ impl Scanner {
         if self.disposition == DISPOSITION.len() {
             self.disposition = 0;
             self.in_disposition = 1;
-            self.in_headers = true;
+            self.in_headers = self.multipart;
         }
         self.recent.rotate_left(1);
         self.recent[5] = lower;

@@ -133,6 +133,11 @@ const REFUSED: &[&str] = &[
     "--B\r\nContent-Disposition: form-data; name=\"_met\0X\r\nhod\"\r\n\r\nD\r\n--B--\r\n",
     "--B\r\nContent-Disposition: form-data; name=\"_\0zz\r\nmethod\"\r\n\r\nD\r\n--B--\r\n",
     "--B\r\nContent-Disposition: form-data; name=\"_m\r\ne\r\nthod\"\r\n\r\nD\r\n--B--\r\n",
+    // PHP's blank line is LF LF or LF CR LF only; what follows a NUL never counts (the tenth).
+    "--B\r\nContent-Disposition: form-data;\r\n\r\r\nname=\"_met\r\nhod\"\r\n\r\nD\r\n--B--\r\n",
+    "--B\r\nContent-Disposition: form-data; name=\"_met\0\"_meth\r\nhod\"\r\n\r\nD\r\n--B--\r\n",
+    "--B\r\nContent-Disposition: form-data; name=\"_met\0%\nhod\"\r\n\r\nD\r\n--B--\r\n",
+    "--B\r\nContent-Disposition: form-data; name=\"_met\0\\u\r\nhod\"\r\n\r\nD\r\n--B--\r\n",
 ];
 
 const FORWARDED: &[&str] = &[
@@ -195,4 +200,25 @@ fn chunk_boundaries_change_nothing() {
             .any(|b| s.feed(std::slice::from_ref(b)) == 0);
         assert_eq!(bytewise, whole, "{body:?} byte by byte");
     }
+}
+
+#[test]
+fn part_header_lines_php_would_split_are_refused_in_multipart_bodies_only() {
+    // PHP splits a part-header line longer than its 5 KiB buffer: `name=_method` then a header
+    // `x: y`, where the scan would read `_methodx` (the tenth review).
+    let pad = "A".repeat(5100);
+    let long = format!(
+        "--B\r\nContent-Disposition: form-data; a=\"{pad}\"; name=_methodx: y\r\n\r\nD\r\n--B--\r\n"
+    );
+    assert!(Scanner::new(true).feed(long.as_bytes()) < long.len());
+    // A long value after the part headers is fine; so is a long line in a body that is not
+    // multipart, whatever it says (an e-mail API's JSON may well name Content-Disposition).
+    let value =
+        format!("--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n{pad}\r\n--B--\r\n");
+    assert_eq!(Scanner::new(true).feed(value.as_bytes()), value.len());
+    let json = format!(
+        "{{\n  \"headers\": \"Content-Disposition: attachment\",\n  \"x\": [\n    1\n  ],\n  \"pad\": \"{pad}\",\n  \"t\": \"see.\\u0000\r\n_\r\nmethod\"\n}}"
+    );
+    assert_eq!(Scanner::new(false).feed(json.as_bytes()), json.len());
+    assert!(Scanner::new(true).feed(json.as_bytes()) < json.len());
 }
