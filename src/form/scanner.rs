@@ -21,13 +21,14 @@ const MAX_HEADER_LINE: usize = 4096;
 ///   It is found at the byte after the word, if that byte ends a name (anything but a letter,
 ///   digit, `_`, `.` or `-`). So `_method=`, `"_method"`, `&.method[]=` and `\u005fmethod`
 ///   count, and `payment_method`, `__method`, `Methodist` and `this method` do not.
-///   In a multipart body's part headers (from a `Content-Disposition` line to the blank line
-///   after it: LF LF or LF CR LF), lines are read as PHP's `main/rfc1867.c` reads them too: a
-///   raw line break leaves a name in progress open, since PHP glues a line without `:` onto the
-///   one before it (`name="_met` CRLF `hod"` is `_method`); a NUL drops the rest of its line for
-///   PHP, which reads each line as a C string, so the next line resumes the name as it was at
-///   the NUL (`"_met` NUL `x` CRLF `hod"`); and a line of 4,096 bytes or more is refused, since
-///   PHP splits a line that does not fit its 5 KiB buffer into two.
+///   In a multipart body's part headers (after any line that starts with `--`, as every
+///   boundary line does, up to a blank line: LF LF or LF CR LF), lines are read as PHP's
+///   `main/rfc1867.c` reads them too. A line ends at LF only (a CR right before it is
+///   dropped). A line break leaves a name in progress open, since PHP glues a line without `:`
+///   onto the one before it (`name="_met` CRLF `hod"` is `_method`). A NUL drops the rest of
+///   its line for PHP, which reads each line as a C string, so the next line resumes the name
+///   as it was at the NUL (`"_met` NUL `x` CRLF `hod"`). A line of 4,096 bytes or more is
+///   refused, since PHP splits a line that does not fit its 5 KiB buffer into two.
 /// - `name*` in a `Content-Disposition` line: an RFC 2231 extended or continued `name`
 ///   parameter, which Werkzeug joins and decodes (`name*0="_me"; name*1="thod"`). A line ends
 ///   at a raw LF that is not followed by a space or tab (folding); a decoded `%0A` does not
@@ -53,13 +54,17 @@ pub struct Scanner {
     disposition: usize,
     /// Inside a `Content-Disposition` line: 0 no, 1 yes, 2 just after its raw LF.
     in_disposition: u8,
-    /// In multipart part headers: from a `Content-Disposition` line to the next blank line.
+    /// In multipart part headers: after a line that starts with `--`, to the next blank line.
     in_headers: bool,
     /// Where the raw line is: 0 inside it, 1 just after its LF, 2 after LF CR (an LF at 1 or
     /// 2 makes a blank line).
     line: u8,
     /// Raw bytes since the last LF.
     line_len: usize,
+    /// How many of the line's first two bytes are `-` (2: a boundary line, perhaps).
+    dashes: u8,
+    /// A raw CR in part headers, held until the next byte tells whether it ends the line.
+    cr: bool,
     /// The name in progress when a NUL cut a part-header line short for PHP, which resumes it
     /// on the next line.
     cut: Option<Resume>,
@@ -98,6 +103,8 @@ impl Scanner {
             in_headers: false,
             line: 1,
             line_len: 0,
+            dashes: 0,
+            cr: false,
             cut: None,
         }
     }
@@ -124,26 +131,52 @@ impl Scanner {
             self.in_disposition = 2;
         }
         if raw == b'\n' {
-            if self.line != 0 {
-                self.in_headers = false; // the blank line after a part's headers
-            }
-            (self.line, self.line_len) = (1, 0);
-        } else {
-            self.line = if raw == b'\r' && self.line == 1 { 2 } else { 0 };
-            self.line_len += 1;
+            return self.line_end();
         }
-        if self.in_headers {
-            if self.line_len >= MAX_HEADER_LINE {
-                return false;
-            }
-            if matches!(raw, b'\r' | b'\n') {
-                return self.header_break();
-            }
+        self.line = if raw == b'\r' && self.line == 1 { 2 } else { 0 };
+        if self.line_len < 2 && raw == b'-' {
+            self.dashes += 1;
+        }
+        self.line_len += 1;
+        if !self.in_headers {
+            return self.percent_decode(raw);
+        }
+        if self.line_len >= MAX_HEADER_LINE || !self.take_cr() {
+            return false;
+        }
+        if raw == b'\r' {
+            self.cr = true; // dropped if an LF follows, a byte of the line otherwise
+            return true;
         }
         self.percent_decode(raw)
     }
 
-    /// A raw line break in part headers. It ends a complete word and starts a name, but leaves
+    /// A raw LF: the end of a line. A blank line ends part headers; a line that starts with
+    /// `--` starts them (in a multipart body).
+    fn line_end(&mut self) -> bool {
+        let (blank, boundary) = (self.line != 0, self.dashes == 2);
+        (self.line, self.line_len, self.dashes) = (1, 0, 0);
+        if blank {
+            self.in_headers = false;
+        }
+        let ok = if self.in_headers {
+            self.cr = false;
+            self.header_break()
+        } else {
+            self.take_cr() && self.percent_decode(b'\n')
+        };
+        if boundary {
+            self.in_headers = self.multipart;
+        }
+        ok
+    }
+
+    /// A held CR that turned out not to end its line: one more byte of it.
+    fn take_cr(&mut self) -> bool {
+        !std::mem::take(&mut self.cr) || self.percent_decode(b'\r')
+    }
+
+    /// The end of a part-header line. It ends a complete word and starts a name, but leaves
     /// a name in progress open: PHP joins the next line to this one, as it read it (up to a
     /// NUL, where the name is resumed from; `%` is no escape there).
     fn header_break(&mut self) -> bool {
@@ -263,7 +296,6 @@ impl Scanner {
         if self.disposition == DISPOSITION.len() {
             self.disposition = 0;
             self.in_disposition = 1;
-            self.in_headers = self.multipart;
         }
         self.recent.rotate_left(1);
         self.recent[5] = lower;
