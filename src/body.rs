@@ -69,7 +69,12 @@ pub(crate) fn scanner(
     match needed(route, req) {
         Ok(Some(Need::Scan(kind))) => {
             let multipart = crate::form::multipart(req.headers);
-            Some((crate::form::Scanner::new(multipart), kind))
+            let scanner = crate::form::Scanner::new(multipart);
+            let scanner = match crate::form::php_boundary(req.headers) {
+                Some(b) if multipart => scanner.with_boundary(&b),
+                _ => scanner,
+            };
+            Some((scanner, kind))
         }
         _ => None,
     }

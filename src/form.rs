@@ -88,6 +88,38 @@ pub(crate) fn multipart(headers: &HeaderMap) -> bool {
     })
 }
 
+/// The multipart boundary as PHP reads it from the only `Content-Type` (`main/rfc1867.c`): after
+/// the first `boundary` (any case if not in lower case) and the next `=`, up to a closing `"`
+/// if quoted, else up to `,` or `;`, nothing trimmed. `None` with more than one `Content-Type`
+/// or none PHP can read (the scan then takes the whole body for preamble).
+pub(crate) fn php_boundary(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let mut types = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(ct), None) = (types.next(), types.next()) else {
+        return None;
+    };
+    let ct = ct.as_bytes();
+    let find = |exact: bool| {
+        ct.windows(8).position(|w| {
+            if exact {
+                w == b"boundary"
+            } else {
+                w.eq_ignore_ascii_case(b"boundary")
+            }
+        })
+    };
+    let at = find(true).or_else(|| find(false))?;
+    let rest = &ct[at..];
+    let value = &rest[rest.iter().position(|&b| b == b'=')? + 1..];
+    let boundary = match value.strip_prefix(b"\"") {
+        Some(quoted) => &quoted[..quoted.iter().position(|&b| b == b'"')?],
+        None => value
+            .split(|&b| b == b',' || b == b';')
+            .next()
+            .unwrap_or_default(),
+    };
+    Some(boundary.to_vec())
+}
+
 /// Whether the body is sent as it is: no `Content-Encoding` other than `identity` (RFC 9110
 /// §8.4). A backend would read a compressed body only after inflating it.
 pub(crate) fn uncompressed(headers: &HeaderMap) -> bool {
@@ -157,6 +189,7 @@ fn has_body(headers: &HeaderMap) -> bool {
         })
 }
 
+mod preamble;
 mod scanner;
 
 pub use scanner::{refuses, Scanner};

@@ -4,6 +4,8 @@
 //! escapes: JSON's `\u005f`, a quoted-pair's `\o`; NUL bytes, as UTF-16 and UTF-32 text has
 //! them, dropped), and the decoded text is matched as a framework reads a field name.
 
+use super::preamble::Preamble;
+
 /// What would let a framework read an override field; see [`Scanner::feed`].
 const WORD: &[u8; 6] = b"method";
 const DISPOSITION: &[u8; 19] = b"content-disposition";
@@ -65,6 +67,8 @@ pub struct Scanner {
     dashes: u8,
     /// A raw CR in part headers, held until the next byte tells whether it ends the line.
     cr: bool,
+    /// A multipart body's preamble, where lines of [`MAX_HEADER_LINE`] bytes are refused too.
+    preamble: Preamble,
     /// The name in progress when a NUL cut a part-header line short for PHP, which resumes it
     /// on the next line.
     cut: Option<Resume>,
@@ -89,6 +93,9 @@ impl Default for Scanner {
 
 impl Scanner {
     /// A scanner for a body that is `multipart` or not, by its `Content-Type`.
+    ///
+    /// A multipart body's preamble (before its first boundary line, as PHP finds it) lasts to
+    /// the end unless [`Scanner::with_boundary`] says what the boundary is.
     pub fn new(multipart: bool) -> Scanner {
         Scanner {
             multipart,
@@ -105,8 +112,16 @@ impl Scanner {
             line_len: 0,
             dashes: 0,
             cr: false,
+            preamble: Preamble::new(None),
             cut: None,
         }
+    }
+
+    /// The boundary PHP reads from the body's `Content-Type` (`form::php_boundary`): the
+    /// preamble ends at the first line that is `--` and it.
+    pub fn with_boundary(mut self, boundary: &[u8]) -> Scanner {
+        self.preamble = Preamble::new(Some(boundary));
+        self
     }
 
     /// Feeds the next chunk. Returns how many of its bytes may be forwarded: `chunk.len()`
@@ -138,6 +153,12 @@ impl Scanner {
             self.dashes += 1;
         }
         self.line_len += 1;
+        if self.multipart {
+            self.preamble.byte(raw);
+            if self.preamble.open() && self.line_len >= MAX_HEADER_LINE {
+                return false;
+            }
+        }
         if !self.in_headers {
             return self.percent_decode(raw);
         }
@@ -155,6 +176,7 @@ impl Scanner {
     /// `--` starts them (in a multipart body).
     fn line_end(&mut self) -> bool {
         let (blank, boundary) = (self.line != 0, self.dashes == 2);
+        self.preamble.line_end();
         (self.line, self.line_len, self.dashes) = (1, 0, 0);
         if blank {
             self.in_headers = false;
