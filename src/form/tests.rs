@@ -258,31 +258,17 @@ fn part_header_lines_php_would_split_are_refused_in_multipart_bodies_only() {
 fn the_boundary_is_read_as_php_reads_it() {
     let b = |pairs: &[(&str, &str)]| php_boundary(&headers(pairs));
     let one = |ct: &str| b(&[("content-type", ct)]).map(|v| String::from_utf8(v).unwrap());
-    assert_eq!(
-        one("multipart/form-data; boundary=BB").as_deref(),
-        Some("BB")
-    );
-    assert_eq!(
-        one("multipart/form-data; boundary=\"a;b\"; x=1").as_deref(),
-        Some("a;b")
-    );
-    assert_eq!(
-        one("multipart/form-data; boundary=BB, x").as_deref(),
-        Some("BB")
-    );
-    assert_eq!(
-        one("multipart/form-data; boundary= BB").as_deref(),
-        Some(" BB")
-    );
-    assert_eq!(
-        one("multipart/form-data; Boundary=CC").as_deref(),
-        Some("CC")
-    );
-    // The first `boundary`, wherever it is, and the next `=`.
-    assert_eq!(
-        one("multipart/form-data; x-boundary-y=1; boundary=BB").as_deref(),
-        Some("1")
-    );
+    for (ct, want) in [
+        ("multipart/form-data; boundary=BB", "BB"),
+        ("multipart/form-data; boundary=\"a;b\"; x=1", "a;b"),
+        ("multipart/form-data; boundary=BB, x", "BB"),
+        ("multipart/form-data; boundary= BB", " BB"),
+        ("multipart/form-data; Boundary=CC", "CC"),
+        // The first `boundary`, wherever it is, and the next `=`.
+        ("multipart/form-data; x-boundary-y=1; boundary=BB", "1"),
+    ] {
+        assert_eq!(one(ct).as_deref(), Some(want), "{ct}");
+    }
     assert_eq!(one("multipart/form-data; boundary=\"open"), None);
     assert_eq!(one("multipart/form-data"), None);
     let two = [
