@@ -70,9 +70,10 @@ pub(crate) fn scanner(
         Ok(Some(Need::Scan(kind))) => {
             let multipart = crate::form::multipart(req.headers);
             let scanner = crate::form::Scanner::new(multipart);
-            let scanner = match crate::form::php_boundary(req.headers) {
-                Some(b) if multipart => scanner.with_boundary(&b),
-                _ => scanner,
+            let boundary = multipart.then(|| crate::form::php_boundary(req.headers));
+            let scanner = match boundary.flatten() {
+                Some(b) => scanner.with_boundary(&b),
+                None => scanner,
             };
             Some((scanner, kind))
         }
